@@ -1,0 +1,327 @@
+"""Decode Kubernetes objects as the API server stores them in etcd.
+
+A stored value is one of:
+
+* JSON -- it starts with ``{``;
+* protobuf -- the magic ``k8s\\x00`` followed by a ``runtime.Unknown`` envelope
+  (``typeMeta``, ``raw``, ``contentEncoding``, ``contentType``) whose ``raw`` is the
+  object's own message;
+* encrypted at rest -- it starts with ``k8s:enc:<provider>:<version>:<key>:``.  The
+  watcher has no keys; such a value is reported, never half-read.
+
+Every kind decodes to the dictionary Kubernetes' own JSON encoding gives for the same
+object, so the catalog only ever sees one form.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+
+from breakwater.k8s.schema import KINDS, MESSAGES, SPECIAL_TYPES, Field
+
+PROTOBUF_MAGIC = b"k8s\x00"
+ENCRYPTED_PREFIX = b"k8s:enc:"
+_PACKAGE = "breakwater.k8s"
+_SCALARS = {
+    "string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+    "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+}
+# The runtime.Unknown envelope of k8s.io/apimachinery/pkg/runtime.
+_ENVELOPE: dict[str, tuple[Field, ...]] = {
+    "TypeMeta": (Field("apiVersion", 1, "string"), Field("kind", 2, "string")),
+    "Unknown": (
+        Field("typeMeta", 1, "TypeMeta"),
+        Field("raw", 2, "bytes"),
+        Field("contentEncoding", 3, "string"),
+        Field("contentType", 4, "string"),
+    ),
+}
+_ZERO_TIME_SECONDS = -62135596800  # Go's time.Time{}.Unix(): JSON null
+
+
+class DecodeError(Exception):
+    """A stored value that cannot be turned into an object; names the etcd key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class EncryptedValueError(DecodeError):
+    """The value is encrypted at rest (``k8s:enc:``); the edge cannot read it."""
+
+
+class CorruptValueError(DecodeError):
+    """The value is truncated, corrupt, or not a Kubernetes storage value at all."""
+
+
+class UnknownKindError(DecodeError):
+    """The value is a kind Breakwater has no schema for."""
+
+
+def _split_type(type_name: str) -> tuple[str, str]:
+    """``[]T`` -> ("repeated", T); ``{T}`` -> ("map", T); ``T`` -> ("single", T)."""
+    if type_name.startswith("[]"):
+        return "repeated", type_name[2:]
+    if type_name.startswith("{"):
+        return "map", type_name[1:-1]
+    return "single", type_name
+
+
+def _field_proto(
+    owner: descriptor_pb2.DescriptorProto, field: Field
+) -> descriptor_pb2.FieldDescriptorProto:
+    shape, element = _split_type(field.type)
+    proto = owner.field.add(name=field.json_name, number=field.number, json_name=field.json_name)
+    proto.label = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+        if shape == "single"
+        else descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+    )
+    if shape == "map":
+        entry_name = field.json_name[:1].upper() + field.json_name[1:] + "Entry"
+        entry = owner.nested_type.add(name=entry_name)
+        entry.options.map_entry = True
+        _field_proto(entry, Field("key", 1, "string"))
+        _field_proto(entry, Field("value", 2, element))
+        proto.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
+        proto.type_name = f".{_PACKAGE}.{owner.name}.{entry_name}"
+    elif element in _SCALARS:
+        proto.type = _SCALARS[element]
+    else:
+        proto.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
+        proto.type_name = f".{_PACKAGE}.{element}"
+    return proto
+
+
+@cache
+def _message_classes() -> Mapping[str, type[message.Message]]:
+    """Build real protobuf descriptors from the schema table, once."""
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="breakwater/k8s.proto", package=_PACKAGE, syntax="proto2"
+    )
+    tables = {**MESSAGES, **SPECIAL_TYPES, **_ENVELOPE}
+    for name, fields in tables.items():
+        owner = file_proto.message_type.add(name=name)
+        for field in fields:
+            _field_proto(owner, field)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file_proto)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
+        for name in tables
+    }
+
+
+def _time_to_json(value: Any) -> str | None:
+    if value.seconds == _ZERO_TIME_SECONDS and value.nanos == 0:
+        return None
+    moment = datetime.datetime.fromtimestamp(value.seconds, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _int_or_string_to_json(value: Any) -> int | str:
+    return str(value.strVal) if value.type == 1 else int(value.intVal)
+
+
+def _fields_v1_to_json(value: Any) -> Any:
+    return json.loads(value.Raw) if value.Raw else {}
+
+
+_SPECIAL_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "Time": _time_to_json,
+    "IntOrString": _int_or_string_to_json,
+    "Quantity": lambda value: str(value.string),
+    "FieldsV1": _fields_v1_to_json,
+    "bytes": lambda value: base64.b64encode(value).decode("ascii"),
+}
+
+
+def _element_to_json(element: str, value: Any) -> Any:
+    if element in MESSAGES:
+        return _message_to_json(element, value)
+    converter = _SPECIAL_CONVERTERS.get(element)
+    return converter(value) if converter else value
+
+
+def _message_to_json(type_name: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in MESSAGES[type_name]:
+        shape, element = _split_type(field.type)
+        keep_empty = "k" in field.flags
+        if shape == "repeated":
+            items = getattr(value, field.json_name)
+            if items or keep_empty:
+                out[field.json_name] = [_element_to_json(element, item) for item in items]
+        elif shape == "map":
+            entries = getattr(value, field.json_name)
+            if entries or keep_empty:
+                out[field.json_name] = {
+                    key: _element_to_json(element, entries[key]) for key in sorted(entries)
+                }
+        elif "i" in field.flags:
+            out.update(_message_to_json(element, getattr(value, field.json_name)))
+        elif value.HasField(field.json_name):
+            converted = _element_to_json(element, getattr(value, field.json_name))
+            is_struct = element in MESSAGES or element in SPECIAL_TYPES
+            if is_struct or converted or "p" in field.flags or keep_empty:
+                out[field.json_name] = converted
+    return out
+
+
+def decode_protobuf(key: str, value: bytes) -> dict[str, Any]:
+    """Decode a ``k8s\\x00`` protobuf storage value into Kubernetes' JSON form."""
+    classes = _message_classes()
+    envelope = classes["Unknown"]()
+    try:
+        envelope.ParseFromString(value[len(PROTOBUF_MAGIC) :])
+    except ProtobufDecodeError as exc:
+        raise CorruptValueError(key, f"truncated or corrupt protobuf envelope ({exc})") from exc
+    if not envelope.HasField("raw"):
+        raise CorruptValueError(key, "protobuf envelope carries no object")
+    if envelope.contentEncoding:
+        raise CorruptValueError(key, f"unsupported contentEncoding {envelope.contentEncoding!r}")
+    api_version, kind = envelope.typeMeta.apiVersion, envelope.typeMeta.kind
+    type_name = KINDS.get((api_version, kind))
+    if type_name is None:
+        raise UnknownKindError(key, f"unknown kind {kind!r} of apiVersion {api_version!r}")
+    obj = classes[type_name]()
+    try:
+        obj.ParseFromString(envelope.raw)
+        body = _message_to_json(type_name, obj)
+    except (ProtobufDecodeError, ValueError, OverflowError, OSError) as exc:
+        raise CorruptValueError(key, f"truncated or corrupt {kind} ({exc})") from exc
+    return {"kind": kind, "apiVersion": api_version, **body}
+
+
+def decode_json(key: str, value: bytes) -> dict[str, Any]:
+    """Decode a JSON storage value; the kind must be one Breakwater knows."""
+    try:
+        obj = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptValueError(key, f"truncated or corrupt JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise CorruptValueError(key, "JSON value is not an object")
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        raise CorruptValueError(key, "JSON object has no kind and apiVersion")
+    if (api_version, kind) not in KINDS:
+        raise UnknownKindError(key, f"unknown kind {kind!r} of apiVersion {api_version!r}")
+    return obj
+
+
+def decode(key: str, value: bytes) -> dict[str, Any]:
+    """Decode one etcd value stored by the Kubernetes API server.
+
+    ``key`` is only used to name the object in errors.  Raises a subclass of
+    :class:`DecodeError` for encrypted, corrupt or unknown values.
+    """
+    if value.startswith(ENCRYPTED_PREFIX):
+        provider = value[len(ENCRYPTED_PREFIX) :].split(b":", 2)[:2]
+        name = ":".join(part.decode("ascii", "replace") for part in provider)
+        raise EncryptedValueError(
+            key,
+            f"value is encrypted at rest (provider {name}); Breakwater reads only "
+            "unencrypted resources, exclude this resource from the encryption configuration",
+        )
+    if value.startswith(PROTOBUF_MAGIC):
+        return decode_protobuf(key, value)
+    if value.lstrip()[:1] == b"{":
+        return decode_json(key, value)
+    raise CorruptValueError(key, "not a Kubernetes storage value (neither JSON nor k8s protobuf)")
+
+
+# --- encoding: the inverse, as the API server writes ---------------------------------
+
+
+def _time_from_json(text: str | None, target: Any) -> None:
+    if text is None:
+        target.seconds, target.nanos = _ZERO_TIME_SECONDS, 0
+        return
+    moment = datetime.datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S%z")
+    target.seconds, target.nanos = int(moment.timestamp()), 0
+
+
+def _element_from_json(element: str, value: Any, target: Any) -> None:
+    """Fill the message ``target`` of type ``element`` from its JSON form."""
+    if element == "Time":
+        _time_from_json(value, target)
+    elif element == "IntOrString":
+        if isinstance(value, str):
+            target.type, target.intVal, target.strVal = 1, 0, value
+        else:
+            target.type, target.intVal, target.strVal = 0, int(value), ""
+    elif element == "Quantity":
+        target.string = str(value)
+    elif element == "FieldsV1":
+        target.Raw = json.dumps(value, separators=(",", ":")).encode()
+    else:
+        _message_from_json(element, value, target)
+
+
+def _scalar_from_json(element: str, value: Any) -> Any:
+    return base64.b64decode(value) if element == "bytes" else value
+
+
+def _message_from_json(type_name: str, obj: Mapping[str, Any], target: Any) -> None:
+    for field in MESSAGES[type_name]:
+        shape, element = _split_type(field.type)
+        value = obj if "i" in field.flags else obj.get(field.json_name)
+        is_scalar = element in _SCALARS
+        if shape == "repeated":
+            container = getattr(target, field.json_name)
+            for item in value or ():
+                if is_scalar:
+                    container.append(_scalar_from_json(element, item))
+                else:
+                    _element_from_json(element, item, container.add())
+        elif shape == "map":
+            entries = getattr(target, field.json_name)
+            for key, item in (value or {}).items():
+                if is_scalar:
+                    entries[key] = _scalar_from_json(element, item)
+                else:
+                    _element_from_json(element, item, entries[key])
+        elif "p" in field.flags and field.json_name not in obj:
+            continue  # a nil pointer is not written
+        elif is_scalar:
+            zero = {"string": "", "bytes": b"", "bool": False}.get(element, 0)
+            setattr(target, field.json_name, _scalar_from_json(element, value) if value is not None else zero)
+        else:
+            # Go writes non-pointer structs even when empty, and zero Times as year 1.
+            sub = getattr(target, field.json_name)
+            sub.SetInParent()
+            if element == "Time" or value is not None:
+                _element_from_json(element, value if value is not None else {}, sub)
+
+
+def encode_protobuf(obj: Mapping[str, Any]) -> bytes:
+    """Encode an object (Kubernetes' JSON form) as the API server stores it in etcd.
+
+    Used by tests, the lab and the benchmarks to write what a real cluster writes.
+    """
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    type_name = KINDS.get((api_version, kind))
+    if type_name is None:
+        raise UnknownKindError("<encode>", f"unknown kind {kind!r} of apiVersion {api_version!r}")
+    classes = _message_classes()
+    body = classes[type_name]()
+    _message_from_json(type_name, obj, body)
+    envelope = classes["Unknown"](
+        raw=body.SerializeToString(deterministic=True), contentEncoding="", contentType=""
+    )
+    envelope.typeMeta.apiVersion = api_version
+    envelope.typeMeta.kind = kind
+    return PROTOBUF_MAGIC + envelope.SerializeToString(deterministic=True)
