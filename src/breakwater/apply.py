@@ -1,0 +1,253 @@
+"""Check, swap and reload: put a rendered configuration in front of live traffic.
+
+For HAProxy, one :meth:`HAProxyTarget.apply` call does, in order:
+
+1. place servers into slots (:func:`~breakwater.render.assign_slots`) and render;
+2. identical ``haproxy.cfg`` bytes: nothing to do;
+3. only servers changed: apply them through the runtime API, then write the file
+   (checked and swapped) so the next reload keeps them -- no reload;
+4. anything else: write the generation directory, stage ``haproxy.cfg`` beside the
+   live file, ``haproxy -c`` it, rename it over the live file, reload through the
+   master socket and wait for the new worker.  Any failure restores the previous
+   file and keeps the previous slots: the last good configuration keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from typing import Literal
+
+from breakwater.catalog import Catalog, Server
+from breakwater.haproxy import HAProxyError, RuntimeSession, reload, runtime_reply_ok
+from breakwater.render import (
+    FREE_SLOT,
+    HAProxySettings,
+    RenderedConfig,
+    SlotLayout,
+    assign_slots,
+    render_haproxy,
+)
+
+log = logging.getLogger(__name__)
+
+Action = Literal["none", "runtime", "reload", "written", "dry-run", "failed"]
+_SERVER_LINE = re.compile(r"^[ \t]*server[ \t]+s\d+[ \t].*$", re.MULTILINE)
+
+
+class CheckFailed(Exception):
+    """The daemon's own checker refused a staged file; the message has its output."""
+
+
+@dataclass
+class ApplyResult:
+    action: Action
+    detail: str = ""
+    runtime_commands: int = 0
+    diff: str = ""
+
+
+@dataclass
+class FileTarget:
+    """Staged write, check and atomic swap of one configuration file."""
+
+    path: str
+    check_command: list[str]  # '{}' is replaced by the staged path
+    check_timeout: float = 60.0
+
+    def staged_path(self) -> str:
+        directory, name = os.path.split(self.path)
+        return os.path.join(directory, f".{name}.staged")
+
+    def current(self) -> str | None:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    async def check(self, staged: str) -> None:
+        command = [staged if part == "{}" else part for part in self.check_command]
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), self.check_timeout)
+        except asyncio.TimeoutError as exc:
+            process.kill()
+            await process.wait()
+            raise CheckFailed(f"{command[0]} check timed out after {self.check_timeout}s") from exc
+        if process.returncode != 0:
+            text = output.decode(errors="replace").strip()
+            raise CheckFailed(f"{' '.join(command)} failed: {text[-2000:]}")
+
+    async def write_checked(self, text: str, mode: int = 0o644) -> None:
+        """Stage beside the target, check, then rename over it (atomic)."""
+        staged = self.staged_path()
+        _write_file(staged, text, mode)
+        try:
+            await self.check(staged)
+            os.replace(staged, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+
+
+def _write_file(path: str, text: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(path, mode)
+
+
+def write_generation(rendered: RenderedConfig) -> None:
+    """Write the content-addressed generation directory, if it is not there yet."""
+    if os.path.isdir(rendered.generation_dir):
+        return
+    building = rendered.generation_dir + ".new"
+    shutil.rmtree(building, ignore_errors=True)
+    os.makedirs(os.path.join(building, "certs"), mode=0o750)
+    for name, text in rendered.generation_files.items():
+        mode = 0o600 if name in rendered.secret_files else 0o644
+        _write_file(os.path.join(building, name), text, mode)
+    os.rename(building, rendered.generation_dir)
+
+
+def remove_old_generations(config_dir: str, keep: set[str]) -> None:
+    for entry in os.listdir(config_dir):
+        path = os.path.join(config_dir, entry)
+        if entry.startswith("gen-") and path not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def structure_of(config: str, layout: SlotLayout) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """What a reload is needed for: everything but the server lines, and slot counts."""
+    slots = tuple(sorted((name, len(slots)) for name, slots in layout.items()))
+    return _SERVER_LINE.sub("", config), slots
+
+
+def runtime_commands(old: SlotLayout, new: SlotLayout) -> list[str]:
+    """Runtime API commands that take HAProxy from layout ``old`` to ``new``.
+
+    Only valid between layouts with the same backends and slot counts.
+    """
+    free_host, free_port = FREE_SLOT.rsplit(":", 1)
+    commands: list[str] = []
+    for backend, slots in new.items():
+        for index, (before, after) in enumerate(zip(old[backend], slots, strict=True), 1):
+            server = f"{backend}/s{index}"
+            if before == after:
+                continue
+            if after is None:
+                commands.append(f"set server {server} state maint")
+                commands.append(f"set server {server} addr {free_host} port {free_port}")
+                continue
+            if before is None or (before.address, before.port) != (after.address, after.port):
+                commands.append(f"set server {server} addr {after.address} port {after.port}")
+            if before is None or before.state != after.state:
+                commands.append(f"set weight {server} {0 if after.state == 'drain' else 1}")
+            if before is None:
+                commands.append(f"set server {server} state ready")
+    return commands
+
+
+@dataclass
+class HAProxyTarget:
+    settings: HAProxySettings
+    haproxy_binary: str = "haproxy"
+    dry_run: bool = False
+    reload_timeout: float = 30.0
+    layout: dict[str, list[Server | None]] = field(default_factory=dict)
+    structure: tuple[str, tuple[tuple[str, int], ...]] | None = None
+
+    def __post_init__(self) -> None:
+        self.file = FileTarget(self.settings.config_file, [self.haproxy_binary, "-c", "-f", "{}"])
+        self.session = RuntimeSession(self.settings.stats_socket)
+
+    def render(self, catalog: Catalog) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
+        layout = assign_slots(catalog, self.layout, self.settings.min_slots)
+        return render_haproxy(catalog, layout, self.settings), layout
+
+    async def apply(self, catalog: Catalog) -> ApplyResult:
+        rendered, layout = self.render(catalog)
+        current = self.file.current()
+        if rendered.config == current:
+            self.layout, self.structure = layout, structure_of(rendered.config, layout)
+            return ApplyResult("none")
+        if self.dry_run:
+            diff = "".join(
+                difflib.unified_diff(
+                    (current or "").splitlines(keepends=True),
+                    rendered.config.splitlines(keepends=True),
+                    self.settings.config_file,
+                    self.settings.config_file + " (rendered)",
+                )
+            )
+            return ApplyResult("dry-run", "would change haproxy.cfg", diff=diff)
+        structure = structure_of(rendered.config, layout)
+        if self.structure is not None and structure == self.structure:
+            result = await self._apply_runtime(rendered, layout)
+            if result is not None:
+                return result
+        return await self._apply_reload(rendered, layout, structure, current)
+
+    async def _apply_runtime(
+        self, rendered: RenderedConfig, layout: dict[str, list[Server | None]]
+    ) -> ApplyResult | None:
+        commands = runtime_commands(self.layout, layout)
+        try:
+            for command in commands:
+                reply = await self.session.command(command)
+                if not runtime_reply_ok(command, reply):
+                    raise HAProxyError(f"runtime API refused {command!r}: {reply}")
+        except HAProxyError as exc:
+            log.warning("runtime update failed, reloading instead: %s", exc)
+            return None
+        self.layout = layout
+        try:
+            await self.file.write_checked(rendered.config)
+        except (CheckFailed, OSError) as exc:
+            return ApplyResult("failed", f"servers updated live, file not written: {exc}")
+        return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
+
+    async def _apply_reload(
+        self,
+        rendered: RenderedConfig,
+        layout: dict[str, list[Server | None]],
+        structure: tuple[str, tuple[tuple[str, int], ...]],
+        previous: str | None,
+    ) -> ApplyResult:
+        try:
+            os.makedirs(self.settings.config_dir, mode=0o755, exist_ok=True)
+            write_generation(rendered)
+            await self.file.write_checked(rendered.config)
+        except (CheckFailed, OSError) as exc:
+            return ApplyResult("failed", f"kept the last good configuration: {exc}")
+        if not os.path.exists(self.settings.master_socket):
+            self.layout, self.structure = layout, structure
+            return ApplyResult("written", "HAProxy is not running; it will start with this file")
+        try:
+            await reload(self.settings.master_socket, self.reload_timeout)
+        except HAProxyError as exc:
+            if previous is not None:
+                _write_file(self.file.path, previous, 0o644)
+            return ApplyResult("failed", f"reload failed, previous file restored: {exc}")
+        finally:
+            await self.session.close()  # the old worker's runtime session is gone
+        self.layout, self.structure = layout, structure
+        keep = {rendered.generation_dir}
+        if previous:
+            keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", previous))
+        remove_old_generations(self.settings.config_dir, keep)
+        return ApplyResult("reload", "configuration reloaded")
+
+    async def close(self) -> None:
+        await self.session.close()

@@ -1,0 +1,642 @@
+"""The catalog: a pure function from decoded Kubernetes objects to the routing model.
+
+Inputs are the objects the watcher, a lookup or a module read from etcd, keyed by
+their etcd key.  The output is a :class:`Catalog`: routes (host, path, backend,
+options), backends with their servers, TLS certificates, the default backend, and
+every object that was rejected with its reason.  A bad object is rejected alone;
+the others keep working.
+
+Where routes come from:
+
+* ``Ingress`` objects of Breakwater's ingress class;
+* ``ConfigMap`` objects carrying the route label (``breakwater.io/edge: "true"``
+  by default), one per service, whose keys are documented in :data:`CONFIGMAP_KEYS`.
+
+Where servers come from: ``EndpointSlice`` objects (``Endpoints`` when a service
+has no slice), or, in NodePort mode, every ready Node's InternalIP with the
+Service's nodePort.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import ssl
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from typing import Any, Literal
+
+from breakwater import validate
+from breakwater.validate import InvalidValue
+
+Object = Mapping[str, Any]
+ServerState = Literal["ready", "drain"]
+MatchType = Literal["exact", "prefix"]
+
+# Resource directories under the key prefix (the API server's storage layout).
+RESOURCES: dict[str, str] = {
+    "services/specs/": "Service",
+    "services/endpoints/": "Endpoints",
+    "endpointslices/": "EndpointSlice",
+    "configmaps/": "ConfigMap",
+    "secrets/": "Secret",
+    "minions/": "Node",
+    "ingress/": "Ingress",
+    "ingressclasses/": "IngressClass",
+}
+
+ANNOTATION_PREFIX = "breakwater.io/"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+#: Every key a route ConfigMap may carry, with what it means.
+CONFIGMAP_KEYS: dict[str, str] = {
+    "service": "Service name in the ConfigMap's namespace (default: the ConfigMap's name)",
+    "port": "Service port, by name or number (default: the Service's first port)",
+    "hosts": "hostnames served, separated by commas, spaces or newlines (required)",
+    "paths": "path prefixes served (default: /)",
+    "exact-paths": "paths served only when the request path is exactly equal",
+    "cache": "true: the route is cacheable (served through Varnish)",
+    "https-redirect": "true: plain HTTP requests are redirected to HTTPS (308)",
+    "tls-secret": "a kubernetes.io/tls Secret in the same namespace for these hosts",
+    "balance": "roundrobin, static-rr, leastconn, first, source or random",
+    "health-check-path": "HTTP path HAProxy probes on every server (default: no health check)",
+    "health-check-interval": "time between probes, e.g. 2s (default 2s)",
+    "timeout-connect": "HAProxy connect timeout to a server, e.g. 5s",
+    "timeout-server": "HAProxy server inactivity timeout, e.g. 30s",
+}
+
+#: Ingress annotations (prefix ``breakwater.io/``) and what they set.
+INGRESS_ANNOTATIONS: dict[str, str] = {
+    "cache": CONFIGMAP_KEYS["cache"],
+    "https-redirect": CONFIGMAP_KEYS["https-redirect"],
+    "balance": CONFIGMAP_KEYS["balance"],
+    "health-check-path": CONFIGMAP_KEYS["health-check-path"],
+    "health-check-interval": CONFIGMAP_KEYS["health-check-interval"],
+    "timeout-connect": CONFIGMAP_KEYS["timeout-connect"],
+    "timeout-server": CONFIGMAP_KEYS["timeout-server"],
+}
+
+_BACKEND_OPTION_KEYS = (
+    "balance",
+    "health-check-path",
+    "health-check-interval",
+    "timeout-connect",
+    "timeout-server",
+)
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """What the operator chose; see the README's configuration reference."""
+
+    ingress_class: str = "breakwater"
+    controller_name: str = "breakwater.io/ingress-controller"
+    configmap_label: str = "breakwater.io/edge"
+    configmap_label_value: str = "true"
+    mode: Literal["pods", "nodeport"] = "pods"
+
+
+@dataclass(frozen=True)
+class Server:
+    address: str
+    port: int
+    state: ServerState
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    balance: str = "roundrobin"
+    health_check_path: str | None = None
+    health_check_interval: str = "2s"
+    timeout_connect: str | None = None
+    timeout_server: str | None = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    namespace: str
+    service: str
+    port: str
+    options: BackendOptions
+    servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str  # a hostname, "*.domain" for a wildcard, or "*" for any host
+    path: str
+    match: MatchType
+    backend: str
+    source: str
+    https_redirect: bool = False
+    cache: bool = False
+
+
+@dataclass(frozen=True)
+class Certificate:
+    name: str
+    pem: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    object: str
+    reason: str
+
+
+@dataclass
+class Catalog:
+    routes: list[Route] = field(default_factory=list)
+    backends: dict[str, Backend] = field(default_factory=dict)
+    certificates: dict[str, Certificate] = field(default_factory=dict)
+    default_backend: str | None = None
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""
+        return {
+            "routes": [asdict(route) for route in self.routes],
+            "backends": {name: asdict(backend) for name, backend in self.backends.items()},
+            "certificates": {
+                name: {"source": cert.source} for name, cert in self.certificates.items()
+            },
+            "default_backend": self.default_backend,
+            "rejected": [asdict(rejection) for rejection in self.rejected],
+        }
+
+
+class Rejected(Exception):
+    """Raised inside the catalog to reject one object; carries the reason."""
+
+
+# --- indexing -----------------------------------------------------------------------
+
+
+@dataclass
+class ClusterIndex:
+    """Decoded objects grouped by kind and (namespace, name)."""
+
+    by_kind: dict[str, dict[tuple[str, str], Object]] = field(default_factory=dict)
+    slices_by_service: dict[tuple[str, str], list[Object]] = field(default_factory=dict)
+
+    def get(self, kind: str, namespace: str, name: str) -> Object | None:
+        return self.by_kind.get(kind, {}).get((namespace, name))
+
+    def all(self, kind: str) -> list[tuple[tuple[str, str], Object]]:
+        return sorted(self.by_kind.get(kind, {}).items())
+
+
+def kind_of_key(key: str, prefix: str) -> str | None:
+    """The kind stored under ``key`` (``/registry/services/specs/ns/x`` -> Service)."""
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix) :].lstrip("/")
+    for directory, kind in RESOURCES.items():
+        if rest.startswith(directory):
+            return kind
+    return None
+
+
+def index_objects(objects: Iterable[Object]) -> ClusterIndex:
+    index = ClusterIndex()
+    for obj in objects:
+        kind = obj.get("kind")
+        meta = obj.get("metadata") or {}
+        if not isinstance(kind, str) or not isinstance(meta, Mapping):
+            continue
+        ident = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        index.by_kind.setdefault(kind, {})[ident] = obj
+        if kind == "EndpointSlice":
+            service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+            if service:
+                index.slices_by_service.setdefault((ident[0], str(service)), []).append(obj)
+    return index
+
+
+def describe(kind: str, ident: tuple[str, str]) -> str:
+    namespace, name = ident
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+# --- servers ------------------------------------------------------------------------
+
+
+def _service_port(service: Object, port: int | str) -> Mapping[str, Any]:
+    ports = (service.get("spec") or {}).get("ports") or []
+    for candidate in ports:
+        if candidate.get("name", "") == port or candidate.get("port") == port:
+            return dict(candidate)
+    raise Rejected(f"service has no port {port!r}")
+
+
+def _servers_from_slices(slices: list[Object], port_name: str) -> list[Server]:
+    servers: dict[tuple[str, int], Server] = {}
+    for endpoint_slice in sorted(slices, key=lambda s: s["metadata"].get("name", "")):
+        if endpoint_slice.get("addressType") not in ("IPv4", "IPv6"):
+            continue
+        port = next(
+            (
+                p.get("port")
+                for p in endpoint_slice.get("ports") or []
+                if p.get("name", "") == port_name and p.get("protocol", "TCP") == "TCP"
+            ),
+            None,
+        )
+        if port is None:
+            continue
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            ready = conditions.get("ready", True)  # nil means ready (API docs)
+            serving = conditions.get("serving", ready)
+            terminating = conditions.get("terminating", False)
+            if ready and not terminating:
+                state: ServerState = "ready"
+            elif serving and terminating:
+                state = "drain"
+            else:
+                continue
+            for address in endpoint.get("addresses") or []:
+                try:
+                    server = Server(validate.ip_address(address), validate.port_number(port), state)
+                except InvalidValue:
+                    continue
+                current = servers.get((server.address, server.port))
+                if current is None or current.state == "drain":
+                    servers[(server.address, server.port)] = server
+    return list(servers.values())
+
+
+def _servers_from_endpoints(endpoints: Object, port_name: str) -> list[Server]:
+    servers: dict[tuple[str, int], Server] = {}
+    for subset in endpoints.get("subsets") or []:
+        port = next(
+            (p.get("port") for p in subset.get("ports") or [] if p.get("name", "") == port_name),
+            None,
+        )
+        if port is None:
+            continue
+        for address in subset.get("addresses") or []:
+            try:
+                server = Server(validate.ip_address(address.get("ip")), validate.port_number(port), "ready")
+            except InvalidValue:
+                continue
+            servers[(server.address, server.port)] = server
+    return list(servers.values())
+
+
+def _node_servers(index: ClusterIndex, node_port: int) -> list[Server]:
+    servers = []
+    for _, node in index.all("Node"):
+        status = node.get("status") or {}
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        if conditions.get("Ready") != "True":
+            continue
+        address = next(
+            (a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
+            None,
+        )
+        try:
+            ip = validate.ip_address(address)
+        except InvalidValue:
+            continue
+        deleting = (node.get("metadata") or {}).get("deletionTimestamp")
+        unschedulable = (node.get("spec") or {}).get("unschedulable", False)
+        state: ServerState = "drain" if deleting or unschedulable else "ready"
+        servers.append(Server(ip, node_port, state))
+    return servers
+
+
+def backend_servers(
+    index: ClusterIndex, namespace: str, service_name: str, port: int | str, mode: str
+) -> tuple[str, tuple[Server, ...]]:
+    """(port label, servers) of one Service port; raises :class:`Rejected`."""
+    service = index.get("Service", namespace, service_name)
+    if service is None:
+        raise Rejected(f"service {namespace}/{service_name} does not exist")
+    if (service.get("spec") or {}).get("type") == "ExternalName":
+        raise Rejected(f"service {namespace}/{service_name} is of type ExternalName")
+    service_port = _service_port(service, port)
+    port_label = str(service_port.get("name") or service_port.get("port"))
+    if mode == "nodeport":
+        node_port = service_port.get("nodePort")
+        if not node_port:
+            raise Rejected(
+                f"service {namespace}/{service_name} port {port} has no nodePort "
+                "(NodePort mode needs a Service of type NodePort or LoadBalancer)"
+            )
+        servers = _node_servers(index, validate.port_number(node_port, "nodePort"))
+    else:
+        slices = index.slices_by_service.get((namespace, service_name))
+        port_name = str(service_port.get("name", ""))
+        if slices:
+            servers = _servers_from_slices(slices, port_name)
+        else:
+            endpoints = index.get("Endpoints", namespace, service_name)
+            servers = _servers_from_endpoints(endpoints, port_name) if endpoints else []
+    servers.sort(key=lambda s: (s.address, s.port))
+    return port_label, tuple(servers)
+
+
+def backend_name(namespace: str, service: str, port_label: str) -> str:
+    # '_' cannot occur in Kubernetes names, so the name is unambiguous.
+    return f"be_{namespace}_{service}_{port_label}"
+
+
+# --- options ------------------------------------------------------------------------
+
+
+def _backend_options(values: Mapping[str, str]) -> BackendOptions:
+    options = BackendOptions()
+    if "balance" in values:
+        options = replace(options, balance=validate.balance(values["balance"]))
+    if "health-check-path" in values:
+        options = replace(options, health_check_path=validate.path(values["health-check-path"]))
+    if "health-check-interval" in values:
+        interval = validate.duration(values["health-check-interval"], "health-check-interval")
+        options = replace(options, health_check_interval=interval)
+    if "timeout-connect" in values:
+        connect = validate.duration(values["timeout-connect"], "timeout-connect")
+        options = replace(options, timeout_connect=connect)
+    if "timeout-server" in values:
+        server = validate.duration(values["timeout-server"], "timeout-server")
+        options = replace(options, timeout_server=server)
+    return options
+
+
+def _split_list(value: str) -> list[str]:
+    return [item for item in value.replace(",", " ").split() if item]
+
+
+# --- certificates -------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def check_certificate(pem: str) -> str | None:
+    """None if ``pem`` holds a certificate and its matching private key, else the reason.
+
+    Python's ssl module loads private keys only from files, hence the private
+    temporary file; the result depends only on ``pem``.
+    """
+    if "-----BEGIN CERTIFICATE-----" not in pem or "PRIVATE KEY-----" not in pem:
+        return "tls.crt or tls.key holds no PEM certificate or private key"
+    with tempfile.TemporaryDirectory(prefix="breakwater-cert-") as directory:
+        cert_path = os.path.join(directory, "cert.pem")
+        fd = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(pem)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path)
+        except ssl.SSLError as exc:
+            return f"certificate and key do not load together ({exc.reason or exc})"
+    return None
+
+
+def _certificate(index: ClusterIndex, namespace: str, secret_name: str) -> Certificate:
+    validate.dns_subdomain(secret_name, "secret name")
+    secret = index.get("Secret", namespace, secret_name)
+    if secret is None:
+        raise Rejected(f"TLS secret {namespace}/{secret_name} does not exist")
+    if secret.get("type") != "kubernetes.io/tls":
+        raise Rejected(f"secret {namespace}/{secret_name} is not of type kubernetes.io/tls")
+    data = secret.get("data") or {}
+    try:
+        cert = base64.b64decode(data.get("tls.crt", ""), validate=True).decode("ascii")
+        key = base64.b64decode(data.get("tls.key", ""), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Rejected(f"secret {namespace}/{secret_name}: tls.crt/tls.key undecodable") from exc
+    pem = cert.strip() + "\n" + key.strip() + "\n"
+    problem = check_certificate(pem)
+    if problem:
+        raise Rejected(f"secret {namespace}/{secret_name}: {problem}")
+    digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
+    return Certificate(f"{namespace}_{secret_name}_{digest}", pem, f"Secret {namespace}/{secret_name}")
+
+
+# --- routes -------------------------------------------------------------------------
+
+
+@dataclass
+class _Builder:
+    index: ClusterIndex
+    settings: CatalogSettings
+    catalog: Catalog = field(default_factory=Catalog)
+    route_owner: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    option_owner: dict[str, str] = field(default_factory=dict)
+
+    def reject(self, what: str, reason: str) -> None:
+        self.catalog.rejected.append(Rejection(what, reason))
+
+    def backend(
+        self, namespace: str, service: str, port: object, options: BackendOptions, owner: str
+    ) -> str:
+        service = validate.dns_label(service, "service name")
+        port_ref = validate.service_port(port)
+        port_label, servers = backend_servers(
+            self.index, namespace, service, port_ref, self.settings.mode
+        )
+        name = backend_name(namespace, service, port_label)
+        existing = self.catalog.backends.get(name)
+        if existing is not None and existing.options != options:
+            if options == BackendOptions():
+                return name  # no options of its own: use the existing ones
+            if existing.options != BackendOptions():
+                raise Rejected(
+                    f"backend options for {namespace}/{service} conflict with "
+                    f"{self.option_owner[name]}, which keeps them"
+                )
+        if existing is None or existing.options == BackendOptions():
+            self.option_owner[name] = owner
+            self.catalog.backends[name] = Backend(
+                name, namespace, service, port_label, options, servers
+            )
+        return name
+
+    def add_routes(self, routes: list[Route], owner: str) -> None:
+        """Add an object's routes; all of them, or none if one is already taken."""
+        for route in routes:
+            taken = self.route_owner.get((route.host, route.path, route.match))
+            if taken is not None and taken != owner:
+                raise Rejected(
+                    f"{route.host}{route.path} ({route.match}) is already routed by {taken}"
+                )
+        for route in routes:
+            if (route.host, route.path, route.match) in self.route_owner:
+                continue
+            self.route_owner[(route.host, route.path, route.match)] = owner
+            self.catalog.routes.append(route)
+
+
+def _normalise_prefix(path: str) -> str:
+    # Kubernetes Prefix matching ignores a trailing '/': "/foo/" serves "/foo".
+    return path.rstrip("/") or "/"
+
+
+def _ingress_is_ours(ingress: Object, index: ClusterIndex, settings: CatalogSettings) -> bool:
+    spec = ingress.get("spec") or {}
+    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    class_name = spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
+    if class_name:
+        return bool(class_name == settings.ingress_class)
+    ingress_class = index.get("IngressClass", "", settings.ingress_class)
+    if ingress_class is None:
+        return False
+    class_annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
+    return bool(class_annotations.get(DEFAULT_CLASS_ANNOTATION) == "true")
+
+
+def _ingress_backend(
+    builder: _Builder, namespace: str, backend: Object, options: BackendOptions, owner: str
+) -> str:
+    service = (backend or {}).get("service")
+    if not service:
+        raise Rejected("backend is not a service (resource backends are not supported)")
+    port = service.get("port") or {}
+    return builder.backend(
+        namespace, service.get("name"), port.get("name") or port.get("number"), options, owner
+    )
+
+
+def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) -> None:
+    owner = describe("Ingress", ident)
+    namespace = ident[0]
+    spec = ingress.get("spec") or {}
+    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    ours = {
+        key[len(ANNOTATION_PREFIX) :]: str(value)
+        for key, value in annotations.items()
+        if key.startswith(ANNOTATION_PREFIX)
+    }
+    unknown = sorted(set(ours) - set(INGRESS_ANNOTATIONS))
+    if unknown:
+        raise Rejected(f"unknown annotation {ANNOTATION_PREFIX}{unknown[0]}")
+    options = _backend_options(ours)
+    cache = validate.boolean(ours.get("cache", "false"), "cache")
+    https_redirect = validate.boolean(ours.get("https-redirect", "false"), "https-redirect")
+    certificates = []
+    for tls in spec.get("tls") or []:
+        for host in tls.get("hosts") or []:
+            validate.hostname(host)
+        if tls.get("secretName"):
+            try:
+                certificates.append(_certificate(builder.index, namespace, tls["secretName"]))
+            except (Rejected, InvalidValue) as exc:
+                # Documented: the routes stay, served over HTTP and with the edge's other
+                # certificates; the object is listed with the reason.
+                builder.reject(owner, f"TLS not served: {exc}")
+    routes = []
+    for rule in spec.get("rules") or []:
+        host = validate.hostname(rule["host"]) if rule.get("host") else "*"
+        for http_path in (rule.get("http") or {}).get("paths") or []:
+            path_type = http_path.get("pathType", "ImplementationSpecific")
+            if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
+                raise Rejected(f"unknown pathType {path_type!r}")
+            path = validate.path(http_path.get("path") or "/")
+            match: MatchType = "exact" if path_type == "Exact" else "prefix"
+            if match == "prefix":
+                path = _normalise_prefix(path)
+            name = _ingress_backend(builder, namespace, http_path.get("backend"), options, owner)
+            routes.append(Route(host, path, match, name, owner, https_redirect, cache))
+    default = spec.get("defaultBackend")
+    default_name = (
+        _ingress_backend(builder, namespace, default, options, owner) if default else None
+    )
+    builder.add_routes(routes, owner)
+    if default_name:
+        if builder.catalog.default_backend not in (None, default_name):
+            builder.reject(owner, "defaultBackend ignored: another Ingress already set one")
+        else:
+            builder.catalog.default_backend = default_name
+    for certificate in certificates:
+        builder.catalog.certificates.setdefault(certificate.name, certificate)
+
+
+def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Object) -> None:
+    owner = describe("ConfigMap", ident)
+    namespace, name = ident
+    data = dict(configmap.get("data") or {})
+    unknown = sorted(set(data) - set(CONFIGMAP_KEYS))
+    if unknown:
+        raise Rejected(f"unknown key {unknown[0]!r}")
+    if not data.get("hosts", "").strip():
+        raise Rejected("key 'hosts' is required")
+    hosts = [validate.hostname(host) for host in _split_list(data["hosts"])]
+    prefixes = [_normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))]
+    exact = [validate.path(p) for p in _split_list(data.get("exact-paths", ""))]
+    cache = validate.boolean(data.get("cache", "false"), "cache")
+    https_redirect = validate.boolean(data.get("https-redirect", "false"), "https-redirect")
+    options = _backend_options({k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS})
+    service_name = data.get("service", name)
+    port: object = data.get("port")
+    if port is None:
+        service = builder.index.get("Service", namespace, str(service_name))
+        ports = ((service or {}).get("spec") or {}).get("ports") or []
+        port = (ports[0].get("name") or ports[0].get("port")) if ports else 0
+    certificate = (
+        _certificate(builder.index, namespace, data["tls-secret"])
+        if data.get("tls-secret")
+        else None
+    )
+    backend = builder.backend(namespace, service_name, port, options, owner)
+    routes = [
+        Route(host, path, match, backend, owner, https_redirect, cache)
+        for host in hosts
+        for match, paths in (("prefix", prefixes), ("exact", exact))
+        for path in paths
+    ]
+    builder.add_routes(routes, owner)
+    if certificate:
+        builder.catalog.certificates.setdefault(certificate.name, certificate)
+
+
+def _creation_order(item: tuple[tuple[str, str], Object]) -> tuple[str, str, str]:
+    ident, obj = item
+    created = (obj.get("metadata") or {}).get("creationTimestamp") or ""
+    return (str(created), ident[0], ident[1])
+
+
+def build_catalog(objects: Iterable[Object], settings: CatalogSettings | None = None) -> Catalog:
+    """The routing model of a set of decoded objects.  Pure: same input, same output.
+
+    Conflicts (two objects routing the same host and path) go to the older object
+    (creationTimestamp, then namespace/name); the newer one is rejected whole.
+    """
+    settings = settings or CatalogSettings()
+    index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
+    builder = _Builder(index, settings)
+    sources: list[tuple[str, tuple[str, str], Object]] = []
+    for item in index.all("ConfigMap"):
+        labels = (item[1].get("metadata") or {}).get("labels") or {}
+        if labels.get(settings.configmap_label) == settings.configmap_label_value:
+            sources.append(("ConfigMap", *item))
+    sources.extend(
+        ("Ingress", *item)
+        for item in index.all("Ingress")
+        if _ingress_is_ours(item[1], index, settings)
+    )
+    sources.sort(key=lambda source: _creation_order((source[1], source[2])))
+    for kind, ident, obj in sources:
+        try:
+            if kind == "Ingress":
+                _ingress_routes(builder, ident, obj)
+            else:
+                _configmap_routes(builder, ident, obj)
+        except (Rejected, InvalidValue, KeyError, TypeError, AttributeError) as exc:
+            builder.reject(describe(kind, ident), str(exc) or type(exc).__name__)
+    catalog = builder.catalog
+    used = {route.backend for route in catalog.routes} | {catalog.default_backend}
+    catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
+    catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))
+    return catalog

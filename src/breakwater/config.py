@@ -1,0 +1,189 @@
+"""The watcher's configuration.
+
+Precedence, lowest to highest -- the one place it is written down:
+
+1. defaults (the dataclasses below);
+2. the YAML file given with ``--config`` (default ``/etc/breakwater/watcher.yml``
+   if it exists);
+3. environment variables: ``BREAKWATER_<SECTION>_<KEY>`` for any key
+   (``BREAKWATER_ETCD_ENDPOINTS``, ``BREAKWATER_HAPROXY_CONFIG_FILE``,
+   ``BREAKWATER_CATALOG_MODE``...), then etcdctl's own ``ETCDCTL_ENDPOINTS``,
+   ``ETCDCTL_CACERT``, ``ETCDCTL_CERT`` and ``ETCDCTL_KEY`` for the etcd keys not set
+   by a ``BREAKWATER_`` variable;
+4. command-line flags (``--etcd-endpoints``, ``--set section.key=value``...).
+
+Lists (``endpoints``, ``http_binds``) are comma-separated in the environment and
+in flags.  Unknown sections or keys are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from breakwater.catalog import CatalogSettings
+from breakwater.render import HAProxySettings
+from breakwater.source import EtcdSettings, parse_endpoint
+
+DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
+ETCDCTL_FALLBACKS = {
+    "endpoints": "ETCDCTL_ENDPOINTS",
+    "ca_file": "ETCDCTL_CACERT",
+    "cert_file": "ETCDCTL_CERT",
+    "key_file": "ETCDCTL_KEY",
+}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key and the source."""
+
+
+@dataclass(frozen=True)
+class CoalesceSettings:
+    quiet_period: float = 0.005  # seconds without a new event before syncing
+    max_wait: float = 0.2  # a burst never delays a sync longer than this
+
+
+@dataclass(frozen=True)
+class WatcherSettings:
+    status_file: str | None = "/run/breakwater/status.json"
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    etcd: EtcdSettings = field(default_factory=EtcdSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    haproxy: HAProxySettings = field(default_factory=HAProxySettings)
+    coalesce: CoalesceSettings = field(default_factory=CoalesceSettings)
+    watcher: WatcherSettings = field(default_factory=WatcherSettings)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "etcd": EtcdSettings,
+    "catalog": CatalogSettings,
+    "haproxy": HAProxySettings,
+    "coalesce": CoalesceSettings,
+    "watcher": WatcherSettings,
+}
+
+
+def _coerce(section: str, name: str, default: Any, value: Any, origin: str) -> Any:
+    """Turn a value from YAML, the environment or a flag into the field's type."""
+    where = f"{section}.{name} (from {origin})"
+    if value is None:
+        return None
+    if isinstance(default, tuple):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{where}: expected a list of strings")
+        return tuple(item.strip() for item in items if item.strip())
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, (int, float)):
+        try:
+            number = type(default)(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from exc
+        if number < 0:
+            raise ConfigError(f"{where}: must not be negative")
+        return number
+    if not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _apply(config: Config, section: str, values: Mapping[str, Any], origin: str) -> Config:
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown section {section!r} (from {origin})")
+    current = getattr(config, section)
+    defaults = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+    changes = {}
+    for name, value in values.items():
+        if name not in defaults:
+            raise ConfigError(f"unknown key {section}.{name} (from {origin})")
+        changes[name] = _coerce(section, name, defaults[name], value, origin)
+    return dataclasses.replace(config, **{section: dataclasses.replace(current, **changes)})
+
+
+def _validate(config: Config) -> Config:
+    if not config.etcd.endpoints:
+        raise ConfigError("etcd.endpoints: at least one endpoint is required")
+    for endpoint in config.etcd.endpoints:
+        try:
+            parse_endpoint(endpoint)
+        except ValueError as exc:
+            raise ConfigError(f"etcd.endpoints: {exc}") from exc
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(config.etcd, name)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"etcd.{name}: {path} does not exist")
+    if bool(config.etcd.cert_file) != bool(config.etcd.key_file):
+        raise ConfigError("etcd.cert_file and etcd.key_file go together")
+    if config.catalog.mode not in ("pods", "nodeport"):
+        raise ConfigError(f"catalog.mode: {config.catalog.mode!r} is not 'pods' or 'nodeport'")
+    if config.haproxy.template and not os.path.isfile(config.haproxy.template):
+        raise ConfigError(f"haproxy.template: {config.haproxy.template} does not exist")
+    if config.coalesce.max_wait < config.coalesce.quiet_period:
+        raise ConfigError("coalesce.max_wait must be at least coalesce.quiet_period")
+    return config
+
+
+def load_config(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration: defaults, then ``path``, then ``environ``, then ``overrides``.
+
+    ``overrides`` maps ``section.key`` to a value (from command-line flags).
+    """
+    environ = os.environ if environ is None else environ
+    config = Config()
+    if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+        for section, values in document.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: section {section!r} must be a mapping")
+            config = _apply(config, section, values, path)
+    for section, cls in SECTIONS.items():
+        values = {}
+        for f in dataclasses.fields(cls):
+            variable = f"BREAKWATER_{section.upper()}_{f.name.upper()}"
+            if variable in environ:
+                values[f.name] = environ[variable]
+            elif section == "etcd" and f.name in ETCDCTL_FALLBACKS:
+                fallback = ETCDCTL_FALLBACKS[f.name]
+                if fallback in environ:
+                    values[f.name] = environ[fallback]
+        if values:
+            config = _apply(config, section, values, "environment")
+    for dotted, value in (overrides or {}).items():
+        section, _, name = dotted.partition(".")
+        config = _apply(config, section, {name: value}, "command line")
+    return _validate(config)
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """The effective configuration, as ``breakwater check-config`` prints it."""
+    return {
+        section: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(config, section)).items()}
+        for section in SECTIONS
+    }

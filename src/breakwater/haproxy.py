@@ -1,0 +1,164 @@
+"""HAProxy's two control sockets: the worker's runtime API and the master CLI.
+
+The runtime API session is persistent (``prompt`` mode), because spawning a client
+per command costs milliseconds while a command itself costs microseconds.  Reloads
+go through the master socket and are confirmed by a new worker generation: the
+master's ``reload`` prints nothing in 2.6 and refuses connections while it
+re-executes, so a reload is only done when ``show proc`` shows a new worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+_PROMPT = b"\n> "
+
+
+class HAProxyError(Exception):
+    """A runtime API or master CLI command failed; the message says which and why."""
+
+
+class RuntimeSession:
+    """A persistent interactive session on HAProxy's stats socket."""
+
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self) -> None:
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(self.path), self.timeout
+        )
+        self._writer.write(b"prompt\n")
+        await self._writer.drain()
+        await asyncio.wait_for(self._reader.readuntil(b"> "), self.timeout)
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def command(self, line: str) -> str:
+        """Run one command; reconnects once if the worker behind the socket changed."""
+        for attempt in (1, 2):
+            try:
+                if self._writer is None:
+                    await self._connect()
+                assert self._reader is not None and self._writer is not None
+                self._writer.write(line.encode() + b"\n")
+                await self._writer.drain()
+                reply = await asyncio.wait_for(self._reader.readuntil(_PROMPT), self.timeout)
+                return reply[: -len(_PROMPT)].decode(errors="replace").strip()
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+                await self.close()
+                if attempt == 2:
+                    raise HAProxyError(f"runtime API {self.path}: {line!r}: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+
+def runtime_reply_ok(command: str, reply: str) -> bool:
+    """Whether a runtime API reply means success for the ``set`` commands we send."""
+    if " addr " in command:
+        return "changed from" in reply or "no need to change" in reply
+    return reply == ""
+
+
+async def master_command(path: str, line: str, timeout: float = 5.0) -> str:
+    """One command on the master CLI (non-interactive: the master closes after it)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    try:
+        writer.write(line.encode() + b"\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout)
+        return data.decode(errors="replace")
+    finally:
+        writer.close()
+
+
+@dataclass(frozen=True)
+class ProcessTable:
+    master_pid: int
+    reloads: int
+    failed: int
+    workers: tuple[int, ...]  # current workers
+
+
+_MASTER_RE = re.compile(r"^(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.MULTILINE)
+
+
+def parse_show_proc(text: str) -> ProcessTable:
+    master = _MASTER_RE.search(text)
+    if master is None:
+        raise HAProxyError(f"unexpected 'show proc' output: {text[:200]!r}")
+    workers: list[int] = []
+    section = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            section = line.strip("# ").split()[0] if line.strip("# ") else None
+            continue
+        fields = line.split()
+        if section == "workers" and len(fields) > 1 and fields[1] == "worker":
+            workers.append(int(fields[0]))
+    return ProcessTable(int(master[1]), int(master[2]), int(master[3]), tuple(workers))
+
+
+async def show_proc(path: str, timeout: float = 5.0) -> ProcessTable:
+    return parse_show_proc(await master_command(path, "show proc", timeout))
+
+
+async def reload(path: str, timeout: float = 30.0) -> ProcessTable:
+    """Reload through the master socket and wait for the new worker generation.
+
+    Retries while the master re-executes (connection refused), and raises
+    :class:`HAProxyError` if the master reports a failed reload or no new worker
+    appears within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    before = await _retrying(path, deadline)
+    delay = 0.01
+    while True:
+        try:
+            await master_command(path, "reload")
+            break
+        except (OSError, asyncio.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise HAProxyError(f"master socket {path}: reload refused: {exc!r}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    while True:
+        await asyncio.sleep(0.005)
+        try:
+            now = await show_proc(path)
+        except (OSError, asyncio.TimeoutError, HAProxyError):
+            now = None
+        if now is not None:
+            if now.failed > before.failed:
+                raise HAProxyError("HAProxy rejected the new configuration (reload failed)")
+            if now.reloads > before.reloads and now.workers and not set(now.workers) & set(
+                before.workers
+            ):
+                return now
+        if time.monotonic() > deadline:
+            raise HAProxyError(f"no new HAProxy worker within {timeout:.0f}s after reload")
+
+
+async def _retrying(path: str, deadline: float) -> ProcessTable:
+    while True:
+        try:
+            return await show_proc(path)
+        except (OSError, asyncio.TimeoutError, HAProxyError) as exc:
+            if time.monotonic() > deadline:
+                raise HAProxyError(f"master socket {path}: {exc!r}") from exc
+            await asyncio.sleep(0.05)

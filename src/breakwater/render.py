@@ -1,0 +1,200 @@
+"""Render the routing model into HAProxy's files.
+
+One entry point, :func:`render_haproxy`, used by the watcher, the lookup plugins and
+the modules alike.  The result is a :class:`RenderedConfig`: ``haproxy.cfg`` plus its
+content-addressed generation directory (route maps, crt-list, PEM files).  The
+configuration names the generation directory, so identical ``haproxy.cfg`` bytes
+mean identical files everywhere, and a new set of maps can be checked with
+``haproxy -c`` before anything live is touched.
+
+Servers are rendered into fixed slots (:class:`SlotLayout`): each backend keeps free,
+disabled slots, so the watcher can add, remove and drain servers through the runtime
+API and the rendered file still says exactly what HAProxy runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import jinja2
+
+from breakwater.catalog import Catalog, Route, Server
+
+FREE_SLOT = "127.0.0.1:1"
+"""Address rendered for a free slot (and set through the runtime API when freed)."""
+
+SlotLayout = Mapping[str, list[Server | None]]
+DEFAULT_TEMPLATE = "haproxy.cfg.j2"
+
+
+@dataclass(frozen=True)
+class HAProxySettings:
+    config_dir: str = "/etc/haproxy/breakwater"
+    config_file: str = "/etc/haproxy/haproxy.cfg"
+    stats_socket: str = "/run/haproxy/admin.sock"
+    master_socket: str = "/run/haproxy/master.sock"
+    http_binds: tuple[str, ...] = (":80",)
+    https_binds: tuple[str, ...] = (":443",)
+    maxconn: int = 10000
+    hard_stop_after: str = "5m"
+    timeout_connect: str = "5s"
+    timeout_client: str = "60s"
+    timeout_server: str = "60s"
+    log_target: str = "stdout"
+    user: str | None = None
+    group: str | None = None
+    template: str | None = None  # a path: the operator's own template
+    min_slots: int = 4
+
+
+@dataclass(frozen=True)
+class GenerationFiles:
+    """Absolute paths, inside the generation directory, named by the template."""
+
+    directory: str
+    exact_map: str
+    prefix_map: str
+    crt_list: str
+
+
+@dataclass
+class RenderedConfig:
+    config: str
+    generation_dir: str
+    generation_files: dict[str, str] = field(default_factory=dict)  # relative name -> text
+    secret_files: frozenset[str] = frozenset()  # relative names written with mode 0600
+
+
+def map_key(route: Route) -> str:
+    return f"{route.host}{route.path}"
+
+
+def map_value(route: Route) -> str:
+    flags = ("r" if route.https_redirect else "") + ("c" if route.cache else "")
+    return f"{route.backend};{flags or '-'}"
+
+
+def route_maps(routes: list[Route]) -> tuple[str, str]:
+    """(exact map, prefix map) text.
+
+    Exact routes and the exact form of each prefix ("/foo" serves "/foo") go to the
+    exact map; each prefix "/foo" also goes to the prefix map as "/foo/", so that
+    "/foobar" is not served.  HAProxy's map_beg returns the longest prefix.
+    """
+    exact: dict[str, str] = {}
+    prefix: dict[str, str] = {}
+    for route in routes:
+        if route.match == "exact":
+            exact[map_key(route)] = map_value(route)
+    for route in routes:
+        if route.match != "prefix":
+            continue
+        if route.path == "/":
+            prefix.setdefault(map_key(route), map_value(route))
+        else:
+            exact.setdefault(map_key(route), map_value(route))
+            prefix.setdefault(f"{map_key(route)}/", map_value(route))
+    return (
+        "".join(f"{key} {value}\n" for key, value in sorted(exact.items())),
+        "".join(f"{key} {value}\n" for key, value in sorted(prefix.items())),
+    )
+
+
+@lru_cache(maxsize=8)
+def _template(path: str | None) -> jinja2.Template:
+    if path is None:
+        source = resources.files("breakwater").joinpath("templates", DEFAULT_TEMPLATE).read_text()
+    else:
+        with open(path, encoding="utf-8") as handle:
+            source = handle.read()
+    environment = jinja2.Environment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - a config file, every value is validated
+    )
+    return environment.from_string(source)
+
+
+def clear_template_cache() -> None:
+    """Forget compiled templates (SIGHUP re-reads an operator's template)."""
+    _template.cache_clear()
+
+
+def render_haproxy(
+    catalog: Catalog,
+    layout: SlotLayout,
+    settings: HAProxySettings,
+    header: str = "Rendered by Breakwater; edits are overwritten.",
+) -> RenderedConfig:
+    """Render ``haproxy.cfg`` and its generation directory."""
+    exact_map, prefix_map = route_maps(catalog.routes)
+    generation: dict[str, str] = {"routes-exact.map": exact_map, "routes-prefix.map": prefix_map}
+    secrets = set()
+    for name, certificate in sorted(catalog.certificates.items()):
+        generation[f"certs/{name}.pem"] = certificate.pem
+        secrets.add(f"certs/{name}.pem")
+    digest = hashlib.sha256()
+    for name, text in sorted(generation.items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    directory = os.path.join(settings.config_dir, f"gen-{digest.hexdigest()[:16]}")
+    crt_list = "".join(
+        os.path.join(directory, f"certs/{name}.pem") + "\n" for name in sorted(catalog.certificates)
+    )
+    generation["crt-list"] = crt_list
+    files = GenerationFiles(
+        directory=directory,
+        exact_map=os.path.join(directory, "routes-exact.map"),
+        prefix_map=os.path.join(directory, "routes-prefix.map"),
+        crt_list=os.path.join(directory, "crt-list"),
+    )
+    config = _template(settings.template).render(
+        catalog=catalog,
+        layout=layout,
+        settings=settings,
+        files=files,
+        free_slot=FREE_SLOT,
+        header=header,
+    )
+    return RenderedConfig(config, directory, generation, frozenset(secrets))
+
+
+def slot_count(servers: int, minimum: int) -> int:
+    """Slots for a backend: the next power of two with room to spare."""
+    count = max(minimum, 1)
+    while count < servers:
+        count *= 2
+    return count
+
+
+def assign_slots(
+    catalog: Catalog, previous: SlotLayout, minimum: int
+) -> dict[str, list[Server | None]]:
+    """Place each backend's servers into slots, keeping every server in its old slot.
+
+    A backend grows (to the next power of two) only when its servers no longer fit;
+    it never shrinks while it exists, so scaling down needs no reload.
+    """
+    layout: dict[str, list[Server | None]] = {}
+    for name, backend in catalog.backends.items():
+        wanted = {(s.address, s.port): s for s in backend.servers}
+        old = list(previous.get(name) or [None] * slot_count(len(wanted), minimum))
+        slots: list[Server | None] = []
+        for slot in old:
+            kept = wanted.pop((slot.address, slot.port), None) if slot else None
+            slots.append(kept)
+        pending = sorted(wanted.values(), key=lambda s: (s.address, s.port))
+        for index, slot in enumerate(slots):
+            if slot is None and pending:
+                slots[index] = pending.pop(0)
+        if pending:
+            slots.extend(pending)
+            slots.extend([None] * (slot_count(len(slots), minimum) - len(slots)))
+        layout[name] = slots
+    return layout

@@ -1,0 +1,331 @@
+"""The watcher daemon: etcd watch -> decode -> catalog -> render -> check -> swap -> reload.
+
+Two tasks share one :class:`ClusterState`:
+
+* the *source* task lists the resource prefixes at one revision, then watches from
+  the next one; it reconnects with backoff (rotating endpoints), resumes from the
+  last revision it saw, and re-lists when that revision was compacted;
+* the *sync* task waits for changes, coalesces a burst (quiet period, maximum wait),
+  builds the catalog and hands it to the HAProxy target.
+
+Faults never make the edge serve less: while etcd is away, or a value is bad, or a
+check fails, the last good configuration stays in place.  Signal handlers only set
+flags; SIGHUP re-reads the watcher's own configuration, SIGTERM exits cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from breakwater.apply import ApplyResult, HAProxyTarget
+from breakwater.catalog import RESOURCES, Catalog, Rejection, build_catalog, kind_of_key
+from breakwater.config import Config, ConfigError, load_config
+from breakwater.k8s.decode import DecodeError, decode
+from breakwater.render import clear_template_cache
+from breakwater.source import Change, Compacted, EtcdSettings, EtcdSource, SourceError
+
+log = logging.getLogger("breakwater.watcher")
+
+
+def sd_notify(message: str) -> bool:
+    """Send a state line to systemd (sd_notify(3)); False when not under systemd.
+
+    The protocol is one datagram on $NOTIFY_SOCKET; the PyPI clients for it are
+    unmaintained, and this is the whole of it.
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class ClusterState:
+    """Decoded objects by etcd key, and the keys whose values could not be decoded."""
+
+    prefix: str
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    undecodable: dict[str, str] = field(default_factory=dict)
+    revision: int = 0
+
+    def _set(self, key: str, value: bytes | None) -> None:
+        self.objects.pop(key, None)
+        self.undecodable.pop(key, None)
+        if value is None or kind_of_key(key, self.prefix) is None:
+            return
+        try:
+            self.objects[key] = decode(key, value)
+        except DecodeError as exc:
+            self.undecodable[key] = exc.reason
+            log.warning("cannot decode %s: %s", key, exc.reason)
+
+    def replace(self, revision: int, values: dict[str, bytes]) -> None:
+        self.objects.clear()
+        self.undecodable.clear()
+        for key, value in values.items():
+            self._set(key, value)
+        self.revision = revision
+
+    def apply(self, changes: Iterable[Change]) -> list[str]:
+        keys = []
+        for change in changes:
+            self._set(change.key, change.value)
+            self.revision = max(self.revision, change.revision)
+            keys.append(change.key)
+        return keys
+
+    def catalog(self, config: Config) -> Catalog:
+        catalog = build_catalog(self.objects.values(), config.catalog)
+        catalog.rejected.extend(
+            Rejection(key, f"undecodable: {reason}") for key, reason in sorted(self.undecodable.items())
+        )
+        return catalog
+
+
+async def read_cluster(settings: EtcdSettings) -> ClusterState:
+    """List the cluster once (``breakwater catalog``, ``--once``, the lookups)."""
+    source = EtcdSource(settings, list(RESOURCES))
+    try:
+        revision, values = await source.list()
+    finally:
+        await source.disconnect()
+    state = ClusterState(settings.prefix.rstrip("/") + "/")
+    state.replace(revision, values)
+    return state
+
+
+def summarize(old: Catalog | None, new: Catalog) -> str:
+    """What changed between two catalogs, in one line."""
+    if old is None:
+        return f"{len(new.routes)} routes, {len(new.backends)} backends, {len(new.rejected)} rejected"
+    parts = []
+    old_routes = {(r.host, r.path, r.match): r for r in old.routes}
+    new_routes = {(r.host, r.path, r.match): r for r in new.routes}
+    for key in sorted(new_routes.keys() - old_routes.keys())[:5]:
+        parts.append(f"+route {key[0]}{key[1]} ({new_routes[key].source})")
+    for key in sorted(old_routes.keys() - new_routes.keys())[:5]:
+        parts.append(f"-route {key[0]}{key[1]} ({old_routes[key].source})")
+    for name, backend in new.backends.items():
+        before = old.backends.get(name)
+        if before is not None and before.servers != backend.servers:
+            ready = sum(1 for s in backend.servers if s.state == "ready")
+            parts.append(f"{name}: {len(backend.servers)} servers ({ready} ready)")
+    new_rejections = set(new.rejected) - set(old.rejected)
+    parts.extend(f"rejected {r.object}: {r.reason}" for r in sorted(new_rejections, key=str)[:5])
+    return "; ".join(parts[:12]) or "no routing change"
+
+
+class Watcher:
+    def __init__(self, config: Config, config_path: str | None, dry_run: bool = False) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.dry_run = dry_run
+        self.state = ClusterState(config.etcd.prefix.rstrip("/") + "/")
+        self.target = HAProxyTarget(config.haproxy, dry_run=dry_run)
+        self.source = EtcdSource(config.etcd, list(RESOURCES))
+        self.catalog: Catalog | None = None
+        self.stopping = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.synced_once = asyncio.Event()
+        self.reload_requested = False
+        self.pending_keys: list[str] = []
+        self.first_change = 0.0
+        self.last_change = 0.0
+        self.last_error: str | None = None
+        self.last_sync: float | None = None
+        self.etcd_connected = False
+
+    # --- signals: flags only -------------------------------------------------------
+
+    def _on_hup(self) -> None:
+        self.reload_requested = True
+        self.changed.set()
+
+    def _on_term(self) -> None:
+        self.stopping.set()
+        self.changed.set()
+
+    # --- the source task -----------------------------------------------------------
+
+    def _mark_changed(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        if not self.pending_keys:
+            self.first_change = now
+        self.last_change = now
+        self.pending_keys.extend(keys)
+        self.changed.set()
+
+    async def follow(self) -> None:
+        """List, then watch; reconnect and resume or re-list, forever."""
+        settings = self.config.etcd
+        delay = settings.backoff_initial
+        listed = False
+        while not self.stopping.is_set():
+            try:
+                if not listed:
+                    revision, values = await self.source.list()
+                    self.state.replace(revision, values)
+                    listed = True
+                    self.etcd_connected = True
+                    self._mark_changed([f"list at revision {revision}"])
+                async for batch in self.source.watch(self.state.revision + 1):
+                    self.etcd_connected = True
+                    delay = settings.backoff_initial
+                    self._mark_changed(self.state.apply(batch))
+            except Compacted as exc:
+                log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)
+                listed = False
+            except (SourceError, OSError) as exc:
+                self.etcd_connected = False
+                self.last_error = str(exc)
+                log.error("etcd unavailable, serving the last good configuration: %s", exc)
+                self._ready()  # running, and serving what HAProxy already has
+                await self.source.disconnect(rotate=True)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, settings.backoff_max)
+
+    def _ready(self) -> None:
+        if not self.synced_once.is_set():
+            self.synced_once.set()
+            sd_notify("READY=1")
+
+    # --- the sync task -------------------------------------------------------------
+
+    async def _coalesce(self) -> None:
+        quiet, maximum = self.config.coalesce.quiet_period, self.config.coalesce.max_wait
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            wait = min(self.last_change + quiet, self.first_change + maximum) - now
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    def _reload_config(self) -> None:
+        self.reload_requested = False
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: configuration not reloaded, keeping the current one: %s", exc)
+            return
+        clear_template_cache()
+        if config.etcd != self.config.etcd:
+            log.info("SIGHUP: etcd settings changed, reconnecting")
+            self.source.settings = config.etcd
+            asyncio.ensure_future(self.source.disconnect())
+        if config.haproxy != self.config.haproxy:
+            self.target = HAProxyTarget(config.haproxy, dry_run=self.dry_run)
+        self.config = config
+        log.info("SIGHUP: configuration reloaded from %s", self.config_path or "defaults")
+        self._mark_changed(["configuration reloaded"])
+
+    async def sync(self) -> ApplyResult | None:
+        keys, self.pending_keys = self.pending_keys, []
+        try:
+            catalog = self.state.catalog(self.config)
+            result = await self.target.apply(catalog)
+        except Exception as exc:  # noqa: BLE001 - a fault must not stop the edge
+            self.last_error = f"sync failed: {exc!r}"
+            log.exception("sync failed, keeping the last good configuration")
+            return None
+        cause = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        if result.action == "failed":
+            self.last_error = result.detail
+            log.error("%s (after %s)", result.detail, cause)
+        else:
+            if result.action != "none" or self.catalog is None:
+                log.info(
+                    "%s: %s (after %s)", result.action, summarize(self.catalog, catalog), cause
+                )
+            self.catalog = catalog
+            self.last_error = None
+            self.last_sync = time.time()
+        if result.diff:
+            print(result.diff, flush=True)
+        self._write_status(result)
+        return result
+
+    def _write_status(self, result: ApplyResult) -> None:
+        path = self.config.watcher.status_file
+        if not path or self.dry_run:
+            return
+        status = {
+            "revision": self.state.revision,
+            "etcd_connected": self.etcd_connected,
+            "last_sync": self.last_sync,
+            "last_action": result.action,
+            "last_error": self.last_error,
+            "catalog": self.catalog.as_dict() if self.catalog else None,
+        }
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            staged = path + ".staged"
+            with open(staged, "w", encoding="utf-8") as handle:
+                json.dump(status, handle)
+            os.replace(staged, path)
+        except OSError as exc:
+            log.warning("cannot write status file %s: %s", path, exc)
+
+    async def _watchdog(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if not usec:
+            return
+        while not self.stopping.is_set():
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(usec / 2_000_000)
+
+    async def run(self, once: bool = False) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        loop.add_signal_handler(signal.SIGTERM, self._on_term)
+        loop.add_signal_handler(signal.SIGINT, self._on_term)
+        if once:
+            revision, values = await self.source.list()
+            await self.source.disconnect()
+            self.state.replace(revision, values)
+            self.pending_keys = [f"list at revision {revision}"]
+            result = await self.sync()
+            return 0 if result is not None and result.action != "failed" else 1
+        follower = asyncio.create_task(self.follow())
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            while not self.stopping.is_set():
+                await self.changed.wait()
+                self.changed.clear()
+                if self.reload_requested:
+                    self._reload_config()
+                if self.stopping.is_set():
+                    break
+                if not self.pending_keys:
+                    continue
+                await self._coalesce()
+                await self.sync()
+                self._ready()
+                sd_notify(f"STATUS=revision {self.state.revision}; {self.last_error or 'ok'}")
+        finally:
+            sd_notify("STOPPING=1")
+            follower.cancel()
+            watchdog.cancel()
+            await asyncio.gather(follower, watchdog, return_exceptions=True)
+            await self.source.disconnect()
+            await self.target.close()
+        log.info("stopped")
+        return 0
