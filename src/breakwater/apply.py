@@ -79,7 +79,7 @@ class FileTarget:
         )
         try:
             output, _ = await asyncio.wait_for(process.communicate(), self.check_timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             process.kill()
             await process.wait()
             raise CheckFailed(f"{command[0]} check timed out after {self.check_timeout}s") from exc

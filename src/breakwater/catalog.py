@@ -290,7 +290,9 @@ def _servers_from_endpoints(endpoints: Object, port_name: str) -> list[Server]:
             continue
         for address in subset.get("addresses") or []:
             try:
-                server = Server(validate.ip_address(address.get("ip")), validate.port_number(port), "ready")
+                server = Server(
+                    validate.ip_address(address.get("ip")), validate.port_number(port), "ready"
+                )
             except InvalidValue:
                 continue
             servers[(server.address, server.port)] = server
@@ -305,7 +307,11 @@ def _node_servers(index: ClusterIndex, node_port: int) -> list[Server]:
         if conditions.get("Ready") != "True":
             continue
         address = next(
-            (a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
+            (
+                a.get("address")
+                for a in status.get("addresses") or []
+                if a.get("type") == "InternalIP"
+            ),
             None,
         )
         try:
@@ -422,7 +428,9 @@ def _certificate(index: ClusterIndex, namespace: str, secret_name: str) -> Certi
     if problem:
         raise Rejected(f"secret {namespace}/{secret_name}: {problem}")
     digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
-    return Certificate(f"{namespace}_{secret_name}_{digest}", pem, f"Secret {namespace}/{secret_name}")
+    return Certificate(
+        f"{namespace}_{secret_name}_{digest}", pem, f"Secret {namespace}/{secret_name}"
+    )
 
 
 # --- routes -------------------------------------------------------------------------
@@ -590,10 +598,11 @@ def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Obje
         else None
     )
     backend = builder.backend(namespace, service_name, port, options, owner)
+    wanted: list[tuple[MatchType, list[str]]] = [("prefix", prefixes), ("exact", exact)]
     routes = [
         Route(host, path, match, backend, owner, https_redirect, cache)
         for host in hosts
-        for match, paths in (("prefix", prefixes), ("exact", exact))
+        for match, paths in wanted
         for path in paths
     ]
     builder.add_routes(routes, owner)

@@ -184,6 +184,9 @@ def load_config(
 def as_dict(config: Config) -> dict[str, Any]:
     """The effective configuration, as ``breakwater check-config`` prints it."""
     return {
-        section: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(config, section)).items()}
+        section: {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(getattr(config, section)).items()
+        }
         for section in SECTIONS
     }

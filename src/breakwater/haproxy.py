@@ -10,6 +10,7 @@ re-executes, so a reload is only done when ``show proc`` shows a new worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -33,35 +34,34 @@ class RuntimeSession:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def _connect(self) -> None:
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(self.path), self.timeout
-        )
-        self._writer.write(b"prompt\n")
-        await self._writer.drain()
-        await asyncio.wait_for(self._reader.readuntil(b"> "), self.timeout)
+    async def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(self.path), self.timeout
+            )
+            writer.write(b"prompt\n")
+            await writer.drain()
+            await asyncio.wait_for(reader.readuntil(b"> "), self.timeout)
+            self._reader, self._writer = reader, writer
+        return self._reader, self._writer
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
     async def command(self, line: str) -> str:
         """Run one command; reconnects once if the worker behind the socket changed."""
         for attempt in (1, 2):
             try:
-                if self._writer is None:
-                    await self._connect()
-                assert self._reader is not None and self._writer is not None
-                self._writer.write(line.encode() + b"\n")
-                await self._writer.drain()
-                reply = await asyncio.wait_for(self._reader.readuntil(_PROMPT), self.timeout)
+                reader, writer = await self._streams()
+                writer.write(line.encode() + b"\n")
+                await writer.drain()
+                reply = await asyncio.wait_for(reader.readuntil(_PROMPT), self.timeout)
                 return reply[: -len(_PROMPT)].decode(errors="replace").strip()
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 await self.close()
                 if attempt == 2:
                     raise HAProxyError(f"runtime API {self.path}: {line!r}: {exc!r}") from exc
@@ -132,7 +132,7 @@ async def reload(path: str, timeout: float = 30.0) -> ProcessTable:
         try:
             await master_command(path, "reload")
             break
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if time.monotonic() > deadline:
                 raise HAProxyError(f"master socket {path}: reload refused: {exc!r}") from exc
             await asyncio.sleep(delay)
@@ -141,13 +141,15 @@ async def reload(path: str, timeout: float = 30.0) -> ProcessTable:
         await asyncio.sleep(0.005)
         try:
             now = await show_proc(path)
-        except (OSError, asyncio.TimeoutError, HAProxyError):
+        except (TimeoutError, OSError, HAProxyError):
             now = None
         if now is not None:
             if now.failed > before.failed:
                 raise HAProxyError("HAProxy rejected the new configuration (reload failed)")
-            if now.reloads > before.reloads and now.workers and not set(now.workers) & set(
-                before.workers
+            if (
+                now.reloads > before.reloads
+                and now.workers
+                and not set(now.workers) & set(before.workers)
             ):
                 return now
         if time.monotonic() > deadline:
@@ -158,7 +160,7 @@ async def _retrying(path: str, deadline: float) -> ProcessTable:
     while True:
         try:
             return await show_proc(path)
-        except (OSError, asyncio.TimeoutError, HAProxyError) as exc:
+        except (TimeoutError, OSError, HAProxyError) as exc:
             if time.monotonic() > deadline:
                 raise HAProxyError(f"master socket {path}: {exc!r}") from exc
             await asyncio.sleep(0.05)

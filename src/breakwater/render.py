@@ -117,7 +117,7 @@ def _template(path: str | None) -> jinja2.Template:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - a config file, every value is validated
+        autoescape=False,
     )
     return environment.from_string(source)
 

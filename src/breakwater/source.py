@@ -12,6 +12,7 @@ The source only reads: it never writes to the cluster's etcd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -140,10 +141,12 @@ class EtcdSource:
             try:
                 await client.connect()
                 await asyncio.wait_for(
-                    client.maintenancestub.Status(rpc.StatusRequest(), timeout=self.settings.timeout),
+                    client.maintenancestub.Status(
+                        rpc.StatusRequest(), timeout=self.settings.timeout
+                    ),
                     self.settings.timeout + 1,
                 )
-            except (grpc.aio.AioRpcError, OSError, asyncio.TimeoutError, etcd_errors.ClientError) as exc:
+            except (TimeoutError, grpc.aio.AioRpcError, OSError, etcd_errors.ClientError) as exc:
                 errors.append(f"{endpoint}: {_describe(exc)}")
                 await client.close()
                 continue
@@ -158,12 +161,12 @@ class EtcdSource:
         if client is not None:
             try:
                 await client.close()
-            except Exception:  # noqa: BLE001 - closing a broken channel must not raise
+            except Exception:
                 log.debug("closing etcd client failed", exc_info=True)
         if rotate:
             self._endpoint_index = (self._endpoint_index + 1) % len(self.settings.endpoints)
 
-    async def list(self) -> tuple[int, dict[str, bytes]]:
+    async def list_all(self) -> tuple[int, dict[str, bytes]]:
         """Every key under the prefixes, read at one revision: (revision, values)."""
         client = await self.connect()
         values: dict[str, bytes] = {}
@@ -209,7 +212,7 @@ class EtcdSource:
                 await queue.put(SourceError(f"etcd {client.endpoint}: watch ended"))
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            except BaseException as exc:
                 await queue.put(exc)
 
         try:
@@ -220,7 +223,7 @@ class EtcdSource:
                     )
                     watches.append(watch)
                     tasks.append(asyncio.create_task(pump(watch)))
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 raise self._translate(client, exc) from exc
             while True:
                 item = await queue.get()
@@ -238,10 +241,9 @@ class EtcdSource:
             for task in tasks:
                 task.cancel()
             for watch in watches:
-                try:
+                # the stream may be gone already
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(watch.cancel(), 1)
-                except BaseException:  # noqa: BLE001 - the stream may be gone already
-                    pass
 
     @staticmethod
     def _translate(client: EtcdClient, exc: BaseException) -> Exception:

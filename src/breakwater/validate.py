@@ -24,7 +24,9 @@ _PORT_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?$")
 # unless it starts a valid escape.
 _PATH_RE = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$")
 _DURATION_RE = re.compile(r"^([0-9]{1,7})(us|ms|s|m|h|d)?$")
-BALANCE_ALGORITHMS = frozenset({"roundrobin", "static-rr", "leastconn", "first", "source", "random"})
+BALANCE_ALGORITHMS = frozenset(
+    {"roundrobin", "static-rr", "leastconn", "first", "source", "random"}
+)
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 

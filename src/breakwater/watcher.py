@@ -16,6 +16,7 @@ flags; SIGHUP re-reads the watcher's own configuration, SIGTERM exits cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -93,7 +94,8 @@ class ClusterState:
     def catalog(self, config: Config) -> Catalog:
         catalog = build_catalog(self.objects.values(), config.catalog)
         catalog.rejected.extend(
-            Rejection(key, f"undecodable: {reason}") for key, reason in sorted(self.undecodable.items())
+            Rejection(key, f"undecodable: {reason}")
+            for key, reason in sorted(self.undecodable.items())
         )
         return catalog
 
@@ -102,7 +104,7 @@ async def read_cluster(settings: EtcdSettings) -> ClusterState:
     """List the cluster once (``breakwater catalog``, ``--once``, the lookups)."""
     source = EtcdSource(settings, list(RESOURCES))
     try:
-        revision, values = await source.list()
+        revision, values = await source.list_all()
     finally:
         await source.disconnect()
     state = ClusterState(settings.prefix.rstrip("/") + "/")
@@ -113,7 +115,9 @@ async def read_cluster(settings: EtcdSettings) -> ClusterState:
 def summarize(old: Catalog | None, new: Catalog) -> str:
     """What changed between two catalogs, in one line."""
     if old is None:
-        return f"{len(new.routes)} routes, {len(new.backends)} backends, {len(new.rejected)} rejected"
+        return (
+            f"{len(new.routes)} routes, {len(new.backends)} backends, {len(new.rejected)} rejected"
+        )
     parts = []
     old_routes = {(r.host, r.path, r.match): r for r in old.routes}
     new_routes = {(r.host, r.path, r.match): r for r in new.routes}
@@ -150,6 +154,7 @@ class Watcher:
         self.last_error: str | None = None
         self.last_sync: float | None = None
         self.etcd_connected = False
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- signals: flags only -------------------------------------------------------
 
@@ -179,7 +184,7 @@ class Watcher:
         while not self.stopping.is_set():
             try:
                 if not listed:
-                    revision, values = await self.source.list()
+                    revision, values = await self.source.list_all()
                     self.state.replace(revision, values)
                     listed = True
                     self.etcd_connected = True
@@ -197,10 +202,8 @@ class Watcher:
                 log.error("etcd unavailable, serving the last good configuration: %s", exc)
                 self._ready()  # running, and serving what HAProxy already has
                 await self.source.disconnect(rotate=True)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
                 delay = min(delay * 2, settings.backoff_max)
 
     def _ready(self) -> None:
@@ -230,7 +233,7 @@ class Watcher:
         if config.etcd != self.config.etcd:
             log.info("SIGHUP: etcd settings changed, reconnecting")
             self.source.settings = config.etcd
-            asyncio.ensure_future(self.source.disconnect())
+            self._background.add(asyncio.ensure_future(self.source.disconnect()))
         if config.haproxy != self.config.haproxy:
             self.target = HAProxyTarget(config.haproxy, dry_run=self.dry_run)
         self.config = config
@@ -242,7 +245,7 @@ class Watcher:
         try:
             catalog = self.state.catalog(self.config)
             result = await self.target.apply(catalog)
-        except Exception as exc:  # noqa: BLE001 - a fault must not stop the edge
+        except Exception as exc:
             self.last_error = f"sync failed: {exc!r}"
             log.exception("sync failed, keeping the last good configuration")
             return None
@@ -298,7 +301,7 @@ class Watcher:
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
         loop.add_signal_handler(signal.SIGINT, self._on_term)
         if once:
-            revision, values = await self.source.list()
+            revision, values = await self.source.list_all()
             await self.source.disconnect()
             self.state.replace(revision, values)
             self.pending_keys = [f"list at revision {revision}"]

@@ -184,7 +184,7 @@ def _message_to_json(type_name: str, value: Any) -> dict[str, Any]:
 def decode_protobuf(key: str, value: bytes) -> dict[str, Any]:
     """Decode a ``k8s\\x00`` protobuf storage value into Kubernetes' JSON form."""
     classes = _message_classes()
-    envelope = classes["Unknown"]()
+    envelope: Any = classes["Unknown"]()
     try:
         envelope.ParseFromString(value[len(PROTOBUF_MAGIC) :])
     except ProtobufDecodeError as exc:
@@ -197,7 +197,7 @@ def decode_protobuf(key: str, value: bytes) -> dict[str, Any]:
     type_name = KINDS.get((api_version, kind))
     if type_name is None:
         raise UnknownKindError(key, f"unknown kind {kind!r} of apiVersion {api_version!r}")
-    obj = classes[type_name]()
+    obj: Any = classes[type_name]()
     try:
         obj.ParseFromString(envelope.raw)
         body = _message_to_json(type_name, obj)
@@ -298,7 +298,11 @@ def _message_from_json(type_name: str, obj: Mapping[str, Any], target: Any) -> N
             continue  # a nil pointer is not written
         elif is_scalar:
             zero = {"string": "", "bytes": b"", "bool": False}.get(element, 0)
-            setattr(target, field.json_name, _scalar_from_json(element, value) if value is not None else zero)
+            setattr(
+                target,
+                field.json_name,
+                _scalar_from_json(element, value) if value is not None else zero,
+            )
         else:
             # Go writes non-pointer structs even when empty, and zero Times as year 1.
             sub = getattr(target, field.json_name)
@@ -319,9 +323,10 @@ def encode_protobuf(obj: Mapping[str, Any]) -> bytes:
     classes = _message_classes()
     body = classes[type_name]()
     _message_from_json(type_name, obj, body)
-    envelope = classes["Unknown"](
+    envelope: Any = classes["Unknown"](
         raw=body.SerializeToString(deterministic=True), contentEncoding="", contentType=""
     )
     envelope.typeMeta.apiVersion = api_version
     envelope.typeMeta.kind = kind
-    return PROTOBUF_MAGIC + envelope.SerializeToString(deterministic=True)
+    serialized: bytes = envelope.SerializeToString(deterministic=True)
+    return PROTOBUF_MAGIC + serialized

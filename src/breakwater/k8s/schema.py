@@ -17,8 +17,8 @@ Types:
 Flags:
   ``p`` -- a Go pointer: its presence on the wire is its meaning, so a zero value
   (``ready: false``) is kept.  Without it, zero values are dropped as Go's
-  ``omitempty`` drops them.  ``k`` -- a field without ``omitempty``: always kept.  ``i`` -- an embedded
-  (inline) struct: its fields appear in the parent's JSON object.
+  ``omitempty`` drops them.  ``k`` -- a field without ``omitempty``: always kept.
+  ``i`` -- an embedded (inline) struct: its fields appear in the parent's JSON object.
 
 Field numbers were read from Kubernetes' own compatibility fixtures (the ``.pb``
 files of ``api/testdata``), which set every field of a kind.
@@ -135,13 +135,19 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("targetPort", 4, "IntOrString"),
         ("nodePort", 5, "int32"),
     ),
-    "SessionAffinityConfig": _fields(("clientIP", 1, "ClientIPConfig", "p"),),
-    "ClientIPConfig": _fields(("timeoutSeconds", 1, "int32", "p"),),
+    "SessionAffinityConfig": _fields(
+        ("clientIP", 1, "ClientIPConfig", "p"),
+    ),
+    "ClientIPConfig": _fields(
+        ("timeoutSeconds", 1, "int32", "p"),
+    ),
     "ServiceStatus": _fields(
         ("loadBalancer", 1, "LoadBalancerStatus"),
         ("conditions", 2, "[]Condition"),
     ),
-    "LoadBalancerStatus": _fields(("ingress", 1, "[]LoadBalancerIngress"),),
+    "LoadBalancerStatus": _fields(
+        ("ingress", 1, "[]LoadBalancerIngress"),
+    ),
     "LoadBalancerIngress": _fields(
         ("ip", 1, "string"),
         ("hostname", 2, "string"),
@@ -189,7 +195,9 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("spec", 2, "NamespaceSpec"),
         ("status", 3, "NamespaceStatus"),
     ),
-    "NamespaceSpec": _fields(("finalizers", 1, "[]string"),),
+    "NamespaceSpec": _fields(
+        ("finalizers", 1, "[]string"),
+    ),
     "NamespaceStatus": _fields(
         ("phase", 1, "string"),
         ("conditions", 2, "[]NamespaceCondition"),
@@ -223,7 +231,9 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("effect", 3, "string", "k"),
         ("timeAdded", 4, "Time", "p"),
     ),
-    "NodeConfigSource": _fields(("configMap", 2, "ConfigMapNodeConfigSource", "p"),),
+    "NodeConfigSource": _fields(
+        ("configMap", 2, "ConfigMapNodeConfigSource", "p"),
+    ),
     "ConfigMapNodeConfigSource": _fields(
         ("namespace", 1, "string", "k"),
         ("name", 2, "string", "k"),
@@ -231,7 +241,9 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("resourceVersion", 4, "string"),
         ("kubeletConfigKey", 5, "string", "k"),
     ),
-    "PodPreemptionPolicy": _fields(("disableResizePreemption", 1, "[]string"),),
+    "PodPreemptionPolicy": _fields(
+        ("disableResizePreemption", 1, "[]string"),
+    ),
     "NodeStatus": _fields(
         ("capacity", 1, "{Quantity}"),
         ("allocatable", 2, "{Quantity}"),
@@ -260,8 +272,12 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("type", 1, "string", "k"),
         ("address", 2, "string", "k"),
     ),
-    "NodeDaemonEndpoints": _fields(("kubeletEndpoint", 1, "DaemonEndpoint"),),
-    "DaemonEndpoint": _fields(("Port", 1, "int32", "k"),),
+    "NodeDaemonEndpoints": _fields(
+        ("kubeletEndpoint", 1, "DaemonEndpoint"),
+    ),
+    "DaemonEndpoint": _fields(
+        ("Port", 1, "int32", "k"),
+    ),
     "NodeSystemInfo": _fields(
         ("machineID", 1, "string", "k"),
         ("systemUUID", 2, "string", "k"),
@@ -275,7 +291,9 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("architecture", 10, "string", "k"),
         ("swap", 11, "NodeSwapStatus", "p"),
     ),
-    "NodeSwapStatus": _fields(("capacity", 1, "int64", "p"),),
+    "NodeSwapStatus": _fields(
+        ("capacity", 1, "int64", "p"),
+    ),
     "ContainerImage": _fields(
         ("names", 1, "[]string"),
         ("sizeBytes", 2, "int64"),
@@ -298,7 +316,9 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("recursiveReadOnlyMounts", 1, "bool", "p"),
         ("userNamespaces", 2, "bool", "p"),
     ),
-    "NodeFeatures": _fields(("supplementalGroupsPolicy", 1, "bool", "p"),),
+    "NodeFeatures": _fields(
+        ("supplementalGroupsPolicy", 1, "bool", "p"),
+    ),
     # --- discovery.k8s.io/v1 EndpointSlice ----------------------------------------
     "EndpointSlice": _fields(
         ("metadata", 1, "ObjectMeta"),
@@ -325,8 +345,12 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("forZones", 1, "[]ForZone"),
         ("forNodes", 2, "[]ForNode"),
     ),
-    "ForZone": _fields(("name", 1, "string", "k"),),
-    "ForNode": _fields(("name", 1, "string", "k"),),
+    "ForZone": _fields(
+        ("name", 1, "string", "k"),
+    ),
+    "ForNode": _fields(
+        ("name", 1, "string", "k"),
+    ),
     "EndpointPort": _fields(
         ("name", 1, "string", "p"),
         ("protocol", 2, "string", "p"),
@@ -370,15 +394,23 @@ MESSAGES: dict[str, tuple[Field, ...]] = {
         ("host", 1, "string"),
         ("ingressRuleValue", 2, "IngressRuleValue", "i"),
     ),
-    "IngressRuleValue": _fields(("http", 1, "HTTPIngressRuleValue", "p"),),
-    "HTTPIngressRuleValue": _fields(("paths", 1, "[]HTTPIngressPath", "k"),),
+    "IngressRuleValue": _fields(
+        ("http", 1, "HTTPIngressRuleValue", "p"),
+    ),
+    "HTTPIngressRuleValue": _fields(
+        ("paths", 1, "[]HTTPIngressPath", "k"),
+    ),
     "HTTPIngressPath": _fields(
         ("path", 1, "string"),
         ("pathType", 3, "string", "p"),
         ("backend", 2, "IngressBackend", "k"),
     ),
-    "IngressStatus": _fields(("loadBalancer", 1, "IngressLoadBalancerStatus"),),
-    "IngressLoadBalancerStatus": _fields(("ingress", 1, "[]IngressLoadBalancerIngress"),),
+    "IngressStatus": _fields(
+        ("loadBalancer", 1, "IngressLoadBalancerStatus"),
+    ),
+    "IngressLoadBalancerStatus": _fields(
+        ("ingress", 1, "[]IngressLoadBalancerIngress"),
+    ),
     "IngressLoadBalancerIngress": _fields(
         ("ip", 1, "string"),
         ("hostname", 2, "string"),
@@ -418,6 +450,10 @@ KINDS: dict[tuple[str, str], str] = {
 SPECIAL_TYPES: dict[str, tuple[Field, ...]] = {
     "Time": _fields(("seconds", 1, "int64"), ("nanos", 2, "int32")),
     "IntOrString": _fields(("type", 1, "int64"), ("intVal", 2, "int32"), ("strVal", 3, "string")),
-    "Quantity": _fields(("string", 1, "string"),),
-    "FieldsV1": _fields(("Raw", 1, "bytes"),),
+    "Quantity": _fields(
+        ("string", 1, "string"),
+    ),
+    "FieldsV1": _fields(
+        ("Raw", 1, "bytes"),
+    ),
 }
