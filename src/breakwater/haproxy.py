@@ -81,6 +81,7 @@ async def master_command(path: str, line: str, timeout: float = 5.0) -> str:
     try:
         writer.write(line.encode() + b"\n")
         await writer.drain()
+        writer.write_eof()  # the master answers, then closes, once it sees the end
         data = await asyncio.wait_for(reader.read(), timeout)
         return data.decode(errors="replace")
     finally:

@@ -40,7 +40,7 @@ class HAProxySettings:
     master_socket: str = "/run/haproxy/master.sock"
     http_binds: tuple[str, ...] = (":80",)
     https_binds: tuple[str, ...] = (":443",)
-    maxconn: int = 10000
+    maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
     hard_stop_after: str = "5m"
     timeout_connect: str = "5s"
     timeout_client: str = "60s"

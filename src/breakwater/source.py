@@ -223,10 +223,12 @@ class EtcdSource:
                     )
                     watches.append(watch)
                     tasks.append(asyncio.create_task(pump(watch)))
+                log.debug("watching %d prefixes from revision %d", len(watches), start_revision)
             except BaseException as exc:
                 raise self._translate(client, exc) from exc
             while True:
                 item = await queue.get()
+                log.debug("watch item %r", item)
                 if isinstance(item, BaseException):
                     raise self._translate(client, item) from item
                 batch = item

@@ -1,0 +1,235 @@
+"""End to end: objects written into a real etcd drive a real HAProxy through the watcher."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+from conftest import (
+    Etcd,
+    HAProxy,
+    WatcherProcess,
+    endpoint_slice,
+    http_get,
+    ingress,
+    service,
+    storage_key,
+    store,
+    wait_for,
+    watcher_config,
+)
+
+
+def serves(haproxy: HAProxy, host: str, expected: str, path: str = "/") -> bool:
+    status, body = http_get(haproxy.http_port, host, path)
+    return status == 200 and body.startswith(expected + " ")
+
+
+def test_request_with_ingress_host_reaches_its_backend(etcd, haproxy, backends, watcher):
+    web, api = backends("web"), backends("api")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))  # protobuf, as stored
+    store(etcd, service("shop", "api"), encoding="json")
+    store(etcd, endpoint_slice("shop", "api", [api.endpoint]), encoding="json")
+    store(etcd, ingress("shop", "web", "www.example.com", "web"), encoding="json")
+    store(etcd, ingress("shop", "api", "www.example.com", "api", path="/api"))
+
+    wait_for(lambda: serves(haproxy, "www.example.com", "web"), what="web route")
+    assert serves(haproxy, "WWW.Example.com:80", "web", "/index.html")
+    assert serves(haproxy, "www.example.com", "api", "/api/v1/items")
+    assert serves(haproxy, "www.example.com", "api", "/api")
+    # Prefix semantics: /apiary is not under /api.
+    assert serves(haproxy, "www.example.com", "web", "/apiary")
+    status, body = http_get(haproxy.http_port, "unknown.example.com")
+    assert status == 404 and "no route" in body
+    assert api.requests["/api/v1/items"] == 1
+
+
+def test_scaling_an_endpointslice_moves_traffic_without_a_reload(etcd, haproxy, backends, watcher):
+    first, second, third = backends("one"), backends("two"), backends("three")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [first.endpoint]))
+    store(etcd, ingress("shop", "web", "scale.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "scale.example.com", "one"), what="first server")
+    worker = haproxy.worker_pid()
+    reloads = haproxy.processes().reloads
+
+    # Scale up: three servers (within the backend's four slots), all in rotation.
+    store(etcd, endpoint_slice("shop", "web", [first.endpoint, second.endpoint, third.endpoint]))
+
+    def all_three_answer() -> bool:
+        seen = {http_get(haproxy.http_port, "scale.example.com")[1].split()[0] for _ in range(12)}
+        return seen == {"one", "two", "three"}
+
+    wait_for(all_three_answer, what="traffic on all three servers")
+    store(etcd, endpoint_slice("shop", "web", [third.endpoint]))
+    wait_for(
+        lambda: all(serves(haproxy, "scale.example.com", "three") for _ in range(6)),
+        what="traffic only on the remaining server",
+    )
+    assert haproxy.worker_pid() == worker, "endpoint changes must not reload HAProxy"
+    assert haproxy.processes().reloads == reloads
+
+    # The file on disk then says what runs (it is written right after the runtime
+    # commands), so a later reload keeps the same servers.
+    config_file = Path(haproxy.settings.config_file)
+    wait_for(
+        lambda: f"{first.address}:{first.port}" not in config_file.read_text(),
+        what="the rendered file to follow the runtime change",
+    )
+    assert f"server s3 {third.address}:{third.port}\n" in config_file.read_text()
+
+
+def test_terminating_endpoint_is_drained(etcd, haproxy, backends, watcher):
+    old, new = backends("old"), backends("new")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [old.endpoint]))
+    store(etcd, ingress("shop", "web", "drain.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "drain.example.com", "old"), what="old server")
+    slice_ = endpoint_slice("shop", "web", [old.endpoint, new.endpoint])
+    slice_["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    store(etcd, slice_)
+    wait_for(
+        lambda: all(serves(haproxy, "drain.example.com", "new") for _ in range(8)),
+        what="no new requests on the terminating server",
+    )
+    state = haproxy.master("@1 show servers state be_shop_web_http")
+    weights = {line.split()[3]: line.split()[7] for line in state.splitlines()[2:] if line.strip()}
+    assert weights["s1"] == "0", state  # drained: weight 0, existing requests finish
+
+
+def test_new_ingress_causes_exactly_one_reload(etcd, haproxy, backends, watcher):
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "first", "first.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "first.example.com", "web"), what="first route")
+    time.sleep(0.5)  # let the first sync settle
+    before = haproxy.processes()
+
+    store(etcd, ingress("shop", "second", "second.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "second.example.com", "web"), what="second route")
+    time.sleep(0.5)
+    after = haproxy.processes()
+    assert after.reloads == before.reloads + 1
+    assert after.workers != before.workers
+    assert serves(haproxy, "first.example.com", "web")
+
+
+def test_deleted_route_gets_the_documented_404(etcd, haproxy, backends, watcher):
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    gone = ingress("shop", "gone", "gone.example.com", "web")
+    store(etcd, gone)
+    wait_for(lambda: serves(haproxy, "gone.example.com", "web"), what="route")
+    etcd.delete(storage_key(gone))
+    wait_for(lambda: http_get(haproxy.http_port, "gone.example.com")[0] == 404, what="404")
+    assert "no route for this host and path" in http_get(haproxy.http_port, "gone.example.com")[1]
+
+
+def test_a_bad_object_is_rejected_alone(etcd, haproxy, backends, watcher, tmp_path):
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "good", "good.example.com", "web"))
+    hostile = ingress("shop", "hostile", "evil.example.com", "web")
+    hostile["spec"]["rules"][0]["http"]["paths"][0]["path"] = "/x\n    use_backend be_shop_web_http"
+    store(etcd, hostile)
+    etcd.put("/registry/ingress/shop/corrupt", b"k8s\x00\n\x1e\n\x14networking.k8s.io/v1\x12")
+    wait_for(lambda: serves(haproxy, "good.example.com", "web"), what="the good route")
+    status = wait_for(
+        lambda: json.loads((tmp_path / "status.json").read_text()), what="status file"
+    )
+    rejected = {r["object"]: r["reason"] for r in status["catalog"]["rejected"]}
+    assert "path" in rejected["Ingress shop/hostile"]
+    assert "corrupt" in rejected["/registry/ingress/shop/corrupt"]
+    assert http_get(haproxy.http_port, "evil.example.com")[0] == 404
+    assert "use_backend be_shop_web_http\n" not in Path(haproxy.settings.config_file).read_text()
+
+
+def test_etcd_outage_keeps_serving_and_recovers(etcd, haproxy, backends, watcher):
+    web, other = backends("web"), backends("other")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "outage.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "outage.example.com", "web"), what="route")
+
+    etcd.stop(signal.SIGKILL)
+    wait_for(lambda: "etcd unavailable" in watcher.log(), what="the watcher to notice")
+    for _ in range(5):  # the last good configuration keeps serving
+        assert serves(haproxy, "outage.example.com", "web")
+        time.sleep(0.1)
+    assert watcher.process is not None and watcher.process.poll() is None
+
+    etcd.start()
+    store(etcd, endpoint_slice("shop", "web", [other.endpoint]))
+    wait_for(
+        lambda: serves(haproxy, "outage.example.com", "other"), timeout=20, what="convergence"
+    )
+
+
+def test_compaction_past_the_watchers_revision_relists(etcd, haproxy, backends, tmp_path):
+    web, moved = backends("web"), backends("moved")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    old = ingress("shop", "old", "old.example.com", "web")
+    store(etcd, old)
+    config = watcher_config(
+        tmp_path, etcd, haproxy, etcd={"endpoints": [etcd.endpoint], "backoff_initial": 2.0}
+    )
+    process = WatcherProcess(config, tmp_path / "watcher.log")
+    process.start()
+    try:
+        wait_for(lambda: serves(haproxy, "old.example.com", "web"), what="route")
+        etcd.stop(signal.SIGKILL)
+        wait_for(lambda: "etcd unavailable" in process.log(), what="the watcher to notice")
+        etcd.start()  # the watcher waits ~1-2 s before reconnecting: change and compact now
+        store(etcd, endpoint_slice("shop", "web", [moved.endpoint]))
+        store(etcd, ingress("shop", "new", "new.example.com", "web"))
+        etcd.delete(storage_key(old))
+        revision = store(etcd, service("shop", "web"))
+        etcd.compact(revision)
+        wait_for(lambda: "compacted" in process.log(), timeout=20, what="compaction noticed")
+        wait_for(lambda: serves(haproxy, "new.example.com", "moved"), timeout=20, what="re-list")
+        assert http_get(haproxy.http_port, "old.example.com")[0] == 404
+    finally:
+        assert process.stop() == 0
+        print(process.log()[-3000:])
+
+
+def test_once_and_dry_run(etcd, haproxy, backends, tmp_path):
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "once.example.com", "web"))
+    config = watcher_config(tmp_path, etcd, haproxy)
+    before = Path(haproxy.settings.config_file).read_text()
+
+    dry = WatcherProcess(config, tmp_path / "dry.log")
+    dry.start("--dry-run")
+    assert dry.process is not None and dry.process.wait(30) == 0
+    assert Path(haproxy.settings.config_file).read_text() == before, "--dry-run changed nothing"
+    assert "be_shop_web_http" in dry.log()  # the diff it printed
+
+    once = WatcherProcess(config, tmp_path / "once.log")
+    once.start("--once")
+    assert once.process is not None and once.process.wait(30) == 0
+    assert serves(haproxy, "once.example.com", "web")
+
+
+def test_sighup_rereads_the_config(etcd, haproxy, backends, watcher, tmp_path):
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "hup.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "hup.example.com", "web"), what="route")
+    # Serve another ingress class after SIGHUP: the route goes away.
+    config = watcher_config(tmp_path, etcd, haproxy, catalog={"ingress_class": "other"})
+    assert config == watcher.config_path
+    assert watcher.process is not None
+    watcher.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: http_get(haproxy.http_port, "hup.example.com")[0] == 404, what="reloaded")
+    assert "configuration reloaded" in watcher.log()
