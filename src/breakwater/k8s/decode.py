@@ -307,8 +307,10 @@ def _message_from_json(type_name: str, obj: Mapping[str, Any], target: Any) -> N
             # Go writes non-pointer structs even when empty, and zero Times as year 1.
             sub = getattr(target, field.json_name)
             sub.SetInParent()
-            if element == "Time" or value is not None:
-                _element_from_json(element, value if value is not None else {}, sub)
+            if element == "Time":
+                _time_from_json(value, sub)
+            elif value is not None:
+                _element_from_json(element, value, sub)
 
 
 def encode_protobuf(obj: Mapping[str, Any]) -> bytes:

@@ -1,0 +1,97 @@
+"""Decoding storage values: Kubernetes' own fixtures, and every way a value can be bad."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from breakwater.k8s.decode import (
+    CorruptValueError,
+    EncryptedValueError,
+    UnknownKindError,
+    decode,
+    encode_protobuf,
+)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "k8s"
+PB_FILES = sorted(FIXTURES.glob("*.pb"))
+
+
+def test_every_kind_has_a_fixture() -> None:
+    assert len(PB_FILES) == 9, f"fixtures not found in {FIXTURES}"
+
+
+@pytest.mark.parametrize("pb", PB_FILES, ids=lambda p: p.stem)
+def test_protobuf_fixture_decodes_to_its_json(pb: Path) -> None:
+    expected = json.loads(pb.with_suffix(".json").read_text())
+    assert decode(str(pb), pb.read_bytes()) == expected
+
+
+@pytest.mark.parametrize("pb", PB_FILES, ids=lambda p: p.stem)
+def test_encoding_the_json_gives_the_api_servers_bytes(pb: Path) -> None:
+    expected = json.loads(pb.with_suffix(".json").read_text())
+    assert encode_protobuf(expected) == pb.read_bytes()
+
+
+@pytest.mark.parametrize("pb", PB_FILES, ids=lambda p: p.stem)
+def test_json_storage_value_decodes_to_itself(pb: Path) -> None:
+    text = pb.with_suffix(".json").read_bytes()
+    assert decode("/registry/x", text) == json.loads(text)
+
+
+@pytest.mark.parametrize("pb", PB_FILES, ids=lambda p: p.stem)
+def test_truncated_protobuf_is_reported_with_its_key(pb: Path) -> None:
+    data = pb.read_bytes()
+    # The envelope ends with two empty fields (contentEncoding, contentType): cutting
+    # anywhere before them cuts the object.
+    for cut in range(5, len(data) - 4, 7):
+        with pytest.raises(CorruptValueError) as error:
+            decode("/registry/ingress/ns/cut", data[:cut])
+        assert error.value.key == "/registry/ingress/ns/cut"
+        assert "/registry/ingress/ns/cut" in str(error.value)
+
+
+def test_encrypted_value_names_key_and_provider() -> None:
+    with pytest.raises(EncryptedValueError) as error:
+        decode("/registry/secrets/ns/tls", b"k8s:enc:aescbc:v1:key1:\x8f\x00\x12garbage")
+    assert "aescbc:v1" in str(error.value)
+    assert error.value.key == "/registry/secrets/ns/tls"
+
+
+def test_unknown_kind_is_a_typed_error() -> None:
+    pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}}
+    with pytest.raises(UnknownKindError, match="'Pod'"):
+        decode("/registry/pods/ns/p", json.dumps(pod).encode())
+    envelope = encode_protobuf({"kind": "Service", "apiVersion": "v1", "metadata": {}})
+    forged = envelope.replace(b"\x07Service", b"\x07Serpent")
+    with pytest.raises(UnknownKindError, match="Serpent"):
+        decode("/registry/services/specs/ns/s", forged)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"\x00\x01\x02", b"{not json", b"[1, 2]", b'{"kind": "Service"}', b"k8s\x00\xff\xff"],
+)
+def test_garbage_is_corrupt(value: bytes) -> None:
+    with pytest.raises(CorruptValueError):
+        decode("/registry/services/specs/ns/bad", value)
+
+
+def test_pointer_false_is_kept_and_omitempty_zero_dropped() -> None:
+    endpoint_slice = {
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": {"name": "s", "namespace": "ns", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": False, "terminating": True}}
+        ],
+        "ports": [{"name": "", "port": 80, "protocol": "TCP"}],
+    }
+    decoded = decode("k", encode_protobuf(endpoint_slice))
+    assert decoded["endpoints"][0]["conditions"] == {"ready": False, "terminating": True}
+    assert decoded["ports"][0]["name"] == ""  # a pointer to "": kept
+    assert "generateName" not in decoded["metadata"]  # written as "", omitted in JSON
+    assert decoded == endpoint_slice
