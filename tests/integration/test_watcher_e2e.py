@@ -7,8 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import (
-    Etcd,
+from harness import (
     HAProxy,
     WatcherProcess,
     endpoint_slice,
@@ -166,9 +165,7 @@ def test_etcd_outage_keeps_serving_and_recovers(etcd, haproxy, backends, watcher
 
     etcd.start()
     store(etcd, endpoint_slice("shop", "web", [other.endpoint]))
-    wait_for(
-        lambda: serves(haproxy, "outage.example.com", "other"), timeout=20, what="convergence"
-    )
+    wait_for(lambda: serves(haproxy, "outage.example.com", "other"), timeout=20, what="convergence")
 
 
 def test_compaction_past_the_watchers_revision_relists(etcd, haproxy, backends, tmp_path):

@@ -1,0 +1,504 @@
+"""Fixtures that start the real daemons on loopback: etcd, HAProxy, HTTP backends, the watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aetcd
+import pytest
+import yaml
+
+from breakwater.catalog import Catalog
+from breakwater.haproxy import parse_show_proc
+from breakwater.k8s.decode import encode_protobuf
+from breakwater.render import HAProxySettings, render_haproxy
+
+pytestmark = pytest.mark.integration
+
+for binary in ("etcd", "haproxy", "openssl"):
+    if shutil.which(binary) is None and not os.path.exists(f"/usr/sbin/{binary}"):
+        raise RuntimeError(f"{binary} is not installed: run .ci/run or apt-get install it")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:
+            last = exc
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+# --- etcd ------------------------------------------------------------------------------
+
+
+@dataclass
+class Etcd:
+    data_dir: Path
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    tls: dict[str, str] | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        command = [
+            "etcd",
+            "--name=test",
+            f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={self.endpoint}",
+            f"--advertise-client-urls={self.endpoint}",
+            f"--listen-peer-urls=http://127.0.0.1:{self.peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{self.peer_port}",
+            f"--initial-cluster=test=http://127.0.0.1:{self.peer_port}",
+            "--log-level=error",
+        ]
+        if self.tls:
+            command += [
+                "--client-cert-auth",
+                f"--trusted-ca-file={self.tls['ca']}",
+                f"--cert-file={self.tls['server_cert']}",
+                f"--key-file={self.tls['server_key']}",
+            ]
+        log = open(self.data_dir.parent / "etcd.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        if not self.tls:
+            wait_for(lambda: self.run(self.status()), what="etcd to answer")
+        else:
+            wait_for(lambda: _port_open(self.client_port), what="etcd TLS port")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run(coroutine)
+
+    async def status(self) -> bool:
+        async with aetcd.Client("127.0.0.1", self.client_port, timeout=2) as client:
+            await client.status()
+        return True
+
+    def put(self, key: str, value: bytes) -> int:
+        async def go() -> int:
+            async with aetcd.Client("127.0.0.1", self.client_port, timeout=5) as client:
+                result = await client.put(key.encode(), value)
+                return int(result.header.revision)
+
+        return int(self.run(go()))
+
+    def delete(self, key: str) -> None:
+        async def go() -> None:
+            async with aetcd.Client("127.0.0.1", self.client_port, timeout=5) as client:
+                await client.delete(key.encode())
+
+        self.run(go())
+
+    def compact(self, revision: int) -> None:
+        async def go() -> None:
+            async with aetcd.Client("127.0.0.1", self.client_port, timeout=5) as client:
+                await client.compact(revision, physical=True)
+
+        self.run(go())
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[Etcd]:
+    server = Etcd(tmp_path / "etcd")
+    server.start()
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+# --- Kubernetes objects, stored as the API server stores them ------------------------------
+
+
+def meta(namespace: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "uid": f"uid-{namespace}-{name}",
+        "creationTimestamp": extra.pop("created", "2026-01-01T00:00:00Z"),
+        **extra,
+    }
+
+
+def service(
+    namespace: str, name: str, port: int = 80, node_port: int | None = None
+) -> dict[str, Any]:
+    port_spec: dict[str, Any] = {
+        "name": "http",
+        "protocol": "TCP",
+        "port": port,
+        "targetPort": 8080,
+    }
+    if node_port:
+        port_spec["nodePort"] = node_port
+    return {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": meta(namespace, name),
+        "spec": {"ports": [port_spec], "type": "NodePort" if node_port else "ClusterIP"},
+    }
+
+
+def endpoint_slice(
+    namespace: str, service_name: str, servers: list[tuple[str, int]], **conditions: bool
+) -> dict[str, Any]:
+    ports = sorted({port for _, port in servers}) or [8080]
+    assert len(ports) == 1, "an EndpointSlice port applies to all its endpoints"
+    return {
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": meta(
+            namespace,
+            f"{service_name}-abcde",
+            labels={"kubernetes.io/service-name": service_name},
+        ),
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [address],
+                "conditions": {"ready": True, "serving": True, "terminating": False, **conditions},
+            }
+            for address, _ in servers
+        ],
+        "ports": [{"name": "http", "protocol": "TCP", "port": ports[0]}],
+    }
+
+
+def ingress(
+    namespace: str,
+    name: str,
+    host: str,
+    service_name: str,
+    path: str = "/",
+    path_type: str = "Prefix",
+    annotations: dict[str, str] | None = None,
+    tls_secret: str | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "ingressClassName": "breakwater",
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": path,
+                            "pathType": path_type,
+                            "backend": {
+                                "service": {"name": service_name, "port": {"name": "http"}}
+                            },
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    if tls_secret:
+        spec["tls"] = [{"hosts": [host], "secretName": tls_secret}]
+    return {
+        "kind": "Ingress",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": meta(namespace, name, annotations=annotations or {}),
+        "spec": spec,
+    }
+
+
+STORAGE_DIRECTORIES = {
+    "Service": "services/specs",
+    "Endpoints": "services/endpoints",
+    "EndpointSlice": "endpointslices",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "Node": "minions",
+    "Ingress": "ingress",
+    "IngressClass": "ingressclasses",
+}
+
+
+def storage_key(obj: dict[str, Any], prefix: str = "/registry") -> str:
+    metadata = obj["metadata"]
+    directory = STORAGE_DIRECTORIES[obj["kind"]]
+    if metadata.get("namespace"):
+        return f"{prefix}/{directory}/{metadata['namespace']}/{metadata['name']}"
+    return f"{prefix}/{directory}/{metadata['name']}"
+
+
+def store(etcd: Etcd, obj: dict[str, Any], encoding: str = "protobuf") -> int:
+    """Write an object as the API server does: protobuf by default, JSON if asked."""
+    value = encode_protobuf(obj) if encoding == "protobuf" else json.dumps(obj).encode()
+    return etcd.put(storage_key(obj), value)
+
+
+# --- HTTP backends -----------------------------------------------------------------------
+
+
+class Backend:
+    """A real HTTP server on a loopback address; answers its name, counts requests."""
+
+    def __init__(self, name: str, address: str = "127.0.0.1", port: int = 0) -> None:
+        self.name = name
+        self.requests: Counter[str] = Counter()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                backend.requests[self.path] += 1
+                body = f"{backend.name} {self.path}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # HAProxy may reset idle keep-alive connections; not an error here
+
+        self.server = Server((address, port), Handler)
+        self.server.daemon_threads = True
+        self.address = address
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return self.address, self.port
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def backends() -> Iterator[Callable[[str], Backend]]:
+    """Start backends like a Service's pods: each its own address, all one port."""
+    started: list[Backend] = []
+    port = free_port()
+
+    def start(name: str) -> Backend:
+        backend = Backend(name, f"127.0.0.{11 + len(started)}", port)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.close()
+
+
+# --- HAProxy -------------------------------------------------------------------------------
+
+
+@dataclass
+class HAProxy:
+    directory: Path
+    settings: HAProxySettings
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_port(self) -> int:
+        return int(self.settings.http_binds[0].rsplit(":", 1)[1])
+
+    @property
+    def https_port(self) -> int:
+        return int(self.settings.https_binds[0].rsplit(":", 1)[1])
+
+    def start(self) -> None:
+        # The first configuration, as the haproxy role renders it: no routes yet.
+        rendered = render_haproxy(Catalog(), {}, self.settings)
+        from breakwater.apply import write_generation
+
+        os.makedirs(self.settings.config_dir, exist_ok=True)
+        write_generation(rendered)
+        Path(self.settings.config_file).write_text(rendered.config)
+        log = open(self.directory / "haproxy.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["haproxy", "-W", "-S", self.settings.master_socket, "-f", self.settings.config_file],
+            stdout=log,
+            stderr=log,
+        )
+        wait_for(lambda: _port_open(self.http_port), what="haproxy to listen")
+        wait_for(lambda: os.path.exists(self.settings.stats_socket), what="stats socket")
+
+    def master(self, command: str) -> str:
+        # The master refuses connections for a moment while it re-executes.
+        return str(wait_for(lambda: self._master(command), what=f"master CLI {command!r}"))
+
+    def _master(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(self.settings.master_socket)
+            sock.sendall(command.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def processes(self) -> Any:
+        return parse_show_proc(self.master("show proc"))
+
+    def worker_pid(self) -> int:
+        return int(self.processes().workers[0])
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)  # soft stop
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def haproxy(tmp_path: Path) -> Iterator[HAProxy]:
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    settings = HAProxySettings(
+        config_dir=str(directory / "breakwater"),
+        config_file=str(directory / "haproxy.cfg"),
+        stats_socket=str(directory / "admin.sock"),
+        master_socket=str(directory / "master.sock"),
+        http_binds=(f"127.0.0.1:{free_port()}",),
+        https_binds=(f"127.0.0.1:{free_port()}",),
+        hard_stop_after="10s",
+        log_target="stderr",
+    )
+    server = HAProxy(directory, settings)
+    server.start()
+    yield server
+    server.stop()
+
+
+def http_get(port: int, host: str, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+# --- the watcher, as the daemon it is -----------------------------------------------------------
+
+
+@dataclass
+class WatcherProcess:
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "breakwater.cli",
+                "watch",
+                "--config",
+                str(self.config_path),
+                *extra,
+            ],
+            stdout=log,
+            stderr=log,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def watcher_config(
+    tmp_path: Path, etcd_server: Etcd, haproxy_server: HAProxy, **sections: dict[str, Any]
+) -> Path:
+    settings = haproxy_server.settings
+    document: dict[str, Any] = {
+        "etcd": {"endpoints": [etcd_server.endpoint], "backoff_initial": 0.1, "backoff_max": 1.0},
+        "haproxy": {
+            "config_dir": settings.config_dir,
+            "config_file": settings.config_file,
+            "stats_socket": settings.stats_socket,
+            "master_socket": settings.master_socket,
+            "http_binds": list(settings.http_binds),
+            "https_binds": list(settings.https_binds),
+            "hard_stop_after": settings.hard_stop_after,
+            "log_target": settings.log_target,
+        },
+        "watcher": {"status_file": str(tmp_path / "status.json"), "log_level": "DEBUG"},
+    }
+    for section, values in sections.items():
+        document.setdefault(section, {}).update(values)
+    path = tmp_path / "watcher.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def watcher(tmp_path: Path, etcd: Etcd, haproxy: HAProxy) -> Iterator[WatcherProcess]:
+    process = WatcherProcess(watcher_config(tmp_path, etcd, haproxy), tmp_path / "watcher.log")
+    process.start()
+    yield process
+    returncode = process.stop()
+    print(process.log()[-5000:])
+    assert returncode == 0, "the watcher did not exit cleanly on SIGTERM"

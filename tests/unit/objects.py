@@ -1,0 +1,137 @@
+"""Builders of Kubernetes objects in their JSON form, for the pure tests."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+TLS = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
+
+
+def meta(
+    namespace: str, name: str, created: str = "2026-01-01T00:00:00Z", **extra: Any
+) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "creationTimestamp": created, **extra}
+
+
+def service(
+    namespace: str, name: str, node_port: int | None = None, port_name: str = "http"
+) -> dict[str, Any]:
+    port: dict[str, Any] = {"name": port_name, "port": 80, "targetPort": 8080, "protocol": "TCP"}
+    if node_port:
+        port["nodePort"] = node_port
+    return {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": meta(namespace, name),
+        "spec": {"ports": [port]},
+    }
+
+
+def endpoint_slice(
+    namespace: str,
+    service_name: str,
+    endpoints: list[tuple[str, dict[str, bool]]],
+    port: int = 8080,
+    suffix: str = "a",
+) -> dict[str, Any]:
+    return {
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": meta(
+            namespace,
+            f"{service_name}-{suffix}",
+            labels={"kubernetes.io/service-name": service_name},
+        ),
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "conditions": conditions} for ip, conditions in endpoints
+        ],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }
+
+
+READY = {"ready": True, "serving": True, "terminating": False}
+
+
+def ingress(
+    namespace: str,
+    name: str,
+    rules: list[tuple[str, str, str, str]],
+    created: str = "2026-01-01T00:00:00Z",
+    annotations: dict[str, str] | None = None,
+    tls: list[dict[str, Any]] | None = None,
+    default: str | None = None,
+) -> dict[str, Any]:
+    """rules: (host, path, pathType, service)"""
+    spec: dict[str, Any] = {
+        "ingressClassName": "breakwater",
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": path,
+                            "pathType": path_type,
+                            "backend": {"service": {"name": svc, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+            for host, path, path_type, svc in rules
+        ],
+    }
+    if tls:
+        spec["tls"] = tls
+    if default:
+        spec["defaultBackend"] = {"service": {"name": default, "port": {"number": 80}}}
+    return {
+        "kind": "Ingress",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": meta(namespace, name, created=created, annotations=annotations or {}),
+        "spec": spec,
+    }
+
+
+def route_configmap(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": meta(namespace, name, labels={"breakwater.io/edge": "true"}),
+        "data": data,
+    }
+
+
+def tls_secret(
+    namespace: str, name: str, cert: str = "www", key: str | None = None
+) -> dict[str, Any]:
+    crt = (TLS / f"{cert}.crt").read_bytes()
+    pem_key = (TLS / f"{key or cert}.key").read_bytes()
+    return {
+        "kind": "Secret",
+        "apiVersion": "v1",
+        "metadata": meta(namespace, name),
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(crt).decode(),
+            "tls.key": base64.b64encode(pem_key).decode(),
+        },
+    }
+
+
+def node(name: str, ip: str, ready: bool = True, unschedulable: bool = False) -> dict[str, Any]:
+    return {
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"unschedulable": unschedulable},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "addresses": [
+                {"type": "InternalIP", "address": ip},
+                {"type": "Hostname", "address": name},
+            ],
+        },
+    }

@@ -1,0 +1,82 @@
+"""Slots, runtime commands and the structure that decides between runtime and reload."""
+
+from __future__ import annotations
+
+from breakwater.apply import runtime_commands, structure_of
+from breakwater.catalog import Backend, BackendOptions, Catalog, Route, Server
+from breakwater.render import HAProxySettings, assign_slots, render_haproxy
+
+SETTINGS = HAProxySettings(config_dir="/etc/bw")
+
+
+def catalog_with(*servers: Server, name: str = "be_ns_web_http") -> Catalog:
+    backend = Backend(name, "ns", "web", "http", BackendOptions(), tuple(servers))
+    route = Route("a.example.com", "/", "prefix", name, "Ingress ns/web")
+    return Catalog(routes=[route], backends={name: backend})
+
+
+A, B, C = (Server(f"10.0.0.{i}", 80, "ready") for i in (1, 2, 3))
+
+
+def test_servers_keep_their_slots() -> None:
+    first = assign_slots(catalog_with(A, B, C), {}, 4)
+    assert first["be_ns_web_http"] == [A, B, C, None]
+    second = assign_slots(catalog_with(C, A), first, 4)
+    assert second["be_ns_web_http"] == [A, None, C, None]
+    third = assign_slots(catalog_with(C, A, Server("10.0.0.4", 80, "ready")), second, 4)
+    assert third["be_ns_web_http"][1] == Server("10.0.0.4", 80, "ready")
+
+
+def test_backend_grows_to_the_next_power_of_two() -> None:
+    servers = [Server(f"10.0.1.{i}", 80, "ready") for i in range(5)]
+    layout = assign_slots(catalog_with(*servers), {}, 4)
+    assert len(layout["be_ns_web_http"]) == 8
+
+
+def test_runtime_commands_for_add_remove_drain() -> None:
+    old = {"be": [A, B, None, None]}
+    new = {"be": [A, Server("10.0.0.2", 80, "drain"), C, None]}
+    assert runtime_commands(old, new) == [
+        "set weight be/s2 0",
+        "set server be/s3 addr 10.0.0.3 port 80",
+        "set weight be/s3 1",
+        "set server be/s3 state ready",
+    ]
+    assert runtime_commands(new, {"be": [A, None, C, None]}) == [
+        "set server be/s2 state maint",
+        "set server be/s2 addr 127.0.0.1 port 1",
+    ]
+
+
+def test_server_changes_are_not_structural_but_routes_are() -> None:
+    def structure(catalog: Catalog, previous: dict) -> tuple:
+        layout = assign_slots(catalog, previous, 4)
+        return structure_of(render_haproxy(catalog, layout, SETTINGS).config, layout), layout
+
+    base, layout = structure(catalog_with(A), {})
+    scaled, _ = structure(catalog_with(A, B), layout)
+    assert scaled == base
+    more_routes = catalog_with(A)
+    more_routes.routes.append(Route("b.example.com", "/", "prefix", "be_ns_web_http", "x"))
+    rerouted, _ = structure(more_routes, layout)
+    assert rerouted != base
+
+
+def test_rendered_servers_follow_the_layout() -> None:
+    catalog = catalog_with(A, Server("10.0.0.2", 80, "drain"))
+    config = render_haproxy(catalog, assign_slots(catalog, {}, 4), SETTINGS).config
+    assert "    server s1 10.0.0.1:80\n" in config
+    assert "    server s2 10.0.0.2:80 weight 0\n" in config
+    assert "    server s3 127.0.0.1:1 disabled\n" in config
+
+
+def test_generation_directory_is_content_addressed() -> None:
+    one = render_haproxy(catalog_with(A), {"be_ns_web_http": [A]}, SETTINGS)
+    two = render_haproxy(catalog_with(B), {"be_ns_web_http": [B]}, SETTINGS)
+    assert one.generation_dir == two.generation_dir  # same maps, other servers
+    other = catalog_with(A)
+    other.routes[0] = Route("z.example.com", "/", "prefix", "be_ns_web_http", "x")
+    assert (
+        render_haproxy(other, {"be_ns_web_http": [A]}, SETTINGS).generation_dir
+        != one.generation_dir
+    )
