@@ -246,7 +246,7 @@ def decode(key: str, value: bytes) -> dict[str, Any]:
 # --- encoding: the inverse, as the API server writes ---------------------------------
 
 
-def _time_from_json(text: str | None, target: Any) -> None:
+def _time_from_json(text: Any, target: Any) -> None:
     if text is None:
         target.seconds, target.nanos = _ZERO_TIME_SECONDS, 0
         return
