@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
 from pathlib import Path
 
+import aetcd
 from harness import (
     HAProxy,
     WatcherProcess,
@@ -19,6 +21,8 @@ from harness import (
     wait_for,
     watcher_config,
 )
+
+from breakwater.k8s.decode import encode_protobuf
 
 
 def serves(haproxy: HAProxy, host: str, expected: str, path: str = "/") -> bool:
@@ -230,3 +234,29 @@ def test_sighup_rereads_the_config(etcd, haproxy, backends, watcher, tmp_path):
     watcher.process.send_signal(signal.SIGHUP)
     wait_for(lambda: http_get(haproxy.http_port, "hup.example.com")[0] == 404, what="reloaded")
     assert "configuration reloaded" in watcher.log()
+
+
+def test_a_burst_of_changes_is_coalesced(etcd, haproxy, backends, watcher):
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "first", "burst0.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "burst0.example.com", "web"), what="first route")
+    time.sleep(0.3)
+    before = haproxy.processes().reloads
+    values = {}
+    for index in range(1, 31):
+        obj = ingress("shop", f"burst{index}", f"burst{index}.example.com", "web")
+        values[storage_key(obj)] = obj
+
+    # Thirty Ingresses written back to back from one client.
+    async def burst() -> None:
+        async with aetcd.Client("127.0.0.1", etcd.client_port) as client:
+            for key, obj in values.items():
+                await client.put(key.encode(), encode_protobuf(obj))
+
+    asyncio.run(burst())
+    wait_for(lambda: serves(haproxy, "burst30.example.com", "web"), what="last route")
+    assert all(serves(haproxy, f"burst{i}.example.com", "web") for i in range(1, 31))
+    reloads = haproxy.processes().reloads - before
+    assert 1 <= reloads < 30, f"{reloads} reloads for 30 changes"
