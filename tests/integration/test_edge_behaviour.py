@@ -48,15 +48,17 @@ def tls_secret(namespace: str, name: str, cert: str) -> dict:
 def https_get(port: int, server_name: str, path: str = "/") -> tuple[int, str, dict]:
     context = ssl.create_default_context(cafile=str(TLS / "www.crt"))
     context.load_verify_locations(cafile=str(TLS / "other.crt"))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            certificate = tls.getpeercert()
-            tls.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode()
-            )
-            data = b""
-            while chunk := tls.recv(65536):
-                data += chunk
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        certificate = tls.getpeercert()
+        tls.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body.decode(), certificate
 
