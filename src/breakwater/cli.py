@@ -113,6 +113,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab_seed(args: argparse.Namespace) -> int:
+    from breakwater.lab import load_manifests, seed
+
+    config = _config(args)
+    objects = []
+    for path in args.manifests:
+        with open(path, encoding="utf-8") if path != "-" else sys.stdin as handle:
+            objects.extend(load_manifests(handle.read()))
+    keys = asyncio.run(seed(config.etcd, objects, args.encoding, args.delete))
+    for key in keys:
+        print(("deleted " if args.delete else "stored ") + key)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakwater", description="The Kubernetes edge, driven from the cluster's etcd."
@@ -142,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     decode_cmd.add_argument("file", help="a file holding the raw value, or - for stdin")
     decode_cmd.add_argument("--key", help="the etcd key, named in errors")
     decode_cmd.set_defaults(func=cmd_decode)
+
+    lab = commands.add_parser(
+        "lab-seed",
+        help="LAB ONLY: write manifests into etcd as the API server stores them",
+    )
+    _add_config_flags(lab)
+    lab.add_argument("manifests", nargs="+", help="YAML manifest files, or - for stdin")
+    lab.add_argument("--encoding", choices=["protobuf", "json"], default="protobuf")
+    lab.add_argument("--delete", action="store_true", help="delete the objects instead")
+    lab.set_defaults(func=cmd_lab_seed)
     return parser
 
 

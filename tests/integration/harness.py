@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http.server
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ import yaml
 
 from breakwater.catalog import Catalog
 from breakwater.haproxy import parse_show_proc
-from breakwater.k8s.decode import encode_protobuf
+from breakwater.lab import storage_key, storage_value
 from breakwater.render import HAProxySettings, render_haproxy
 
 pytestmark = pytest.mark.integration
@@ -242,30 +241,9 @@ def ingress(
     }
 
 
-STORAGE_DIRECTORIES = {
-    "Service": "services/specs",
-    "Endpoints": "services/endpoints",
-    "EndpointSlice": "endpointslices",
-    "ConfigMap": "configmaps",
-    "Secret": "secrets",
-    "Node": "minions",
-    "Ingress": "ingress",
-    "IngressClass": "ingressclasses",
-}
-
-
-def storage_key(obj: dict[str, Any], prefix: str = "/registry") -> str:
-    metadata = obj["metadata"]
-    directory = STORAGE_DIRECTORIES[obj["kind"]]
-    if metadata.get("namespace"):
-        return f"{prefix}/{directory}/{metadata['namespace']}/{metadata['name']}"
-    return f"{prefix}/{directory}/{metadata['name']}"
-
-
 def store(etcd: Etcd, obj: dict[str, Any], encoding: str = "protobuf") -> int:
     """Write an object as the API server does: protobuf by default, JSON if asked."""
-    value = encode_protobuf(obj) if encoding == "protobuf" else json.dumps(obj).encode()
-    return etcd.put(storage_key(obj), value)
+    return etcd.put(storage_key(obj), storage_value(obj, encoding))
 
 
 # --- HTTP backends -----------------------------------------------------------------------
