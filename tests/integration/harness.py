@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aetcd
+import builders
 import pytest
 import yaml
 
@@ -148,58 +149,18 @@ def etcd(tmp_path: Path) -> Iterator[Etcd]:
 # --- Kubernetes objects, stored as the API server stores them ------------------------------
 
 
-def meta(namespace: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": namespace,
-        "uid": f"uid-{namespace}-{name}",
-        "creationTimestamp": extra.pop("created", "2026-01-01T00:00:00Z"),
-        **extra,
-    }
-
-
-def service(
-    namespace: str, name: str, port: int = 80, node_port: int | None = None
-) -> dict[str, Any]:
-    port_spec: dict[str, Any] = {
-        "name": "http",
-        "protocol": "TCP",
-        "port": port,
-        "targetPort": 8080,
-    }
-    if node_port:
-        port_spec["nodePort"] = node_port
-    return {
-        "kind": "Service",
-        "apiVersion": "v1",
-        "metadata": meta(namespace, name),
-        "spec": {"ports": [port_spec], "type": "NodePort" if node_port else "ClusterIP"},
-    }
+def service(namespace: str, name: str, node_port: int | None = None) -> dict[str, Any]:
+    return builders.service(namespace, name, node_port=node_port)
 
 
 def endpoint_slice(
-    namespace: str, service_name: str, servers: list[tuple[str, int]], **conditions: bool
+    namespace: str, service_name: str, servers: list[tuple[str, int]]
 ) -> dict[str, Any]:
+    """A Service's EndpointSlice with every server ready (one port for all of them)."""
     ports = sorted({port for _, port in servers}) or [8080]
     assert len(ports) == 1, "an EndpointSlice port applies to all its endpoints"
-    return {
-        "kind": "EndpointSlice",
-        "apiVersion": "discovery.k8s.io/v1",
-        "metadata": meta(
-            namespace,
-            f"{service_name}-abcde",
-            labels={"kubernetes.io/service-name": service_name},
-        ),
-        "addressType": "IPv4",
-        "endpoints": [
-            {
-                "addresses": [address],
-                "conditions": {"ready": True, "serving": True, "terminating": False, **conditions},
-            }
-            for address, _ in servers
-        ],
-        "ports": [{"name": "http", "protocol": "TCP", "port": ports[0]}],
-    }
+    endpoints = [(address, dict(builders.READY)) for address, _ in servers]
+    return builders.endpoint_slice(namespace, service_name, endpoints, port=ports[0])
 
 
 def ingress(
@@ -212,33 +173,11 @@ def ingress(
     annotations: dict[str, str] | None = None,
     tls_secret: str | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "ingressClassName": "breakwater",
-        "rules": [
-            {
-                "host": host,
-                "http": {
-                    "paths": [
-                        {
-                            "path": path,
-                            "pathType": path_type,
-                            "backend": {
-                                "service": {"name": service_name, "port": {"name": "http"}}
-                            },
-                        }
-                    ]
-                },
-            }
-        ],
-    }
-    if tls_secret:
-        spec["tls"] = [{"hosts": [host], "secretName": tls_secret}]
-    return {
-        "kind": "Ingress",
-        "apiVersion": "networking.k8s.io/v1",
-        "metadata": meta(namespace, name, annotations=annotations or {}),
-        "spec": spec,
-    }
+    """An Ingress with one rule (host, path -> service port "http")."""
+    tls = [{"hosts": [host], "secretName": tls_secret}] if tls_secret else None
+    return builders.ingress(
+        namespace, name, [(host, path, path_type, service_name)], annotations=annotations, tls=tls
+    )
 
 
 def store(etcd: Etcd, obj: dict[str, Any], encoding: str = "protobuf") -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -15,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from builders import tls_secret
 from harness import (
     endpoint_slice,
     http_get,
@@ -26,23 +26,6 @@ from harness import (
 )
 
 TLS = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
-
-
-def tls_secret(namespace: str, name: str, cert: str) -> dict:
-    return {
-        "kind": "Secret",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        },
-        "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": base64.b64encode((TLS / f"{cert}.crt").read_bytes()).decode(),
-            "tls.key": base64.b64encode((TLS / f"{cert}.key").read_bytes()).decode(),
-        },
-    }
 
 
 def https_get(port: int, server_name: str, path: str = "/") -> tuple[int, str, dict]:

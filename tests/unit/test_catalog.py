@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from objects import (
+from builders import (
     READY,
     endpoint_slice,
     ingress,

@@ -1,4 +1,4 @@
-"""Builders of Kubernetes objects in their JSON form, for the pure tests."""
+"""Builders of Kubernetes objects in their JSON form, for unit and integration tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-TLS = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
+TLS = Path(__file__).resolve().parent / "fixtures" / "tls"
 
 
 def meta(
