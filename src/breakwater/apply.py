@@ -31,6 +31,7 @@ from breakwater.render import (
     HAProxySettings,
     RenderedConfig,
     SlotLayout,
+    VarnishSettings,
     assign_slots,
     render_haproxy,
 )
@@ -90,7 +91,7 @@ class FileTarget:
     async def write_checked(self, text: str, mode: int = 0o644) -> None:
         """Stage beside the target, check, then rename over it (atomic)."""
         staged = self.staged_path()
-        _write_file(staged, text, mode)
+        write_file(staged, text, mode)
         try:
             await self.check(staged)
             os.replace(staged, self.path)
@@ -99,7 +100,7 @@ class FileTarget:
                 os.unlink(staged)
 
 
-def _write_file(path: str, text: str, mode: int) -> None:
+def write_file(path: str, text: str, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -117,7 +118,7 @@ def write_generation(rendered: RenderedConfig) -> None:
     os.makedirs(os.path.join(building, "certs"), mode=0o750)
     for name, text in rendered.generation_files.items():
         mode = 0o600 if name in rendered.secret_files else 0o644
-        _write_file(os.path.join(building, name), text, mode)
+        write_file(os.path.join(building, name), text, mode)
     os.rename(building, rendered.generation_dir)
 
 
@@ -162,6 +163,7 @@ def runtime_commands(old: SlotLayout, new: SlotLayout) -> list[str]:
 @dataclass
 class HAProxyTarget:
     settings: HAProxySettings
+    varnish: VarnishSettings | None = None
     haproxy_binary: str = "haproxy"
     dry_run: bool = False
     reload_timeout: float = 30.0
@@ -174,7 +176,7 @@ class HAProxyTarget:
 
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
         layout = assign_slots(catalog, self.layout, self.settings.min_slots)
-        return render_haproxy(catalog, layout, self.settings), layout
+        return render_haproxy(catalog, layout, self.settings, varnish=self.varnish), layout
 
     async def apply(self, catalog: Catalog) -> ApplyResult:
         rendered, layout = self.render(catalog)
@@ -238,7 +240,7 @@ class HAProxyTarget:
             await reload(self.settings.master_socket, self.reload_timeout)
         except HAProxyError as exc:
             if previous is not None:
-                _write_file(self.file.path, previous, 0o644)
+                write_file(self.file.path, previous, 0o644)
             return ApplyResult("failed", f"reload failed, previous file restored: {exc}")
         finally:
             await self.session.close()  # the old worker's runtime session is gone

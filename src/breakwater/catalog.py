@@ -62,6 +62,10 @@ CONFIGMAP_KEYS: dict[str, str] = {
     "paths": "path prefixes served (default: /)",
     "exact-paths": "paths served only when the request path is exactly equal",
     "cache": "true: the route is cacheable (served through Varnish)",
+    "cache-ttl": "TTL for responses without Cache-Control or Expires, e.g. 120s or 5m",
+    "cache-grace": "how long a stale object may be served while it is refetched, e.g. 30s",
+    "cache-strip-cookies": "true: drop Cookie from requests and Set-Cookie from responses",
+    "cache-bypass-paths": "path prefixes under the route's paths that never use the cache",
     "https-redirect": "true: plain HTTP requests are redirected to HTTPS (308)",
     "tls-secret": "a kubernetes.io/tls Secret in the same namespace for these hosts",
     "balance": "roundrobin, static-rr, leastconn, first, source or random",
@@ -74,6 +78,10 @@ CONFIGMAP_KEYS: dict[str, str] = {
 #: Ingress annotations (prefix ``breakwater.io/``) and what they set.
 INGRESS_ANNOTATIONS: dict[str, str] = {
     "cache": CONFIGMAP_KEYS["cache"],
+    "cache-ttl": CONFIGMAP_KEYS["cache-ttl"],
+    "cache-grace": CONFIGMAP_KEYS["cache-grace"],
+    "cache-strip-cookies": CONFIGMAP_KEYS["cache-strip-cookies"],
+    "cache-bypass-paths": CONFIGMAP_KEYS["cache-bypass-paths"],
     "https-redirect": CONFIGMAP_KEYS["https-redirect"],
     "balance": CONFIGMAP_KEYS["balance"],
     "health-check-path": CONFIGMAP_KEYS["health-check-path"],
@@ -134,6 +142,15 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class CachePolicy:
+    """How Varnish treats a cacheable route; travels to Varnish in request headers."""
+
+    ttl: int | None = None  # seconds, for responses that do not say
+    grace: int | None = None  # seconds
+    strip_cookies: bool = False
+
+
+@dataclass(frozen=True)
 class Route:
     host: str  # a hostname, "*.domain" for a wildcard, or "*" for any host
     path: str
@@ -141,7 +158,7 @@ class Route:
     backend: str
     source: str
     https_redirect: bool = False
-    cache: bool = False
+    cache: CachePolicy | None = None  # None: never through Varnish
 
 
 @dataclass(frozen=True)
@@ -386,6 +403,58 @@ def _split_list(value: str) -> list[str]:
     return [item for item in value.replace(",", " ").split() if item]
 
 
+@dataclass(frozen=True)
+class _RouteOptions:
+    https_redirect: bool
+    cache: CachePolicy | None
+    bypass_paths: tuple[str, ...]
+
+
+def _route_options(values: Mapping[str, str]) -> _RouteOptions:
+    """Per-route options, from ConfigMap keys or ``breakwater.io/`` annotations alike."""
+    https_redirect = validate.boolean(values.get("https-redirect", "false"), "https-redirect")
+    cache_keys = ("cache-ttl", "cache-grace", "cache-strip-cookies", "cache-bypass-paths")
+    if not validate.boolean(values.get("cache", "false"), "cache"):
+        stray = [key for key in cache_keys if key in values]
+        if stray:
+            raise Rejected(f"{stray[0]} is set but cache is not true")
+        return _RouteOptions(https_redirect, None, ())
+    policy = CachePolicy(
+        ttl=validate.seconds(values["cache-ttl"], "cache-ttl") if "cache-ttl" in values else None,
+        grace=(
+            validate.seconds(values["cache-grace"], "cache-grace")
+            if "cache-grace" in values
+            else None
+        ),
+        strip_cookies=validate.boolean(
+            values.get("cache-strip-cookies", "false"), "cache-strip-cookies"
+        ),
+    )
+    bypass = tuple(
+        _normalise_prefix(validate.path(p))
+        for p in _split_list(values.get("cache-bypass-paths", ""))
+    )
+    return _RouteOptions(https_redirect, policy, bypass)
+
+
+def _with_bypass(routes: list[Route], bypass_paths: tuple[str, ...]) -> list[Route]:
+    """Add, for each cached prefix route, uncached routes for the bypass paths under it."""
+    extra: dict[tuple[str, str], Route] = {}
+    for path in bypass_paths:
+        covering = [
+            r
+            for r in routes
+            if r.match == "prefix"
+            and (r.path == "/" or path == r.path or path.startswith(r.path + "/"))
+        ]
+        if not covering:
+            raise Rejected(f"cache-bypass-paths {path} is not under any path of this route")
+        for route in covering:
+            if route.path != path:
+                extra.setdefault((route.host, path), replace(route, path=path, cache=None))
+    return routes + list(extra.values())
+
+
 # --- certificates -------------------------------------------------------------------
 
 
@@ -531,8 +600,7 @@ def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) 
     if unknown:
         raise Rejected(f"unknown annotation {ANNOTATION_PREFIX}{unknown[0]}")
     options = _backend_options(ours)
-    cache = validate.boolean(ours.get("cache", "false"), "cache")
-    https_redirect = validate.boolean(ours.get("https-redirect", "false"), "https-redirect")
+    route_options = _route_options(ours)
     certificates = []
     for tls in spec.get("tls") or []:
         for host in tls.get("hosts") or []:
@@ -556,12 +624,22 @@ def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) 
             if match == "prefix":
                 path = _normalise_prefix(path)
             name = _ingress_backend(builder, namespace, http_path.get("backend"), options, owner)
-            routes.append(Route(host, path, match, name, owner, https_redirect, cache))
+            routes.append(
+                Route(
+                    host,
+                    path,
+                    match,
+                    name,
+                    owner,
+                    route_options.https_redirect,
+                    route_options.cache,
+                )
+            )
     default = spec.get("defaultBackend")
     default_name = (
         _ingress_backend(builder, namespace, default, options, owner) if default else None
     )
-    builder.add_routes(routes, owner)
+    builder.add_routes(_with_bypass(routes, route_options.bypass_paths), owner)
     if default_name:
         if builder.catalog.default_backend not in (None, default_name):
             builder.reject(owner, "defaultBackend ignored: another Ingress already set one")
@@ -583,8 +661,7 @@ def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Obje
     hosts = [validate.hostname(host) for host in _split_list(data["hosts"])]
     prefixes = [_normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))]
     exact = [validate.path(p) for p in _split_list(data.get("exact-paths", ""))]
-    cache = validate.boolean(data.get("cache", "false"), "cache")
-    https_redirect = validate.boolean(data.get("https-redirect", "false"), "https-redirect")
+    route_options = _route_options(data)
     options = _backend_options({k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS})
     service_name = data.get("service", name)
     port: object = data.get("port")
@@ -600,12 +677,12 @@ def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Obje
     backend = builder.backend(namespace, service_name, port, options, owner)
     wanted: list[tuple[MatchType, list[str]]] = [("prefix", prefixes), ("exact", exact)]
     routes = [
-        Route(host, path, match, backend, owner, https_redirect, cache)
+        Route(host, path, match, backend, owner, route_options.https_redirect, route_options.cache)
         for host in hosts
         for match, paths in wanted
         for path in paths
     ]
-    builder.add_routes(routes, owner)
+    builder.add_routes(_with_bypass(routes, route_options.bypass_paths), owner)
     if certificate:
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 

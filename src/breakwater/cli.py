@@ -15,6 +15,8 @@ from breakwater.config import Config, ConfigError, as_dict, load_config
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.render import render_haproxy
 from breakwater.source import SourceError
+from breakwater.validate import InvalidValue
+from breakwater.varnish import VarnishError
 
 log = logging.getLogger("breakwater")
 
@@ -127,6 +129,22 @@ def cmd_lab_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invalidate(args: argparse.Namespace) -> int:
+    from breakwater.varnish import invalidate, node_secret
+
+    config = _config(args)
+    nodes = args.node or list(config.varnish.nodes) or [config.varnish.admin]
+    secret = node_secret(args.secret or config.varnish.secret_file)
+    purge = args.command == "purge"
+    results = asyncio.run(invalidate(nodes, secret, args.host, args.path, purge))
+    for result in results:
+        print(f"{result.node}\t{'ok' if result.ok else 'FAILED'}\t{result.detail}")
+    failed = [r.node for r in results if not r.ok]
+    if failed:
+        print(f"breakwater: {len(failed)} of {len(results)} nodes failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakwater", description="The Kubernetes edge, driven from the cluster's etcd."
@@ -157,6 +175,27 @@ def build_parser() -> argparse.ArgumentParser:
     decode_cmd.add_argument("--key", help="the etcd key, named in errors")
     decode_cmd.set_defaults(func=cmd_decode)
 
+    for name, text in (
+        ("ban", "ban cached objects of a host whose URL matches a pattern, on every node"),
+        ("purge", "remove cached objects of a host whose URL matches a pattern, on every node"),
+    ):
+        invalidation = commands.add_parser(name, help=text)
+        _add_config_flags(invalidation)
+        invalidation.add_argument(
+            "--host", required=True, help="the Host the objects were cached for"
+        )
+        invalidation.add_argument(
+            "--path", default="^/", help="regular expression on the URL (default: all)"
+        )
+        invalidation.add_argument(
+            "--node",
+            action="append",
+            default=[],
+            help="a Varnish admin address host:port (repeatable; default: varnish.nodes)",
+        )
+        invalidation.add_argument("--secret", help="the Varnish secret file (varnishd -S)")
+        invalidation.set_defaults(func=cmd_invalidate)
+
     lab = commands.add_parser(
         "lab-seed",
         help="LAB ONLY: write manifests into etcd as the API server stores them",
@@ -179,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DecodeError as exc:
         print(f"breakwater: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except SourceError as exc:
+    except (SourceError, InvalidValue, VarnishError) as exc:
         print(f"breakwater: {exc}", file=sys.stderr)
         return 1
 

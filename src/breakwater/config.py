@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from breakwater.catalog import CatalogSettings
-from breakwater.render import HAProxySettings
+from breakwater.render import HAProxySettings, VarnishSettings
 from breakwater.source import EtcdSettings, parse_endpoint
 
 DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
@@ -60,6 +60,7 @@ class Config:
     etcd: EtcdSettings = field(default_factory=EtcdSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     haproxy: HAProxySettings = field(default_factory=HAProxySettings)
+    varnish: VarnishSettings = field(default_factory=VarnishSettings)
     coalesce: CoalesceSettings = field(default_factory=CoalesceSettings)
     watcher: WatcherSettings = field(default_factory=WatcherSettings)
 
@@ -68,6 +69,7 @@ SECTIONS: dict[str, type[Any]] = {
     "etcd": EtcdSettings,
     "catalog": CatalogSettings,
     "haproxy": HAProxySettings,
+    "varnish": VarnishSettings,
     "coalesce": CoalesceSettings,
     "watcher": WatcherSettings,
 }
@@ -133,6 +135,10 @@ def _validate(config: Config) -> Config:
         raise ConfigError(f"catalog.mode: {config.catalog.mode!r} is not 'pods' or 'nodeport'")
     if config.haproxy.template and not os.path.isfile(config.haproxy.template):
         raise ConfigError(f"haproxy.template: {config.haproxy.template} does not exist")
+    if config.varnish.template and not os.path.isfile(config.varnish.template):
+        raise ConfigError(f"varnish.template: {config.varnish.template} does not exist")
+    if config.varnish.keep_vcls < 1:
+        raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
     if config.coalesce.max_wait < config.coalesce.quiet_period:
         raise ConfigError("coalesce.max_wait must be at least coalesce.quiet_period")
     return config

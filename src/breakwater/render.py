@@ -30,6 +30,7 @@ FREE_SLOT = "127.0.0.1:1"
 
 SlotLayout = Mapping[str, list[Server | None]]
 DEFAULT_TEMPLATE = "haproxy.cfg.j2"
+DEFAULT_VCL_TEMPLATE = "varnish.vcl.j2"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,30 @@ class HAProxySettings:
     group: str | None = None
     template: str | None = None  # a path: the operator's own template
     min_slots: int = 4
+
+
+@dataclass(frozen=True)
+class VarnishSettings:
+    """The Varnish tier: where HAProxy sends cacheable requests, and the way back.
+
+    Varnish's misses return to HAProxy through ``return_socket``, a unix socket
+    bound by HAProxy's internal frontend: no client can open it, so no header a
+    client sends can route around the cache or into the internal frontend.
+    """
+
+    enabled: bool = False
+    server: str = "127.0.0.1:6081"  # HAProxy server address of Varnish's listener
+    return_socket: str = "/run/haproxy/varnish-return.sock"
+    return_socket_mode: str = "660"
+    return_socket_group: str | None = "varnish"
+    admin: str = "127.0.0.1:6082"  # varnishd -T
+    secret_file: str = "/etc/varnish/secret"  # varnishd -S
+    vcl_file: str = "/etc/varnish/breakwater.vcl"
+    template: str | None = None  # a path: the operator's own VCL template
+    keep_vcls: int = 3  # loaded VCLs kept (the active one included)
+    varnishd: str = "varnishd"
+    nodes: tuple[str, ...] = ()  # admin addresses of every edge's Varnish, for ban/purge
+    health_interval: str = "1s"
 
 
 @dataclass(frozen=True)
@@ -75,8 +100,23 @@ def map_key(route: Route) -> str:
 
 
 def map_value(route: Route) -> str:
+    """``backend;flags;ttl;grace;cookies`` -- HAProxy splits it with ``field()``.
+
+    Flags: ``r`` redirect to HTTPS, ``c`` cacheable.  The cache policy fields are
+    sent to Varnish as request headers; every part is validated (names, integers).
+    """
     flags = ("r" if route.https_redirect else "") + ("c" if route.cache else "")
-    return f"{route.backend};{flags or '-'}"
+    cache = route.cache
+    policy = (
+        [
+            str(cache.ttl if cache.ttl is not None else "-"),
+            str(cache.grace if cache.grace is not None else "-"),
+            "strip" if cache.strip_cookies else "keep",
+        ]
+        if cache
+        else ["-", "-", "-"]
+    )
+    return ";".join([route.backend, flags or "-", *policy])
 
 
 def route_maps(routes: list[Route]) -> tuple[str, str]:
@@ -106,9 +146,9 @@ def route_maps(routes: list[Route]) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=8)
-def _template(path: str | None) -> jinja2.Template:
+def _template(path: str | None, default: str = DEFAULT_TEMPLATE) -> jinja2.Template:
     if path is None:
-        source = resources.files("breakwater").joinpath("templates", DEFAULT_TEMPLATE).read_text()
+        source = resources.files("breakwater").joinpath("templates", default).read_text()
     else:
         with open(path, encoding="utf-8") as handle:
             source = handle.read()
@@ -127,11 +167,21 @@ def clear_template_cache() -> None:
     _template.cache_clear()
 
 
+def render_vcl(
+    settings: VarnishSettings, header: str = "Rendered by Breakwater; edits are overwritten."
+) -> str:
+    """The VCL: the same for 10 cacheable routes or 10,000 (policy comes in headers)."""
+    return _template(settings.template, DEFAULT_VCL_TEMPLATE).render(
+        settings=settings, header=header
+    )
+
+
 def render_haproxy(
     catalog: Catalog,
     layout: SlotLayout,
     settings: HAProxySettings,
     header: str = "Rendered by Breakwater; edits are overwritten.",
+    varnish: VarnishSettings | None = None,
 ) -> RenderedConfig:
     """Render ``haproxy.cfg`` and its generation directory."""
     exact_map, prefix_map = route_maps(catalog.routes)
@@ -161,6 +211,7 @@ def render_haproxy(
         files=files,
         free_slot=FREE_SLOT,
         header=header,
+        varnish=varnish if varnish is not None and varnish.enabled else None,
     )
     return RenderedConfig(config, directory, generation, frozenset(secrets))
 

@@ -125,6 +125,18 @@ def duration(value: object, what: str) -> str:
     return text
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECONDS_RE = re.compile(r"^([0-9]{1,7})(s|m|h|d)?$")
+
+
+def seconds(value: object, what: str) -> int:
+    """A duration in whole seconds: ``120``, ``120s``, ``5m``, ``1h`` or ``1d``."""
+    match = _SECONDS_RE.match(str(value).strip())
+    if not match:
+        raise InvalidValue(f"{what} {_show(value)} is not a duration such as 120s, 5m or 1h")
+    return int(match[1]) * _SECONDS[match[2] or "s"]
+
+
 def balance(value: object) -> str:
     text = str(value).strip()
     if text not in BALANCE_ALGORITHMS:

@@ -33,6 +33,7 @@ from breakwater.config import Config, ConfigError, load_config
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.render import clear_template_cache
 from breakwater.source import Change, Compacted, EtcdSettings, EtcdSource, SourceError
+from breakwater.varnish import VarnishTarget
 
 log = logging.getLogger("breakwater.watcher")
 
@@ -141,7 +142,9 @@ class Watcher:
         self.config_path = config_path
         self.dry_run = dry_run
         self.state = ClusterState(config.etcd.prefix.rstrip("/") + "/")
-        self.target = HAProxyTarget(config.haproxy, dry_run=dry_run)
+        self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=dry_run)
+        self.varnish = VarnishTarget(config.varnish, dry_run=dry_run)
+        self.vcl_pending = config.varnish.enabled
         self.source = EtcdSource(config.etcd, list(RESOURCES))
         self.catalog: Catalog | None = None
         self.stopping = asyncio.Event()
@@ -234,13 +237,29 @@ class Watcher:
             log.info("SIGHUP: etcd settings changed, reconnecting")
             self.source.settings = config.etcd
             self._background.add(asyncio.ensure_future(self.source.disconnect()))
-        if config.haproxy != self.config.haproxy:
-            self.target = HAProxyTarget(config.haproxy, dry_run=self.dry_run)
+        if config.haproxy != self.config.haproxy or config.varnish != self.config.varnish:
+            self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=self.dry_run)
+        self.varnish = VarnishTarget(config.varnish, dry_run=self.dry_run)
+        self.vcl_pending = config.varnish.enabled
         self.config = config
         log.info("SIGHUP: configuration reloaded from %s", self.config_path or "defaults")
         self._mark_changed(["configuration reloaded"])
 
+    async def sync_vcl(self) -> None:
+        """Load the VCL if it changed (start, SIGHUP); it never depends on the routes."""
+        if not self.vcl_pending:
+            return
+        result = await self.varnish.apply()
+        if result.action == "failed":
+            self.last_error = result.detail
+            log.error("varnish: %s", result.detail)
+            return  # retried at the next sync
+        self.vcl_pending = False
+        if result.action != "none":
+            log.info("varnish: %s", result.detail)
+
     async def sync(self) -> ApplyResult | None:
+        await self.sync_vcl()
         keys, self.pending_keys = self.pending_keys, []
         try:
             catalog = self.state.catalog(self.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.server
 import os
 import shutil
@@ -26,7 +27,7 @@ import yaml
 from breakwater.catalog import Catalog
 from breakwater.haproxy import parse_show_proc
 from breakwater.lab import storage_key, storage_value
-from breakwater.render import HAProxySettings, render_haproxy
+from breakwater.render import HAProxySettings, VarnishSettings, render_haproxy, render_vcl
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +195,7 @@ class Backend:
     def __init__(self, name: str, address: str = "127.0.0.1", port: int = 0) -> None:
         self.name = name
         self.requests: Counter[str] = Counter()
+        self.headers: dict[str, dict[str, str]] = {}  # the last request's, by path
         backend = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -201,9 +203,12 @@ class Backend:
 
             def do_GET(self) -> None:
                 backend.requests[self.path] += 1
+                backend.headers[self.path] = {k.lower(): v for k, v in self.headers.items()}
                 body = f"{backend.name} {self.path}\n".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
+                if "set-cookie" in self.path:
+                    self.send_header("Set-Cookie", "session=abc")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -256,6 +261,7 @@ def backends() -> Iterator[Callable[[str], Backend]]:
 class HAProxy:
     directory: Path
     settings: HAProxySettings
+    varnish: VarnishSettings | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -268,7 +274,7 @@ class HAProxy:
 
     def start(self) -> None:
         # The first configuration, as the haproxy role renders it: no routes yet.
-        rendered = render_haproxy(Catalog(), {}, self.settings)
+        rendered = render_haproxy(Catalog(), {}, self.settings, varnish=self.varnish)
         from breakwater.apply import write_generation
 
         os.makedirs(self.settings.config_dir, exist_ok=True)
@@ -313,11 +319,8 @@ class HAProxy:
                 self.process.wait()
 
 
-@pytest.fixture
-def haproxy(tmp_path: Path) -> Iterator[HAProxy]:
-    directory = tmp_path / "haproxy"
-    directory.mkdir()
-    settings = HAProxySettings(
+def haproxy_settings(directory: Path) -> HAProxySettings:
+    return HAProxySettings(
         config_dir=str(directory / "breakwater"),
         config_file=str(directory / "haproxy.cfg"),
         stats_socket=str(directory / "admin.sock"),
@@ -326,11 +329,117 @@ def haproxy(tmp_path: Path) -> Iterator[HAProxy]:
         https_binds=(f"127.0.0.1:{free_port()}",),
         hard_stop_after="10s",
         log_target="stderr",
+        maxconn=1000,
     )
-    server = HAProxy(directory, settings)
+
+
+@pytest.fixture
+def haproxy(tmp_path: Path) -> Iterator[HAProxy]:
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    server = HAProxy(directory, haproxy_settings(directory))
     server.start()
     yield server
     server.stop()
+
+
+# --- Varnish -------------------------------------------------------------------------------
+
+
+@dataclass
+class Varnish:
+    directory: Path
+    settings: VarnishSettings
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def configure(cls, directory: Path, return_socket: str) -> Varnish:
+        directory.mkdir()
+        secret = directory / "secret"
+        secret.write_bytes(os.urandom(32))
+        settings = VarnishSettings(
+            enabled=True,
+            server=f"127.0.0.1:{free_port()}",
+            return_socket=return_socket,
+            return_socket_group=None,
+            admin=f"127.0.0.1:{free_port()}",
+            secret_file=str(secret),
+            vcl_file=str(directory / "breakwater.vcl"),
+            keep_vcls=3,
+            health_interval="200ms",
+        )
+        return cls(directory, settings)
+
+    def start(self) -> None:
+        Path(self.settings.vcl_file).write_text(render_vcl(self.settings))
+        log = open(self.directory / "varnish.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                "varnishd",
+                "-F",
+                "-j",
+                "none",
+                "-a",
+                self.settings.server,
+                "-T",
+                self.settings.admin,
+                "-S",
+                self.settings.secret_file,
+                "-f",
+                self.settings.vcl_file,
+                "-n",
+                str(self.directory / "work"),
+                "-s",
+                "malloc,64m",
+                "-p",
+                "ban_lurker_sleep=0.01",
+                "-p",
+                "ban_lurker_age=0",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        port = int(self.settings.server.rsplit(":", 1)[1])
+        wait_for(lambda: _port_open(port), timeout=60, what="varnish to listen")
+
+    def stat(self, counter: str) -> int:
+        output = subprocess.run(
+            ["varnishstat", "-n", str(self.directory / "work"), "-1", "-f", counter],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return int(output.split()[1])
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Edge:
+    haproxy: HAProxy
+    varnish: Varnish
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[Edge]:
+    """HAProxy with the Varnish tier: HAProxy first (it binds the return socket)."""
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    settings = haproxy_settings(directory)
+    varnish = Varnish.configure(tmp_path / "varnish", str(directory / "varnish-return.sock"))
+    proxy = HAProxy(directory, settings, varnish.settings)
+    proxy.start()
+    varnish.start()
+    yield Edge(proxy, varnish)
+    varnish.stop()
+    proxy.stop()
 
 
 def http_get(port: int, host: str, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
@@ -390,6 +499,7 @@ def watcher_config(
     tmp_path: Path, etcd_server: Etcd, haproxy_server: HAProxy, **sections: dict[str, Any]
 ) -> Path:
     settings = haproxy_server.settings
+    varnish = haproxy_server.varnish
     document: dict[str, Any] = {
         "etcd": {"endpoints": [etcd_server.endpoint], "backoff_initial": 0.1, "backoff_max": 1.0},
         "haproxy": {
@@ -404,6 +514,11 @@ def watcher_config(
         },
         "watcher": {"status_file": str(tmp_path / "status.json"), "log_level": "DEBUG"},
     }
+    if varnish is not None:
+        document["varnish"] = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(varnish).items()
+        }
     for section, values in sections.items():
         document.setdefault(section, {}).update(values)
     path = tmp_path / "watcher.yml"

@@ -126,9 +126,9 @@ def test_path_types() -> None:
         ("/impl", "prefix"),
     }
     exact_map, prefix_map = route_maps(routes)
-    assert "a.example.com/exact be_shop_web_http;-\n" in exact_map
-    assert "a.example.com/api be_shop_web_http;-\n" in exact_map  # "/api" itself
-    assert "a.example.com/api/ be_shop_web_http;-\n" in prefix_map  # but not "/apiary"
+    assert "a.example.com/exact be_shop_web_http;-;-;-;-\n" in exact_map
+    assert "a.example.com/api be_shop_web_http;-;-;-;-\n" in exact_map  # "/api" itself
+    assert "a.example.com/api/ be_shop_web_http;-;-;-;-\n" in prefix_map  # but not "/apiary"
     assert "a.example.com/exact/" not in prefix_map
 
 
