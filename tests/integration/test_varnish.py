@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import subprocess
 import sys
@@ -194,14 +195,12 @@ def vcl_names(edge: Edge) -> list:
 
 
 def test_bad_vcl_is_rejected_and_the_active_one_keeps_serving(cached_edge, tmp_path) -> None:
-    edge, web = cached_edge
+    edge, _web = cached_edge
     get(edge, "cache.example.com", "/kept")
     active = [vcl.name for vcl in vcl_names(edge) if vcl.active]
     template = tmp_path / "bad.vcl.j2"
     template.write_text("vcl 4.1;\nsub vcl_recv { set req.http.x = ; }\n")
-    settings = edge.varnish.settings.__class__(
-        **{**edge.varnish.settings.__dict__, "template": str(template)}
-    )
+    settings = dataclasses.replace(edge.varnish.settings, template=str(template))
     result = asyncio.run(VarnishTarget(settings).apply())
     assert result.action == "failed" and "varnishd -C" in result.detail
     assert [vcl.name for vcl in vcl_names(edge) if vcl.active] == active
@@ -221,7 +220,7 @@ def test_old_vcls_never_pile_up(cached_edge) -> None:
 
 
 def test_varnish_down_cacheable_routes_go_straight_to_the_service(cached_edge) -> None:
-    edge, web = cached_edge
+    edge, _web = cached_edge
     edge.varnish.stop()
 
     def served_directly() -> bool:

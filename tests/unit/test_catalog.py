@@ -13,7 +13,7 @@ from builders import (
     tls_secret,
 )
 
-from breakwater.catalog import CatalogSettings, Server, build_catalog
+from breakwater.catalog import CachePolicy, CatalogSettings, Server, build_catalog
 from breakwater.render import HAProxySettings, assign_slots, render_haproxy, route_maps
 
 
@@ -332,3 +332,49 @@ def test_default_backend() -> None:
 def test_missing_service_is_a_reason() -> None:
     catalog = build_catalog([ingress("shop", "web", [("a.example.com", "/", "Prefix", "ghost")])])
     assert "service shop/ghost does not exist" in rejected(catalog)["Ingress shop/web"]
+
+
+def test_cache_policy_and_bypass_paths() -> None:
+    configmap = route_configmap(
+        "shop",
+        "web",
+        {
+            "hosts": "shop.example.com",
+            "paths": "/",
+            "cache": "true",
+            "cache-ttl": "5m",
+            "cache-grace": "30",
+            "cache-strip-cookies": "true",
+            "cache-bypass-paths": "/account /cart/",
+        },
+    )
+    catalog = build_catalog([*web_cluster(), configmap])
+    routes = {r.path: r for r in catalog.routes}
+    assert set(routes) == {"/", "/account", "/cart"}
+    assert routes["/"].cache == CachePolicy(ttl=300, grace=30, strip_cookies=True)
+    assert routes["/account"].cache is None and routes["/cart"].cache is None
+    _, prefix_map = route_maps(catalog.routes)
+    assert "shop.example.com/ be_shop_web_http;c;300;30;strip\n" in prefix_map
+    assert "shop.example.com/account/ be_shop_web_http;-;-;-;-\n" in prefix_map
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"cache-ttl": "60"}, "cache-ttl is set but cache is not true"),
+        ({"cache": "true", "cache-ttl": "1 hour"}, "cache-ttl"),
+        ({"cache": "true", "cache-grace": "-1"}, "cache-grace"),
+        ({"cache": "true", "paths": "/shop", "cache-bypass-paths": "/other"}, "not under"),
+    ],
+)
+def test_bad_cache_settings_are_rejected(data: dict, reason: str) -> None:
+    configmap = route_configmap("shop", "web", {"hosts": "a.example.com", **data})
+    catalog = build_catalog([*web_cluster(), configmap])
+    assert reason in rejected(catalog)["ConfigMap shop/web"]
+
+
+def test_cache_annotations_on_an_ingress() -> None:
+    annotations = {"breakwater.io/cache": "true", "breakwater.io/cache-ttl": "1h"}
+    bad = ingress("shop", "web", [("a.example.com", "/", "Prefix", "web")], annotations=annotations)
+    (route,) = build_catalog([*web_cluster(), bad]).routes
+    assert route.cache == CachePolicy(ttl=3600)

@@ -80,3 +80,27 @@ def test_generation_directory_is_content_addressed() -> None:
         render_haproxy(other, {"be_ns_web_http": [A]}, SETTINGS).generation_dir
         != one.generation_dir
     )
+
+
+def test_vcl_does_not_grow_with_routes() -> None:
+    from breakwater.render import VarnishSettings, render_vcl
+
+    settings = VarnishSettings(enabled=True, return_socket="/run/haproxy/return.sock")
+    vcl = render_vcl(settings)
+    assert "vcl 4.1;" in vcl and '.path = "/run/haproxy/return.sock";' in vcl
+    # The VCL takes no catalog at all: its size is the same at 10 or 10,000 routes.
+    assert "sub vcl_recv" in vcl and vcl.count("if (") < 15
+
+
+def test_haproxy_sends_cacheable_routes_to_varnish() -> None:
+    from breakwater.render import VarnishSettings
+
+    varnish = VarnishSettings(enabled=True, server="127.0.0.1:6081", return_socket="/run/r.sock")
+    catalog = catalog_with(A)
+    config = render_haproxy(catalog, assign_slots(catalog, {}, 4), SETTINGS, varnish=varnish).config
+    assert "use_backend bw_varnish if bw_cacheable bw_varnish_up" in config
+    assert "bind unix@/run/r.sock mode 660 group varnish" in config
+    assert config.count("http-request del-header ^x-breakwater- -m reg") == 2
+    assert (
+        "bw_varnish" not in render_haproxy(catalog, assign_slots(catalog, {}, 4), SETTINGS).config
+    )
