@@ -33,6 +33,7 @@ from breakwater.render import (
     SlotLayout,
     VarnishSettings,
     assign_slots,
+    layout_from_config,
     render_haproxy,
 )
 
@@ -173,6 +174,9 @@ class HAProxyTarget:
     def __post_init__(self) -> None:
         self.file = FileTarget(self.settings.config_file, [self.haproxy_binary, "-c", "-f", "{}"])
         self.session = RuntimeSession(self.settings.stats_socket)
+        current = self.file.current()
+        if not self.layout and current:
+            self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
 
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
         layout = assign_slots(catalog, self.layout, self.settings.min_slots)

@@ -144,31 +144,42 @@ def _validate(config: Config) -> Config:
     return config
 
 
+def _apply_document(config: Config, document: object, origin: str) -> Config:
+    if not isinstance(document, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections")
+    for section, values in document.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: section {section!r} must be a mapping")
+        config = _apply(config, section, values, origin)
+    return config
+
+
 def load_config(
     path: str | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    document: Mapping[str, Any] | None = None,
 ) -> Config:
     """Build the configuration: defaults, then ``path``, then ``environ``, then ``overrides``.
 
+    ``document`` stands for the file's content when the caller already has it (the
+    Ansible plugins pass the same mapping the role writes to the file).
     ``overrides`` maps ``section.key`` to a value (from command-line flags).
     """
     environ = os.environ if environ is None else environ
     config = Config()
-    if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
-        path = DEFAULT_CONFIG_FILE
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                document = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-        if not isinstance(document, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections")
-        for section, values in document.items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"{path}: section {section!r} must be a mapping")
-            config = _apply(config, section, values, path)
+    if document is not None:
+        config = _apply_document(config, dict(document), "settings")
+    else:
+        if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
+            path = DEFAULT_CONFIG_FILE
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    loaded = yaml.safe_load(handle) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+            config = _apply_document(config, loaded, path)
     for section, cls in SECTIONS.items():
         values = {}
         for f in dataclasses.fields(cls):

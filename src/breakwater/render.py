@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -248,4 +249,41 @@ def assign_slots(
             slots.extend(pending)
             slots.extend([None] * (slot_count(len(slots), minimum) - len(slots)))
         layout[name] = slots
+    return layout
+
+
+_BACKEND_LINE = re.compile(r"^backend\s+(\S+)")
+_SLOT_LINE = re.compile(r"^\s+server\s+s(\d+)\s+(\S+)(.*)$")
+
+
+def layout_from_config(config: str) -> dict[str, list[Server | None]]:
+    """The server slots a rendered ``haproxy.cfg`` holds (what HAProxy runs now).
+
+    Used at start by the watcher and by the lookup plugin, so a render from the same
+    objects gives the same bytes instead of reshuffling the slots.
+    """
+    layout: dict[str, list[Server | None]] = {}
+    backend: str | None = None
+    for line in config.splitlines():
+        if match := _BACKEND_LINE.match(line):
+            backend = match[1] if match[1].startswith("be_") else None
+            continue
+        match = _SLOT_LINE.match(line)
+        if backend is None or match is None:
+            continue
+        slots = layout.setdefault(backend, [])
+        if int(match[1]) != len(slots) + 1:
+            return {}  # not a layout we rendered: start afresh
+        options = match[3].split()
+        if "disabled" in options:
+            slots.append(None)
+            continue
+        host, _, port = match[2].rpartition(":")
+        try:
+            server = Server(
+                host.strip("[]"), int(port), "drain" if "0" in options[1:2] else "ready"
+            )
+        except ValueError:
+            return {}
+        slots.append(server)
     return layout

@@ -104,3 +104,14 @@ def test_haproxy_sends_cacheable_routes_to_varnish() -> None:
     assert (
         "bw_varnish" not in render_haproxy(catalog, assign_slots(catalog, {}, 4), SETTINGS).config
     )
+
+
+def test_layout_survives_a_round_trip_through_the_file() -> None:
+    catalog = catalog_with(C, A, Server("10.0.0.2", 80, "drain"))
+    layout = assign_slots(catalog, {"be_ns_web_http": [None, C, None, A]}, 4)
+    config = render_haproxy(catalog, layout, SETTINGS).config
+    from breakwater.render import layout_from_config
+
+    assert layout_from_config(config) == layout
+    again = render_haproxy(catalog, assign_slots(catalog, layout_from_config(config), 4), SETTINGS)
+    assert again.config == config
