@@ -116,7 +116,11 @@ def write_generation(rendered: RenderedConfig) -> None:
         return
     building = rendered.generation_dir + ".new"
     shutil.rmtree(building, ignore_errors=True)
-    os.makedirs(os.path.join(building, "certs"), mode=0o750)
+    # Modes as the haproxy role writes them: maps readable, keys for the owner only.
+    os.mkdir(building)
+    os.chmod(building, 0o755)
+    os.mkdir(os.path.join(building, "certs"))
+    os.chmod(os.path.join(building, "certs"), 0o750)
     for name, text in rendered.generation_files.items():
         mode = 0o600 if name in rendered.secret_files else 0o644
         write_file(os.path.join(building, name), text, mode)

@@ -123,9 +123,8 @@ def cmd_lab_seed(args: argparse.Namespace) -> int:
     for path in args.manifests:
         with open(path, encoding="utf-8") if path != "-" else sys.stdin as handle:
             objects.extend(load_manifests(handle.read()))
-    keys = asyncio.run(seed(config.etcd, objects, args.encoding, args.delete))
-    for key in keys:
-        print(("deleted " if args.delete else "stored ") + key)
+    for action, key in asyncio.run(seed(config.etcd, objects, args.encoding, args.delete)):
+        print(f"{action} {key}")
     return 0
 
 

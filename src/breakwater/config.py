@@ -117,7 +117,7 @@ def _apply(config: Config, section: str, values: Mapping[str, Any], origin: str)
     return dataclasses.replace(config, **{section: dataclasses.replace(current, **changes)})
 
 
-def _validate(config: Config) -> Config:
+def _validate(config: Config, check_files: bool = True) -> Config:
     if not config.etcd.endpoints:
         raise ConfigError("etcd.endpoints: at least one endpoint is required")
     for endpoint in config.etcd.endpoints:
@@ -127,15 +127,15 @@ def _validate(config: Config) -> Config:
             raise ConfigError(f"etcd.endpoints: {exc}") from exc
     for name in ("ca_file", "cert_file", "key_file"):
         path = getattr(config.etcd, name)
-        if path and not os.path.isfile(path):
+        if check_files and path and not os.path.isfile(path):
             raise ConfigError(f"etcd.{name}: {path} does not exist")
     if bool(config.etcd.cert_file) != bool(config.etcd.key_file):
         raise ConfigError("etcd.cert_file and etcd.key_file go together")
     if config.catalog.mode not in ("pods", "nodeport"):
         raise ConfigError(f"catalog.mode: {config.catalog.mode!r} is not 'pods' or 'nodeport'")
-    if config.haproxy.template and not os.path.isfile(config.haproxy.template):
+    if check_files and config.haproxy.template and not os.path.isfile(config.haproxy.template):
         raise ConfigError(f"haproxy.template: {config.haproxy.template} does not exist")
-    if config.varnish.template and not os.path.isfile(config.varnish.template):
+    if check_files and config.varnish.template and not os.path.isfile(config.varnish.template):
         raise ConfigError(f"varnish.template: {config.varnish.template} does not exist")
     if config.varnish.keep_vcls < 1:
         raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
@@ -159,12 +159,15 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     document: Mapping[str, Any] | None = None,
+    check_files: bool = True,
 ) -> Config:
     """Build the configuration: defaults, then ``path``, then ``environ``, then ``overrides``.
 
     ``document`` stands for the file's content when the caller already has it (the
     Ansible plugins pass the same mapping the role writes to the file).
     ``overrides`` maps ``section.key`` to a value (from command-line flags).
+    ``check_files``: whether the files it names must exist here (not on a controller
+    rendering for another machine).
     """
     environ = os.environ if environ is None else environ
     config = Config()
@@ -195,7 +198,7 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         section, _, name = dotted.partition(".")
         config = _apply(config, section, {name: value}, "command line")
-    return _validate(config)
+    return _validate(config, check_files)
 
 
 def as_dict(config: Config) -> dict[str, Any]:

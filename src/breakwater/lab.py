@@ -58,16 +58,27 @@ async def seed(
     objects: Iterable[Mapping[str, Any]],
     encoding: str = "protobuf",
     delete: bool = False,
-) -> list[str]:
-    """Put (or delete) each object under its storage key; returns the keys."""
+) -> list[tuple[str, str]]:
+    """Put (or delete) each object under its storage key.
+
+    Returns (action, key) pairs; a value already stored byte for byte is left alone
+    ("unchanged"), so seeding twice changes nothing.
+    """
     client = EtcdClient(settings.endpoints[0], settings)
-    keys = []
+    actions = []
     async with client:
         for obj in objects:
             key = storage_key(obj, settings.prefix)
+            current = await client.get(key.encode())
             if delete:
-                await client.delete(key.encode())
-            else:
-                await client.put(key.encode(), storage_value(obj, encoding))
-            keys.append(key)
-    return keys
+                if current is not None:
+                    await client.delete(key.encode())
+                actions.append(("deleted" if current is not None else "absent", key))
+                continue
+            value = storage_value(obj, encoding)
+            if current is not None and current.value == value:
+                actions.append(("unchanged", key))
+                continue
+            await client.put(key.encode(), value)
+            actions.append(("stored", key))
+    return actions

@@ -50,6 +50,7 @@ class HAProxySettings:
     log_target: str = "stdout"
     user: str | None = None
     group: str | None = None
+    socket_group: str | None = None  # group allowed on the stats socket (the watcher's)
     template: str | None = None  # a path: the operator's own template
     min_slots: int = 4
 

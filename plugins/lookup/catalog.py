@@ -1,0 +1,109 @@
+# Copyright: Breakwater contributors
+# Apache License 2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: catalog
+author: Breakwater contributors
+short_description: What Breakwater's watcher would serve, read from the cluster's etcd
+description:
+  - Lists the Kubernetes objects in etcd and runs the very catalog and templates the
+    watcher runs, so a role's first configuration equals what the watcher would write.
+  - O(output=catalog) gives the routing model (routes, backends, servers, rejected
+    objects with reasons); O(output=haproxy) gives C(haproxy.cfg) and the files of its
+    generation directory; O(output=vcl) gives the VCL (no etcd access).
+  - Every result also carries C(settings), the effective watcher configuration.
+extends_documentation_fragment:
+  - breakwater.edge.etcd
+options:
+  _terms:
+    description: Not used.
+    required: false
+  settings:
+    description: The watcher configuration, as in C(watcher.yml) (sections etcd, catalog, haproxy, varnish).
+    type: dict
+    default: {}
+  output:
+    description: What to return.
+    type: str
+    choices: [catalog, haproxy, vcl]
+    default: catalog
+  current_config:
+    description: The C(haproxy.cfg) now on the node; its server slots are kept.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Show the routing model
+  ansible.builtin.debug:
+    msg: "{{ lookup('breakwater.edge.catalog', endpoints=['https://10.0.0.11:2379'],
+             ca_file='pki/ca.crt', cert_file='pki/edge.crt', key_file='pki/edge.key') }}"
+
+- name: Render haproxy.cfg as the watcher would
+  ansible.builtin.set_fact:
+    rendered: "{{ lookup('breakwater.edge.catalog', output='haproxy', settings=breakwater_settings) }}"
+"""
+
+RETURN = r"""
+_raw:
+  description: One dictionary.
+  type: list
+  elements: dict
+  contains:
+    settings:
+      description: The effective watcher configuration.
+      type: dict
+      sample: {"catalog": {"ingress_class": "breakwater", "mode": "pods"}}
+    revision:
+      description: The etcd revision the objects were read at.
+      type: int
+      sample: 4211
+    catalog:
+      description: Routes, backends with servers, certificate names, rejected objects (O(output=catalog)).
+      type: dict
+      sample: {"routes": [{"host": "shop.example.com", "path": "/", "backend": "be_shop_web_http"}], "rejected": []}
+    config:
+      description: The rendered C(haproxy.cfg) (O(output=haproxy)).
+      type: str
+      sample: "global\n    maxconn 4096\n"
+    generation_dir:
+      description: Directory the configuration names for its maps and certificates (O(output=haproxy)).
+      type: str
+      sample: /etc/haproxy/breakwater/gen-0123456789abcdef
+    files:
+      description: Files of the generation directory; C(secret) ones hold private keys (O(output=haproxy)).
+      type: list
+      sample: [{"name": "routes-exact.map", "content": "", "secret": false}]
+    vcl:
+      description: The rendered VCL (O(output=vcl)).
+      type: str
+      sample: "vcl 4.1;\n"
+"""
+
+from ansible.errors import AnsibleLookupError
+from ansible.module_utils.basic import missing_required_lib
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
+    BREAKWATER_IMPORT_ERROR,
+    etcd_options,
+    run_edge_view,
+)
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        if BREAKWATER_IMPORT_ERROR is not None:
+            raise AnsibleLookupError(missing_required_lib("breakwater"), orig_exc=BREAKWATER_IMPORT_ERROR)
+        etcd = etcd_options(self.get_option)
+        try:
+            result = run_edge_view(
+                self.get_option("settings"),
+                etcd,
+                self.get_option("output"),
+                self.get_option("current_config"),
+            )
+        except Exception as exc:
+            raise AnsibleLookupError(f"breakwater.edge.catalog: {exc}") from exc
+        return [result]
