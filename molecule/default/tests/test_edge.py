@@ -1,0 +1,154 @@
+"""Behaviour of the provisioned edge, checked from the controller and on the nodes."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import testinfra.utils.ansible_runner
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+LB_NODES = RUNNER.get_hosts("lb")
+# testinfra's podman backend (podman exec) instead of one ansible process per command.
+testinfra_hosts = ["podman://" + name for name in LB_NODES]
+
+LAB = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / ".lab" / "molecule"
+ETCD_IP = RUNNER.get_variables(RUNNER.get_hosts("etcd")[0])["lab_ip"]
+ETCD_FLAGS = [
+    "--etcd-endpoints", f"https://{ETCD_IP}:2379",
+    "--etcd-cacert", str(LAB / "pki" / "ca.crt"),
+    "--etcd-cert", str(LAB / "pki" / "breakwater.crt"),
+    "--etcd-key", str(LAB / "pki" / "breakwater.key"),
+]
+
+
+def lab_ip(host) -> str:
+    return RUNNER.get_variables(host.backend.get_hostname())["lab_ip"]
+
+
+def get(ip: str, host: str, path: str = "/") -> tuple[int, dict[str, str], str]:
+    connection = http.client.HTTPConnection(ip, 80, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, headers, response.read().decode()
+    finally:
+        connection.close()
+
+
+def seed(manifest: str, *extra: str) -> None:
+    path = LAB / f"test-{abs(hash(manifest))}.yaml"
+    path.write_text(manifest)
+    subprocess.run(
+        [sys.executable, "-m", "breakwater.cli", "lab-seed", *ETCD_FLAGS, *extra, str(path)],
+        check=True, capture_output=True,
+    )
+
+
+def ingress(name: str, host: str) -> str:
+    return f"""
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: shop, creationTimestamp: "2026-02-01T00:00:00Z"}}
+spec:
+  ingressClassName: breakwater
+  rules:
+    - host: {host}
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{name: http}}}}}}}}
+"""
+
+
+@pytest.mark.parametrize("service", ["haproxy", "varnish", "breakwater-watcher"])
+def test_services_run(host, service: str) -> None:
+    unit = host.service(service)
+    if not unit.is_running:
+        journal = host.run(f"journalctl -u {service} --no-pager -n 80").stdout
+        pytest.fail(f"{service} is not running on {host.backend.get_hostname()}:\n{journal}")
+    assert unit.is_enabled
+
+
+def test_host_routed_request_reaches_the_backend(host) -> None:
+    status, _, body = get(lab_ip(host), "www.lab.example")
+    assert (status, body.strip()) == (200, "mol-backend1-8080")
+    assert get(lab_ip(host), "unknown.lab.example")[0] == 404
+
+
+def test_cacheable_route_answers_from_cache(host) -> None:
+    path = f"/cached-{host.backend.get_hostname()}-{time.time_ns()}"
+    first = get(lab_ip(host), "api.lab.example", path)
+    second = get(lab_ip(host), "api.lab.example", path)
+    assert (first[0], first[1].get("x-cache")) == (200, "MISS")
+    assert (second[0], second[1].get("x-cache")) == (200, "HIT")
+
+
+def test_endpointslice_is_served_within_two_seconds(host) -> None:
+    documents = (LAB / "lab-objects.yaml").read_text().split("\n---")
+    web_slice = next(d for d in documents if "kind: EndpointSlice" in d and "name: web-1" in d)
+    seed(web_slice.replace("port: 8080", "port: 8081"))
+    start = time.monotonic()
+    try:
+        while get(lab_ip(host), "www.lab.example")[2].strip() != "mol-backend1-8081":
+            assert time.monotonic() - start < 2.0, "not served within 2 s"
+            time.sleep(0.02)
+    finally:
+        seed(web_slice)
+    deadline = time.monotonic() + 5
+    while get(lab_ip(host), "www.lab.example")[2].strip() != "mol-backend1-8080":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_ten_configuration_changes_leave_one_master_and_its_worker(host) -> None:
+    ip = lab_ip(host)
+    name = host.backend.get_hostname()
+    manifests = [ingress(f"change-{name}-{i}", f"change{i}.{name}.lab.example") for i in range(10)]
+    try:
+        for index, manifest in enumerate(manifests):
+            seed(manifest)
+            deadline = time.monotonic() + 10
+            while get(ip, f"change{index}.{name}.lab.example")[0] != 200:
+                assert time.monotonic() < deadline, f"change {index} not served"
+                time.sleep(0.05)
+    finally:
+        for manifest in manifests:
+            seed(manifest, "--delete")
+    time.sleep(3)  # old workers finish their connections and exit
+    processes = host.run("ps -eo pid=,ppid=,stat=,comm=").stdout.splitlines()
+    haproxy = [line.split() for line in processes if line.split()[-1] == "haproxy"]
+    zombies = [line for line in processes if line.split()[2].startswith("Z")]
+    assert zombies == []
+    masters = [p for p in haproxy if p[1] == "1"]
+    assert len(masters) == 1, haproxy
+    workers = [p for p in haproxy if p[1] == masters[0][0]]
+    assert len(haproxy) == 2 and len(workers) == 1, haproxy
+
+
+def test_watcher_is_hardened(host) -> None:
+    properties = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            "systemctl show breakwater-watcher -p Type -p User -p NoNewPrivileges -p ProtectSystem"
+            " -p ProtectHome -p PrivateTmp -p CapabilityBoundingSet -p WatchdogUSec"
+            " -p RestrictAddressFamilies -p PrivateDevices"
+        ).splitlines()
+    )
+    assert properties["Type"] == "notify"
+    assert properties["User"] == "breakwater"
+    assert properties["NoNewPrivileges"] == "yes"
+    assert properties["ProtectSystem"] == "strict"
+    assert properties["ProtectHome"] == "yes"
+    assert properties["PrivateTmp"] == "yes"
+    assert properties["PrivateDevices"] == "yes"
+    assert properties["CapabilityBoundingSet"] == ""
+    assert properties["WatchdogUSec"] != "0"
+    assert set(properties["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    watcher_pid = host.check_output("systemctl show -p MainPID --value breakwater-watcher")
+    assert host.check_output(f"ps -o user= -p {watcher_pid}") == "breakwater"
