@@ -86,8 +86,8 @@ from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
     BREAKWATER_IMPORT_ERROR,
+    edge,
     etcd_options,
-    run_edge_view,
 )
 
 
@@ -98,7 +98,7 @@ class LookupModule(LookupBase):
             raise AnsibleLookupError(missing_required_lib("breakwater"), orig_exc=BREAKWATER_IMPORT_ERROR)
         etcd = etcd_options(self.get_option)
         try:
-            result = run_edge_view(
+            result = edge().edge_view(
                 self.get_option("settings"),
                 etcd,
                 self.get_option("output"),

@@ -1,25 +1,19 @@
 # Copyright: Breakwater contributors
 # Apache License 2.0
-"""Shared by Breakwater's modules and lookups: the etcd argument spec and the bridge
-to the ``breakwater`` package (one implementation of decode, catalog and render)."""
+"""Shared by Breakwater's modules and lookups: the etcd options and the bridge to the
+``breakwater`` package (one implementation of decode, catalog and render)."""
 
 from __future__ import annotations
 
+import os
 import traceback
 
 BREAKWATER_IMPORT_ERROR = None
 try:
-    from breakwater.edge import edge_view
+    from breakwater import edge as _edge
 except ImportError:
+    _edge = None
     BREAKWATER_IMPORT_ERROR = traceback.format_exc()
-
-ETCD_ARGUMENT_SPEC = dict(
-    endpoints=dict(type="list", elements="str", fallback=None),
-    ca_file=dict(type="path"),
-    cert_file=dict(type="path"),
-    key_file=dict(type="path", no_log=False),
-    prefix=dict(type="str", default="/registry"),
-)
 
 ETCD_ENVIRONMENT = {
     "endpoints": "ETCDCTL_ENDPOINTS",
@@ -28,12 +22,23 @@ ETCD_ENVIRONMENT = {
     "key_file": "ETCDCTL_KEY",
 }
 
+# Defined once for every module; the doc fragment breakwater.edge.etcd documents it.
+ETCD_ARGUMENT_SPEC = dict(
+    endpoints=dict(type="list", elements="str"),
+    ca_file=dict(type="path"),
+    cert_file=dict(type="path"),
+    key_file=dict(type="path", no_log=False),
+    prefix=dict(type="str", default="/registry"),
+)
+
 
 def etcd_options(get_option):
-    """The etcd connection options of a plugin, as the breakwater package takes them."""
+    """The etcd connection options (with ETCDCTL_* fallbacks), as the package takes them."""
     options = {}
     for name in ("endpoints", "ca_file", "cert_file", "key_file", "prefix"):
         value = get_option(name)
+        if not value and name in ETCD_ENVIRONMENT:
+            value = os.environ.get(ETCD_ENVIRONMENT[name])
         if isinstance(value, str) and name == "endpoints":
             value = [item.strip() for item in value.split(",") if item.strip()]
         if value:
@@ -41,5 +46,6 @@ def etcd_options(get_option):
     return options
 
 
-def run_edge_view(settings, etcd, output, current_config):
-    return edge_view(settings, etcd, output, current_config)
+def edge():
+    """The breakwater.edge module of the package (call after checking the import)."""
+    return _edge

@@ -127,6 +127,13 @@ def write_generation(rendered: RenderedConfig) -> None:
     os.rename(building, rendered.generation_dir)
 
 
+def ensure_node_state(config_dir: str) -> None:
+    """The node's rotation map must exist (empty: in rotation) for the config to load."""
+    path = os.path.join(config_dir, "node-state.map")
+    if not os.path.exists(path):
+        write_file(path, "", 0o664)
+
+
 def remove_old_generations(config_dir: str, keep: set[str]) -> None:
     for entry in os.listdir(config_dir):
         path = os.path.join(config_dir, entry)
@@ -237,6 +244,7 @@ class HAProxyTarget:
     ) -> ApplyResult:
         try:
             os.makedirs(self.settings.config_dir, mode=0o755, exist_ok=True)
+            ensure_node_state(self.settings.config_dir)
             write_generation(rendered)
             await self.file.write_checked(rendered.config)
         except (CheckFailed, OSError) as exc:

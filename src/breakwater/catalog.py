@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal
 
+from breakwater import routes as plain_routes
 from breakwater import validate
 from breakwater.validate import InvalidValue
 
@@ -687,6 +688,63 @@ def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Obje
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 
 
+def _plain_route(builder: _Builder, ident: tuple[str, str], route: Object) -> None:
+    """A route of the plain schema (:mod:`breakwater.routes`): servers listed inline."""
+    owner = describe(plain_routes.KIND, ident)
+    name = validate.dns_label(ident[1], "route name")
+    spec = route.get("spec") or {}
+    data = plain_routes.as_option_strings(spec)
+    if not data.get("hosts", "").strip():
+        raise Rejected("key 'hosts' is required")
+    hosts = [validate.hostname(host) for host in _split_list(data["hosts"])]
+    prefixes = [_normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))]
+    exact = [validate.path(p) for p in _split_list(data.get("exact-paths", ""))]
+    route_options = _route_options(data)
+    options = _backend_options({k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS})
+    servers_spec = spec.get("servers")
+    if not isinstance(servers_spec, list):
+        raise Rejected("key 'servers' is required: a list of {address, port}")
+    servers = {}
+    for entry in servers_spec:
+        if not isinstance(entry, Mapping) or set(entry) - {"address", "port", "state"}:
+            raise Rejected("each server is {address, port, state}")
+        state = entry.get("state", "ready")
+        if state not in ("ready", "drain"):
+            raise Rejected(f"server state {state!r} is not ready or drain")
+        server = Server(
+            validate.ip_address(entry.get("address")),
+            validate.port_number(entry.get("port")),
+            state,
+        )
+        servers[(server.address, server.port)] = server
+    certificate = None
+    if spec.get("tls") is not None:
+        tls = spec["tls"]
+        if not isinstance(tls, Mapping) or not all(
+            isinstance(tls.get(k), str) for k in ("certificate", "key")
+        ):
+            raise Rejected("tls is {certificate, key} in PEM")
+        pem = tls["certificate"].strip() + "\n" + tls["key"].strip() + "\n"
+        problem = check_certificate(pem)
+        if problem:
+            raise Rejected(f"tls: {problem}")
+        digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
+        certificate = Certificate(f"route_{name}_{digest}", pem, owner)
+    backend = f"be_route_{name}"
+    ordered = tuple(sorted(servers.values(), key=lambda s: (s.address, s.port)))
+    builder.catalog.backends[backend] = Backend(backend, "", name, "route", options, ordered)
+    wanted: list[tuple[MatchType, list[str]]] = [("prefix", prefixes), ("exact", exact)]
+    built = [
+        Route(host, path, match, backend, owner, route_options.https_redirect, route_options.cache)
+        for host in hosts
+        for match, paths in wanted
+        for path in paths
+    ]
+    builder.add_routes(_with_bypass(built, route_options.bypass_paths), owner)
+    if certificate:
+        builder.catalog.certificates.setdefault(certificate.name, certificate)
+
+
 def _creation_order(item: tuple[tuple[str, str], Object]) -> tuple[str, str, str]:
     ident, obj = item
     created = (obj.get("metadata") or {}).get("creationTimestamp") or ""
@@ -697,7 +755,8 @@ def build_catalog(objects: Iterable[Object], settings: CatalogSettings | None = 
     """The routing model of a set of decoded objects.  Pure: same input, same output.
 
     Conflicts (two objects routing the same host and path) go to the older object
-    (creationTimestamp, then namespace/name); the newer one is rejected whole.
+    (creationTimestamp, then namespace/name); the newer one is rejected whole.  Plain
+    routes (:mod:`breakwater.routes`) come after every Kubernetes object, by name.
     """
     settings = settings or CatalogSettings()
     index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
@@ -713,12 +772,16 @@ def build_catalog(objects: Iterable[Object], settings: CatalogSettings | None = 
         if _ingress_is_ours(item[1], index, settings)
     )
     sources.sort(key=lambda source: _creation_order((source[1], source[2])))
+    # Plain routes come after every Kubernetes object: a clash goes to Kubernetes.
+    sources.extend((plain_routes.KIND, *item) for item in index.all(plain_routes.KIND))
+    handlers = {
+        "Ingress": _ingress_routes,
+        "ConfigMap": _configmap_routes,
+        plain_routes.KIND: _plain_route,
+    }
     for kind, ident, obj in sources:
         try:
-            if kind == "Ingress":
-                _ingress_routes(builder, ident, obj)
-            else:
-                _configmap_routes(builder, ident, obj)
+            handlers[kind](builder, ident, obj)
         except (Rejected, InvalidValue, KeyError, TypeError, AttributeError) as exc:
             builder.reject(describe(kind, ident), str(exc) or type(exc).__name__)
     catalog = builder.catalog

@@ -129,6 +129,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         path = getattr(config.etcd, name)
         if check_files and path and not os.path.isfile(path):
             raise ConfigError(f"etcd.{name}: {path} does not exist")
+    routes_prefix, prefix = config.etcd.routes_prefix, config.etcd.prefix.rstrip("/") + "/"
+    if routes_prefix and (not routes_prefix.endswith("/") or routes_prefix.startswith(prefix)):
+        raise ConfigError(
+            f"etcd.routes_prefix {routes_prefix!r} must end with '/' and lie outside {prefix}"
+        )
     if bool(config.etcd.cert_file) != bool(config.etcd.key_file):
         raise ConfigError("etcd.cert_file and etcd.key_file go together")
     if config.catalog.mode not in ("pods", "nodeport"):

@@ -8,15 +8,26 @@ configuration a role writes is byte for byte what the watcher would write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import base64
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from breakwater.catalog import Catalog
+from aetcd import rpc
+from aetcd.utils import prefix_range_end
+
+from breakwater import validate
+from breakwater.catalog import RESOURCES, Catalog, build_catalog
 from breakwater.config import Config, as_dict, load_config
+from breakwater.k8s.decode import decode
 from breakwater.render import assign_slots, layout_from_config, render_haproxy, render_vcl
+from breakwater.routes import API_VERSION, KIND, encode_route
+from breakwater.source import EtcdSource
 from breakwater.watcher import ClusterState, read_cluster
 
-ETCD_OPTIONS = ("endpoints", "ca_file", "cert_file", "key_file", "prefix")
+ETCD_OPTIONS = ("endpoints", "ca_file", "cert_file", "key_file", "prefix", "routes_prefix")
 
 
 def edge_config(
@@ -79,3 +90,187 @@ def edge_view(
     else:
         result["catalog"] = catalog.as_dict()
     return result
+
+
+# --- reading etcd ---------------------------------------------------------------------
+
+_SELECTOR_TERM = re.compile(
+    r"^\s*(?P<neg>!)?\s*(?P<key>[A-Za-z0-9./_-]+)\s*"
+    r"(?:(?P<op>==|=|!=)\s*(?P<value>[A-Za-z0-9._-]*)"
+    r"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?\s*$"
+)
+
+
+def _split_selector(text: str) -> list[str]:
+    terms, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    return [*terms, current] if current.strip() else terms
+
+
+def label_matcher(selector: str | None) -> Callable[[Mapping[str, str]], bool]:
+    """Kubernetes' label selector syntax: ``a=b``, ``a!=b``, ``a``, ``!a``, ``a in (x,y)``."""
+    # (key, accepted values or None for "present", whether the term must hold)
+    terms: list[tuple[str, frozenset[str] | None, bool]] = []
+    for term in _split_selector(selector or ""):
+        match = _SELECTOR_TERM.match(term)
+        if match is None:
+            raise ValueError(f"label selector term {term.strip()!r} is not understood")
+        if match["setop"]:
+            values = frozenset(v.strip() for v in match["values"].split(",") if v.strip())
+            terms.append((match["key"], values, match["setop"] == "in"))
+        elif match["op"]:
+            terms.append((match["key"], frozenset({match["value"]}), match["op"] != "!="))
+        else:
+            terms.append((match["key"], None, not match["neg"]))
+
+    def matches(labels: Mapping[str, str]) -> bool:
+        for key, values, positive in terms:
+            held = key in labels if values is None else labels.get(key) in values
+            if held != positive:
+                return False
+        return True
+
+    return matches
+
+
+def k8s_objects(
+    etcd: Mapping[str, Any],
+    kind: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    selector: str | None = None,
+    reveal_secrets: bool = False,
+) -> list[dict[str, Any]]:
+    """Decoded objects of one kind, filtered; Secret values are redacted unless asked."""
+    directories = {k: d for d, k in RESOURCES.items()}
+    if kind not in directories:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(sorted(directories))}")
+    config = edge_config({}, etcd)
+    directory = directories[kind]
+    if namespace:
+        directory += validate.dns_label(namespace, "namespace") + "/"
+        if name:
+            directory += validate.dns_subdomain(name, "name")
+    settings = dataclasses.replace(config.etcd, routes_prefix="")
+    values = asyncio.run(_list(EtcdSource(settings, [directory])))
+    matches = label_matcher(selector)
+    found = []
+    for key, value in sorted(values.items()):
+        obj = decode(key, value)
+        metadata = obj.get("metadata") or {}
+        if name and metadata.get("name") != name:
+            continue
+        if not matches(metadata.get("labels") or {}):
+            continue
+        if kind == "Secret" and not reveal_secrets:
+            for field in ("data", "stringData"):
+                if field in obj:
+                    obj[field] = {k: REDACTED for k in obj[field]}
+        found.append(obj)
+    return found
+
+
+REDACTED = "<redacted>"
+
+
+async def _list(source: EtcdSource) -> dict[str, bytes]:
+    try:
+        return (await source.list_all())[1]
+    finally:
+        await source.disconnect()
+
+
+def etcd_keys(etcd: Mapping[str, Any], keys: Sequence[str], prefix: bool) -> list[dict[str, Any]]:
+    """Raw keys (or every key under each prefix): key, value (text or base64), revisions."""
+    config = edge_config({}, etcd)
+
+    async def read() -> list[dict[str, Any]]:
+        source = EtcdSource(config.etcd, [])
+        client = await source.connect()
+        found = []
+        try:
+            for key in keys:
+                range_end = prefix_range_end(key.encode()) if prefix else b""
+                response = await client.kvstub.Range(
+                    rpc.RangeRequest(key=key.encode(), range_end=range_end),
+                    timeout=config.etcd.timeout,
+                )
+                for kv in response.kvs:
+                    found.append(_kv_dict(kv))
+        finally:
+            await source.disconnect()
+        return found
+
+    return asyncio.run(read())
+
+
+def _kv_dict(kv: Any) -> dict[str, Any]:
+    try:
+        value, encoding = kv.value.decode("utf-8"), "utf-8"
+        if not value.isprintable() and not all(c.isprintable() or c in "\n\t\r" for c in value):
+            raise UnicodeDecodeError("utf-8", kv.value, 0, 1, "control characters")
+    except UnicodeDecodeError:
+        value, encoding = base64.b64encode(kv.value).decode("ascii"), "base64"
+    return {
+        "key": kv.key.decode(errors="replace"),
+        "value": value,
+        "encoding": encoding,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+    }
+
+
+# --- plain routes ----------------------------------------------------------------------
+
+
+def route_key(etcd: Mapping[str, Any], name: str) -> tuple[Config, str]:
+    config = edge_config({}, etcd)
+    if not config.etcd.routes_prefix:
+        raise ValueError("plain routes are turned off (etcd.routes_prefix is empty)")
+    return config, config.etcd.routes_prefix + validate.dns_label(name, "route name")
+
+
+def read_route(etcd: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    config, key = route_key(etcd, name)
+
+    async def read() -> dict[str, Any] | None:
+        source = EtcdSource(config.etcd, [])
+        client = await source.connect()
+        try:
+            found = await client.get(key.encode())
+        finally:
+            await source.disconnect()
+        return None if found is None else dict(json.loads(found.value))
+
+    return asyncio.run(read())
+
+
+def check_route(name: str, spec: Mapping[str, Any]) -> list[str]:
+    """Why the catalog would reject this route; empty when it would serve it."""
+    obj = {"kind": KIND, "apiVersion": API_VERSION, "metadata": {"name": name}, "spec": spec}
+    catalog = build_catalog([obj])
+    return [rejection.reason for rejection in catalog.rejected]
+
+
+def write_route(etcd: Mapping[str, Any], name: str, spec: Mapping[str, Any] | None) -> None:
+    """Store (or, with ``spec=None``, delete) a plain route."""
+    config, key = route_key(etcd, name)
+
+    async def write() -> None:
+        source = EtcdSource(config.etcd, [])
+        client = await source.connect()
+        try:
+            if spec is None:
+                await client.delete(key.encode())
+            else:
+                await client.put(key.encode(), encode_route(spec))
+        finally:
+            await source.disconnect()
+
+    asyncio.run(write())

@@ -42,6 +42,9 @@ class HAProxySettings:
     master_socket: str = "/run/haproxy/master.sock"
     http_binds: tuple[str, ...] = (":80",)
     https_binds: tuple[str, ...] = (":443",)
+    # Health endpoint for what balances across edge nodes (DNS, VRRP, a cloud LB):
+    # 200 in rotation, 503 out (breakwater.edge.edge_node). Empty: none.
+    monitor_binds: tuple[str, ...] = ()
     maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
     hard_stop_after: str = "5m"
     timeout_connect: str = "5s"

@@ -52,6 +52,8 @@ class EtcdSettings:
     cert_file: str | None = None
     key_file: str | None = None
     prefix: str = "/registry"
+    # Plain routes for backends outside Kubernetes (breakwater.routes); "" turns them off.
+    routes_prefix: str = "/breakwater/routes/"
     timeout: float = 5.0
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
@@ -127,7 +129,10 @@ class EtcdSource:
     @property
     def prefixes(self) -> list[bytes]:
         base = self.settings.prefix.rstrip("/") + "/"
-        return [(base + resource).encode() for resource in self.resources]
+        prefixes = [(base + resource).encode() for resource in self.resources]
+        if self.settings.routes_prefix:
+            prefixes.append(self.settings.routes_prefix.encode())
+        return prefixes
 
     async def connect(self) -> EtcdClient:
         """Connect to the next endpoint that answers; raises :class:`SourceError`."""

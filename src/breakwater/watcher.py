@@ -32,6 +32,7 @@ from breakwater.catalog import RESOURCES, Catalog, Rejection, build_catalog, kin
 from breakwater.config import Config, ConfigError, load_config
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.render import clear_template_cache
+from breakwater.routes import decode_route
 from breakwater.source import Change, Compacted, EtcdSettings, EtcdSource, SourceError
 from breakwater.varnish import VarnishTarget
 
@@ -62,17 +63,26 @@ class ClusterState:
     """Decoded objects by etcd key, and the keys whose values could not be decoded."""
 
     prefix: str
+    routes_prefix: str = ""
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     undecodable: dict[str, str] = field(default_factory=dict)
     revision: int = 0
 
+    @classmethod
+    def for_settings(cls, settings: EtcdSettings) -> ClusterState:
+        return cls(settings.prefix.rstrip("/") + "/", settings.routes_prefix)
+
     def _set(self, key: str, value: bytes | None) -> None:
         self.objects.pop(key, None)
         self.undecodable.pop(key, None)
-        if value is None or kind_of_key(key, self.prefix) is None:
+        plain = bool(self.routes_prefix) and key.startswith(self.routes_prefix)
+        if value is None or (not plain and kind_of_key(key, self.prefix) is None):
             return
         try:
-            self.objects[key] = decode(key, value)
+            if plain:
+                self.objects[key] = decode_route(key, value, self.routes_prefix)
+            else:
+                self.objects[key] = decode(key, value)
         except DecodeError as exc:
             self.undecodable[key] = exc.reason
             log.warning("cannot decode %s: %s", key, exc.reason)
@@ -108,7 +118,7 @@ async def read_cluster(settings: EtcdSettings) -> ClusterState:
         revision, values = await source.list_all()
     finally:
         await source.disconnect()
-    state = ClusterState(settings.prefix.rstrip("/") + "/")
+    state = ClusterState.for_settings(settings)
     state.replace(revision, values)
     return state
 
@@ -141,7 +151,7 @@ class Watcher:
         self.config = config
         self.config_path = config_path
         self.dry_run = dry_run
-        self.state = ClusterState(config.etcd.prefix.rstrip("/") + "/")
+        self.state = ClusterState.for_settings(config.etcd)
         self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=dry_run)
         self.varnish = VarnishTarget(config.varnish, dry_run=dry_run)
         self.vcl_pending = config.varnish.enabled

@@ -275,9 +275,10 @@ class HAProxy:
     def start(self) -> None:
         # The first configuration, as the haproxy role renders it: no routes yet.
         rendered = render_haproxy(Catalog(), {}, self.settings, varnish=self.varnish)
-        from breakwater.apply import write_generation
+        from breakwater.apply import ensure_node_state, write_generation
 
         os.makedirs(self.settings.config_dir, exist_ok=True)
+        ensure_node_state(self.settings.config_dir)
         write_generation(rendered)
         Path(self.settings.config_file).write_text(rendered.config)
         log = open(self.directory / "haproxy.log", "ab")  # noqa: SIM115

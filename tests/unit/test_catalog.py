@@ -378,3 +378,84 @@ def test_cache_annotations_on_an_ingress() -> None:
     bad = ingress("shop", "web", [("a.example.com", "/", "Prefix", "web")], annotations=annotations)
     (route,) = build_catalog([*web_cluster(), bad]).routes
     assert route.cache == CachePolicy(ttl=3600)
+
+
+def plain_route(name: str, **spec: object) -> dict:
+    return {
+        "kind": "BreakwaterRoute",
+        "apiVersion": "breakwater.io/v1",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def test_plain_route_outside_kubernetes() -> None:
+    route = plain_route(
+        "billing",
+        hosts=["billing.example.com"],
+        paths=["/", "/api/"],
+        servers=[
+            {"address": "10.9.0.1", "port": 8080},
+            {"address": "10.9.0.2", "port": 8080, "state": "drain"},
+        ],
+        balance="leastconn",
+        cache=True,
+        **{"cache-ttl": "1m", "https-redirect": True},
+    )
+    catalog = build_catalog([route])
+    assert {(r.host, r.path) for r in catalog.routes} == {
+        ("billing.example.com", "/"),
+        ("billing.example.com", "/api"),
+    }
+    backend = catalog.backends["be_route_billing"]
+    assert backend.options.balance == "leastconn"
+    assert backend.servers == (Server("10.9.0.1", 8080, "ready"), Server("10.9.0.2", 8080, "drain"))
+    assert all(r.cache == CachePolicy(ttl=60) and r.https_redirect for r in catalog.routes)
+
+
+def test_kubernetes_keeps_a_host_a_plain_route_also_wants() -> None:
+    k8s = ingress(
+        "shop",
+        "web",
+        [("shared.example.com", "/", "Prefix", "web")],
+        created="2027-01-01T00:00:00Z",
+    )
+    plain = plain_route(
+        "shared", hosts=["shared.example.com"], servers=[{"address": "10.9.0.1", "port": 80}]
+    )
+    catalog = build_catalog([*web_cluster(), plain, k8s])
+    assert [r.source for r in catalog.routes] == ["Ingress shop/web"]
+    assert "already routed by Ingress shop/web" in rejected(catalog)["BreakwaterRoute shared"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"hosts": ["a.example.com"]}, "'servers' is required"),
+        (
+            {
+                "hosts": ["a.example.com"],
+                "servers": [{"address": "10.0.0.1", "port": 80, "weight": 3}],
+            },
+            "each server",
+        ),
+        (
+            {"hosts": ["a.example.com"], "servers": [{"address": "10.0.0.1\\n", "port": 80}]},
+            "address",
+        ),
+        ({"hosts": "a.example.com", "servers": []}, "list of strings"),
+        ({"hosts": ["a.example.com"], "servers": [], "colour": "blue"}, "unknown key 'colour'"),
+        (
+            {"hosts": ["a.example.com"], "servers": [], "tls": {"certificate": "x", "key": "y"}},
+            "tls",
+        ),
+    ],
+)
+def test_bad_plain_route_is_rejected(spec: dict, reason: str) -> None:
+    catalog = build_catalog([*web_cluster(), plain_route("bad", **spec)])
+    assert reason in rejected(catalog)["BreakwaterRoute bad"]
+
+
+def test_plain_route_list_items_are_single_values() -> None:
+    catalog = build_catalog([plain_route("bad", hosts=["a.example.com b.example.com"], servers=[])])
+    assert "is not one value" in rejected(catalog)["BreakwaterRoute bad"]

@@ -1,0 +1,110 @@
+#!/usr/bin/python
+# Copyright: Breakwater contributors
+# Apache License 2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: varnish_ban
+author: Breakwater contributors
+short_description: Ban or purge cached objects on every Varnish of the edge
+description:
+  - Adds a ban (objects dropped when next requested) or a purge (a lurker-friendly
+    ban: Varnish removes the objects in the background) on every node at once,
+    through the Varnish management interface, and reports the result node by node.
+  - A node that does not answer fails the task, with every node's result.
+options:
+  host:
+    description: The Host the objects were cached for.
+    type: str
+    required: true
+  path:
+    description: Regular expression on the URL.
+    type: str
+    default: "^/"
+  mode:
+    description: C(ban) or C(purge).
+    type: str
+    choices: [ban, purge]
+    default: ban
+  nodes:
+    description: Admin addresses (C(host:port)) of every node's Varnish.
+    type: list
+    elements: str
+    required: true
+  secret_file:
+    description: The Varnish secret (varnishd -S), the same on every node.
+    type: path
+    required: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+    details: A ban has no before and after; the per-node results say what happened.
+requirements:
+  - the C(breakwater) Python package where the module runs
+"""
+
+EXAMPLES = r"""
+- name: Invalidate the product pages on every edge node
+  breakwater.edge.varnish_ban:
+    host: shop.example.com
+    path: "^/products/"
+    mode: purge
+    nodes: [10.0.1.11:6082, 10.0.1.12:6082]
+    secret_file: files/varnish-secret
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+nodes:
+  description: One result per node.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"node": "10.0.1.11:6082", "ok": true, "detail": "purged"}]
+"""
+
+import asyncio
+from dataclasses import asdict
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import BREAKWATER_IMPORT_ERROR
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            host=dict(type="str", required=True),
+            path=dict(type="str", default="^/"),
+            mode=dict(type="str", choices=["ban", "purge"], default="ban"),
+            nodes=dict(type="list", elements="str", required=True),
+            secret_file=dict(type="path", required=True, no_log=False),
+        ),
+        supports_check_mode=True,
+    )
+    if BREAKWATER_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("breakwater"), exception=BREAKWATER_IMPORT_ERROR)
+    from breakwater.varnish import ban_expression, invalidate, node_secret
+
+    params = module.params
+    try:
+        ban_expression(params["host"], params["path"], params["mode"] == "purge")  # validates
+        secret = node_secret(params["secret_file"])
+    except Exception as exc:
+        module.fail_json(msg=str(exc))
+    if module.check_mode:
+        module.exit_json(changed=True, nodes=[{"node": n, "ok": True, "detail": "check mode"} for n in params["nodes"]])
+    results = asyncio.run(
+        invalidate(params["nodes"], secret, params["host"], params["path"], params["mode"] == "purge")
+    )
+    nodes = [asdict(result) for result in results]
+    failed = [r.node for r in results if not r.ok]
+    if failed:
+        module.fail_json(msg=f"{len(failed)} of {len(results)} nodes failed: {', '.join(failed)}", nodes=nodes, changed=True)
+    module.exit_json(changed=True, nodes=nodes)
+
+
+if __name__ == "__main__":
+    main()

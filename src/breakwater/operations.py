@@ -1,0 +1,187 @@
+"""Day-2 operations on a running edge node, through HAProxy's runtime API.
+
+Used by the Ansible modules ``haproxy_server``, ``edge_node`` and ``edge_info``.
+Runtime states (drain, maintenance) last until HAProxy next reloads, like every
+runtime API change; to take a server away for good, change its source (scale the
+workload, or set ``state: drain`` on a plain route's server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from breakwater.haproxy import HAProxyError, RuntimeSession, runtime_reply_ok
+from breakwater.render import FREE_SLOT
+
+AdminState = Literal["ready", "drain", "maint"]
+NODE_STATE_MAP = "node-state.map"
+DRAINING_KEY = "draining"
+
+# show servers state: srv_admin_state bits (HAProxy's SRV_ADMF_*)
+_FORCED_MAINT, _INHERITED_MAINT, _CONFIG_MAINT, _FORCED_DRAIN = 0x01, 0x02, 0x04, 0x08
+_DRAIN_BITS = 0x08 | 0x10 | 0x40
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    backend: str
+    server: str
+    address: str
+    port: int
+    admin: AdminState
+    up: bool
+    weight: int
+    sessions: int
+
+
+def _admin_state(bits: int) -> AdminState:
+    if bits & (_FORCED_MAINT | _INHERITED_MAINT | _CONFIG_MAINT):
+        return "maint"
+    if bits & _DRAIN_BITS:
+        return "drain"
+    return "ready"
+
+
+async def sessions(runtime: RuntimeSession) -> dict[tuple[str, str], int]:
+    """Current sessions (scur) of every proxy and server, by (proxy, server name)."""
+    text = await runtime.command("show stat")
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    return {(row["pxname"], row["svname"]): int(row["scur"] or 0) for row in rows}
+
+
+async def server_states(runtime: RuntimeSession, backend: str | None = None) -> list[ServerStatus]:
+    """The servers of ``backend`` (or of every backend), free slots left out."""
+    text = await runtime.command(f"show servers state {backend or ''}".strip())
+    if text.startswith("Can't find backend"):
+        raise HAProxyError(f"backend {backend} does not exist")
+    current = await sessions(runtime)
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 19 or line.startswith("#") or not fields[0].isdigit():
+            continue
+        name, server = fields[1], fields[3]
+        if f"{fields[4]}:{fields[18]}" == FREE_SLOT:
+            continue  # a free slot the watcher keeps for new endpoints, not a server
+        found.append(
+            ServerStatus(
+                backend=name,
+                server=server,
+                address=fields[4],
+                port=int(fields[18]),
+                admin=_admin_state(int(fields[6])),
+                up=fields[5] == "2",
+                weight=int(fields[7]),
+                sessions=current.get((name, server), 0),
+            )
+        )
+    return found
+
+
+async def set_server_state(
+    socket_path: str,
+    backend: str,
+    server: str | None,
+    state: AdminState,
+    wait: bool = False,
+    timeout: float = 300.0,
+    check_mode: bool = False,
+) -> tuple[list[ServerStatus], list[ServerStatus]]:
+    """Set ``server`` (or every server of ``backend``) to ``state``; (before, after).
+
+    With ``wait``, drain and maint return only once the servers' sessions reach zero,
+    or raise :class:`HAProxyError` when ``timeout`` passes first.
+    """
+    runtime = RuntimeSession(socket_path)
+    try:
+        before = [s for s in await server_states(runtime, backend) if server in (None, s.server)]
+        if server is not None and not before:
+            raise HAProxyError(f"server {backend}/{server} does not exist")
+        if check_mode:
+            return before, before
+        for status in before:
+            if status.admin != state:
+                command = f"set server {backend}/{status.server} state {state}"
+                reply = await runtime.command(command)
+                if not runtime_reply_ok(command, reply):
+                    raise HAProxyError(f"{command}: {reply}")
+        deadline = time.monotonic() + timeout
+        while True:
+            after = [s for s in await server_states(runtime, backend) if server in (None, s.server)]
+            if not wait or state == "ready" or all(s.sessions == 0 for s in after):
+                return before, after
+            if time.monotonic() > deadline:
+                busy = ", ".join(f"{s.server} ({s.sessions})" for s in after if s.sessions)
+                raise HAProxyError(f"sessions still open after {timeout:.0f}s: {busy}")
+            await asyncio.sleep(0.5)
+    finally:
+        await runtime.close()
+
+
+async def set_node_rotation(
+    socket_path: str,
+    config_dir: str,
+    in_rotation: bool,
+    wait: bool = False,
+    timeout: float = 300.0,
+    frontend: str = "bw_public",
+    check_mode: bool = False,
+) -> tuple[bool, bool]:
+    """Put this node in or out of rotation: its monitor URI answers 200 or 503.
+
+    The state is a runtime map entry and the file ``node-state.map`` beside the
+    configuration, so it survives reloads.  Returns (was in rotation, is in rotation).
+    """
+    map_path = os.path.join(config_dir, NODE_STATE_MAP)
+    runtime = RuntimeSession(socket_path)
+    try:
+        entries = await runtime.command(f"show map {map_path}")
+        if entries.startswith("Unknown map"):
+            raise HAProxyError(f"HAProxy has no map {map_path}: is the monitor frontend on?")
+        was_in = DRAINING_KEY not in entries.split()
+        if check_mode or was_in == in_rotation:
+            return was_in, was_in if check_mode else in_rotation
+        with open(map_path + ".staged", "w", encoding="utf-8") as handle:
+            handle.write("" if in_rotation else f"{DRAINING_KEY} 1\n")
+        os.replace(map_path + ".staged", map_path)
+        command = (
+            f"del map {map_path} {DRAINING_KEY}"
+            if in_rotation
+            else f"add map {map_path} {DRAINING_KEY} 1"
+        )
+        reply = await runtime.command(command)
+        if reply:
+            raise HAProxyError(f"{command}: {reply}")
+        deadline = time.monotonic() + timeout
+        while wait and not in_rotation:
+            if (await sessions(runtime)).get((frontend, "FRONTEND"), 0) == 0:
+                break
+            if time.monotonic() > deadline:
+                raise HAProxyError(f"{frontend} still has sessions after {timeout:.0f}s")
+            await asyncio.sleep(0.5)
+        return was_in, in_rotation
+    finally:
+        await runtime.close()
+
+
+async def edge_info(socket_path: str, status_file: str | None) -> dict[str, Any]:
+    """What the node serves now: the watcher's status and HAProxy's live servers."""
+    info: dict[str, Any] = {"watcher": None, "servers": []}
+    if status_file and os.path.exists(status_file):
+        with open(status_file, encoding="utf-8") as handle:
+            info["watcher"] = json.load(handle)
+    runtime = RuntimeSession(socket_path)
+    try:
+        info["servers"] = [
+            asdict(s) for s in await server_states(runtime) if s.backend.startswith("be_")
+        ]
+    finally:
+        await runtime.close()
+    return info

@@ -1,0 +1,253 @@
+"""The collection's lookups and modules, run by ansible-playbook against real daemons."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from builders import tls_secret
+from harness import (
+    endpoint_slice,
+    http_get,
+    ingress,
+    service,
+    store,
+    wait_for,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".lab" / "collections"
+pytestmark = pytest.mark.skipif(
+    shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None,
+    reason="Ansible is installed by scripts/setup",
+)
+
+
+def play(tmp_path: Path, tasks: list[dict[str, Any]], check: bool = False) -> dict[str, Any]:
+    """Run tasks on localhost with this Python; returns each task's registered result."""
+    tasks = [{"register": f"result_{index}", **task} for index, task in enumerate(tasks)]
+    registered = [task["register"] for task in tasks]
+    playbook = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                *tasks,
+                {
+                    "name": "Save the results",
+                    "ansible.builtin.copy": {
+                        "content": "{{ {"
+                        + ", ".join(f"'{name}': {name}" for name in registered)
+                        + "} | to_json }}",
+                        "dest": str(tmp_path / "results.json"),
+                        "mode": "0644",
+                    },
+                    "check_mode": False,
+                },
+            ],
+        }
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook))
+    environment = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        str(tmp_path / "play.yml"),
+    ]
+    if check:
+        command.append("--check")
+    run = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    return dict(json.loads((tmp_path / "results.json").read_text()))
+
+
+def etcd_args(etcd) -> dict[str, Any]:
+    return {"endpoints": [etcd.endpoint]}
+
+
+def test_k8s_objects_lookup_filters_and_redacts(etcd, tmp_path) -> None:
+    store(etcd, service("shop", "web"))
+    store(etcd, service("shop", "api"))
+    store(etcd, service("other", "web"), encoding="json")
+    store(etcd, tls_secret("shop", "www-tls"))
+    store(etcd, endpoint_slice("shop", "web", [("10.0.0.1", 80)]))
+    lookups = {
+        "services": "query('breakwater.edge.k8s_objects', kind='Service', namespace='shop', "
+        "endpoints=e)",
+        "one": "query('breakwater.edge.k8s_objects', kind='Service', namespace='other', "
+        "name='web', endpoints=e)",
+        "slices": "query('breakwater.edge.k8s_objects', kind='EndpointSlice', "
+        "label_selector='kubernetes.io/service-name in (web,db)', endpoints=e)",
+        "secret": "query('breakwater.edge.k8s_objects', kind='Secret', endpoints=e)",
+    }
+    tasks = [
+        {"ansible.builtin.set_fact": {name: "{{ " + text + " }}"}, "vars": {"e": [etcd.endpoint]}}
+        for name, text in lookups.items()
+    ]
+    results = play(tmp_path, tasks)
+    facts = [r["ansible_facts"] for r in results.values()]
+    assert sorted(o["metadata"]["name"] for o in facts[0]["services"]) == ["api", "web"]
+    assert [o["metadata"]["namespace"] for o in facts[1]["one"]] == ["other"]
+    assert [o["metadata"]["name"] for o in facts[2]["slices"]] == ["web-a"]
+    assert facts[3]["secret"][0]["data"] == {"tls.crt": "<redacted>", "tls.key": "<redacted>"}
+
+
+def test_etcd_keys_lookup(etcd, tmp_path) -> None:
+    etcd.put("/breakwater/routes/a", b'{"hosts": ["a.example.com"]}')
+    etcd.put("/breakwater/routes/b", b"\x00\xffbinary")
+    task = {
+        "ansible.builtin.set_fact": {
+            "keys": "{{ query('breakwater.edge.etcd_keys', '/breakwater/routes/', "
+            "prefix_match=true, endpoints=e) }}"
+        },
+        "vars": {"e": [etcd.endpoint]},
+    }
+    keys = play(tmp_path, [task])["result_0"]["ansible_facts"]["keys"]
+    assert [(k["key"], k["encoding"]) for k in keys] == [
+        ("/breakwater/routes/a", "utf-8"),
+        ("/breakwater/routes/b", "base64"),
+    ]
+
+
+def test_lookup_error_names_the_endpoint(tmp_path) -> None:
+    with pytest.raises(AssertionError, match=r"127\.0\.0\.1:1"):
+        play(
+            tmp_path,
+            [
+                {
+                    "ansible.builtin.debug": {
+                        "msg": "{{ query('breakwater.edge.k8s_objects', kind='Service', "
+                        "endpoints=['http://127.0.0.1:1']) }}"
+                    }
+                }
+            ],
+        )
+
+
+def test_route_module_is_idempotent_and_the_watcher_serves_it(
+    etcd, haproxy, backends, watcher, tmp_path
+) -> None:
+    vm = backends("vm")
+    route = {
+        "breakwater.edge.route": {
+            **etcd_args(etcd),
+            "name": "billing",
+            "spec": {
+                "hosts": ["billing.example.com"],
+                "servers": [{"address": vm.address, "port": vm.port}],
+            },
+        }
+    }
+    check = play(tmp_path, [route], check=True)["result_0"]
+    assert check["changed"] and "billing.example.com" in check["diff"]["after"]
+    first = play(tmp_path, [route])["result_0"]
+    second = play(tmp_path, [route])["result_0"]
+    assert first["changed"] and not second["changed"]
+    wait_for(
+        lambda: http_get(haproxy.http_port, "billing.example.com")[1].startswith("vm "),
+        what="plain route",
+    )
+
+    bad = {
+        "breakwater.edge.route": {
+            **etcd_args(etcd),
+            "name": "bad",
+            "spec": {"hosts": ["x y"], "servers": []},
+        }
+    }
+    with pytest.raises(AssertionError, match="would be rejected"):
+        play(tmp_path, [bad])
+
+    gone = {"breakwater.edge.route": {**etcd_args(etcd), "name": "billing", "state": "absent"}}
+    assert play(tmp_path, [gone])["result_0"]["changed"]
+    wait_for(
+        lambda: http_get(haproxy.http_port, "billing.example.com")[0] == 404, what="route removed"
+    )
+
+
+def test_haproxy_server_drain_and_ready(etcd, haproxy, backends, watcher, tmp_path) -> None:
+    one, two = backends("one"), backends("two")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [one.endpoint, two.endpoint]))
+    store(etcd, ingress("shop", "web", "ops.example.com", "web"))
+    wait_for(lambda: http_get(haproxy.http_port, "ops.example.com")[0] == 200, what="route")
+    socket = haproxy.settings.stats_socket
+    drain = {
+        "breakwater.edge.haproxy_server": {
+            "backend": "be_shop_web_http",
+            "server": "s1",
+            "state": "drain",
+            "wait": True,
+            "timeout": 10,
+            "socket": socket,
+        }
+    }
+    results = play(tmp_path, [drain, drain])
+    assert results["result_0"]["changed"] and not results["result_1"]["changed"]
+    assert {s["server"]: s["admin"] for s in results["result_0"]["servers"]} == {"s1": "drain"}
+    answers = {http_get(haproxy.http_port, "ops.example.com")[1].split()[0] for _ in range(8)}
+    assert answers == {"two"}
+    info = play(
+        tmp_path,
+        [
+            {
+                "breakwater.edge.edge_info": {
+                    "socket": socket,
+                    "status_file": str(tmp_path / "status.json"),
+                }
+            }
+        ],
+    )
+    servers = {
+        s["server"]: s["admin"]
+        for s in info["result_0"]["servers"]
+        if s["backend"] == "be_shop_web_http"
+    }
+    assert servers["s1"] == "drain" and servers["s2"] == "ready"
+    assert info["result_0"]["watcher"]["catalog"]["routes"][0]["host"] == "ops.example.com"
+    ready = {
+        "breakwater.edge.haproxy_server": {
+            "backend": "be_shop_web_http",
+            "state": "ready",
+            "socket": socket,
+        }
+    }
+    assert play(tmp_path, [ready])["result_0"]["changed"]
+    assert {http_get(haproxy.http_port, "ops.example.com")[1].split()[0] for _ in range(8)} == {
+        "one",
+        "two",
+    }
+
+
+def test_varnish_ban_module_reports_each_node(edge, tmp_path) -> None:
+    ban = {
+        "breakwater.edge.varnish_ban": {
+            "host": "shop.example.com",
+            "path": "^/img/",
+            "mode": "purge",
+            "nodes": [edge.varnish.settings.admin],
+            "secret_file": edge.varnish.settings.secret_file,
+        }
+    }
+    result = play(tmp_path, [ban])["result_0"]
+    assert result["nodes"] == [
+        {"node": edge.varnish.settings.admin, "ok": True, "detail": "purged"}
+    ]
