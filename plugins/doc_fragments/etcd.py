@@ -1,17 +1,42 @@
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Connection options to etcd, shared by every Breakwater lookup and module."""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:
+    # For modules: the ETCDCTL_* variables of the module's environment are fallbacks.
     DOCUMENTATION = r"""
 options:
   endpoints:
     description:
       - etcd endpoints, C(https://host:port) or C(host:port); the first that answers is used.
       - Falls back to the C(ETCDCTL_ENDPOINTS) environment variable (comma-separated).
+    type: list
+    elements: str
+  ca_file:
+    description: CA bundle that signed etcd's server certificate; falls back to C(ETCDCTL_CACERT).
+    type: path
+  cert_file:
+    description: Client certificate for etcd; falls back to C(ETCDCTL_CERT).
+    type: path
+  key_file:
+    description: Private key of O(cert_file); falls back to C(ETCDCTL_KEY). Never logged.
+    type: path
+  prefix:
+    description: Key prefix of the Kubernetes API server (its C(--etcd-prefix)).
+    type: str
+    default: /registry
+"""
+
+    # For lookups: the same options, with their environment variables declared.
+    LOOKUP = r"""
+options:
+  endpoints:
+    description:
+      - etcd endpoints, C(https://host:port) or C(host:port); the first that answers is used.
     type: list
     elements: str
     env:

@@ -1,10 +1,11 @@
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: catalog
-author: Breakwater contributors
+author: Breakwater contributors (@breakwater)
 short_description: What Breakwater's watcher would serve, read from the cluster's etcd
 description:
   - Lists the Kubernetes objects in etcd and runs the very catalog and templates the
@@ -14,7 +15,7 @@ description:
     generation directory; O(output=vcl) gives the VCL (no etcd access).
   - Every result also carries C(settings), the effective watcher configuration.
 extends_documentation_fragment:
-  - breakwater.edge.etcd
+  - breakwater.edge.etcd.lookup
 options:
   _terms:
     description: Not used.

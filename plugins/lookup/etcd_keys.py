@@ -1,16 +1,17 @@
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: etcd_keys
-author: Breakwater contributors
+author: Breakwater contributors (@breakwater)
 short_description: Raw etcd keys, or every key under a prefix
 description:
   - Reads keys from etcd as they are stored. Text values come back as text, others
     base64-encoded (C(encoding) says which).
 extends_documentation_fragment:
-  - breakwater.edge.etcd
+  - breakwater.edge.etcd.lookup
 options:
   _terms:
     description: Keys (or prefixes, with O(prefix_match=true)).

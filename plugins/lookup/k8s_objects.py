@@ -1,17 +1,18 @@
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: k8s_objects
-author: Breakwater contributors
+author: Breakwater contributors (@breakwater)
 short_description: Kubernetes objects read straight from the cluster's etcd, decoded
 description:
   - Lists one kind's objects from etcd and decodes them (JSON or protobuf) with the
     watcher's own decoder, to Kubernetes' JSON form.
   - Secret values are replaced by C(<redacted>) unless O(reveal_secrets=true).
 extends_documentation_fragment:
-  - breakwater.edge.etcd
+  - breakwater.edge.etcd.lookup
 options:
   _terms:
     description: Not used.

@@ -1,5 +1,6 @@
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared by Breakwater's modules and lookups: the etcd options and the bridge to the
 ``breakwater`` package (one implementation of decode, catalog and render)."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import os
 import traceback
+
+from ansible.module_utils.basic import env_fallback
 
 BREAKWATER_IMPORT_ERROR = None
 try:
@@ -24,10 +27,10 @@ ETCD_ENVIRONMENT = {
 
 # Defined once for every module; the doc fragment breakwater.edge.etcd documents it.
 ETCD_ARGUMENT_SPEC = dict(
-    endpoints=dict(type="list", elements="str"),
-    ca_file=dict(type="path"),
-    cert_file=dict(type="path"),
-    key_file=dict(type="path", no_log=False),
+    endpoints=dict(type="list", elements="str", fallback=(env_fallback, ["ETCDCTL_ENDPOINTS"])),
+    ca_file=dict(type="path", fallback=(env_fallback, ["ETCDCTL_CACERT"])),
+    cert_file=dict(type="path", fallback=(env_fallback, ["ETCDCTL_CERT"])),
+    key_file=dict(type="path", no_log=False, fallback=(env_fallback, ["ETCDCTL_KEY"])),
     prefix=dict(type="str", default="/registry"),
 )
 

@@ -1,11 +1,12 @@
 #!/usr/bin/python
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: edge_info
-author: Breakwater contributors
+author: Breakwater contributors (@breakwater)
 short_description: What the edge node serves now
 description:
   - Reads the watcher's status file (routes, backends, rejected objects, last sync,
@@ -22,8 +23,10 @@ options:
     default: /run/breakwater/status.json
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: Read-only.
 requirements:

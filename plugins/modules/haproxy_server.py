@@ -1,11 +1,12 @@
 #!/usr/bin/python
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: haproxy_server
-author: Breakwater contributors
+author: Breakwater contributors (@breakwater)
 short_description: Drain, ready or maintenance for a server or a whole backend of the edge
 description:
   - Sets the admin state of one server, or of every server of a backend, through
@@ -40,8 +41,10 @@ options:
     default: /run/haproxy/admin.sock
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - the C(breakwater) Python package where the module runs

@@ -1,15 +1,16 @@
 #!/usr/bin/python
 # Copyright: Breakwater contributors
-# Apache License 2.0
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: varnish_ban
-author: Breakwater contributors
+author: Breakwater contributors (@breakwater)
 short_description: Ban or purge cached objects on every Varnish of the edge
 description:
   - Adds a ban (objects dropped when next requested) or a purge (a lurker-friendly
-    ban: Varnish removes the objects in the background) on every node at once,
+    ban, which Varnish works off in the background) on every node at once,
     through the Varnish management interface, and reports the result node by node.
   - A node that does not answer fails the task, with every node's result.
 options:
@@ -37,8 +38,10 @@ options:
     required: true
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: A ban has no before and after; the per-node results say what happened.
 requirements:

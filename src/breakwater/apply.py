@@ -80,7 +80,7 @@ class FileTarget:
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), self.check_timeout)
+            output, _stderr = await asyncio.wait_for(process.communicate(), self.check_timeout)
         except TimeoutError as exc:
             process.kill()
             await process.wait()

@@ -319,7 +319,7 @@ def _servers_from_endpoints(endpoints: Object, port_name: str) -> list[Server]:
 
 def _node_servers(index: ClusterIndex, node_port: int) -> list[Server]:
     servers = []
-    for _, node in index.all("Node"):
+    for _ident, node in index.all("Node"):
         status = node.get("status") or {}
         conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
         if conditions.get("Ready") != "True":

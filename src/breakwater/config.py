@@ -201,7 +201,7 @@ def load_config(
         if values:
             config = _apply(config, section, values, "environment")
     for dotted, value in (overrides or {}).items():
-        section, _, name = dotted.partition(".")
+        section, _dot, name = dotted.partition(".")
         config = _apply(config, section, {name: value}, "command line")
     return _validate(config, check_files)
 

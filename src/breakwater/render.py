@@ -282,7 +282,7 @@ def layout_from_config(config: str) -> dict[str, list[Server | None]]:
         if "disabled" in options:
             slots.append(None)
             continue
-        host, _, port = match[2].rpartition(":")
+        host, _colon, port = match[2].rpartition(":")
         try:
             server = Server(
                 host.strip("[]"), int(port), "drain" if "0" in options[1:2] else "ready"

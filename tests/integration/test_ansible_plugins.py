@@ -251,3 +251,37 @@ def test_varnish_ban_module_reports_each_node(edge, tmp_path) -> None:
     assert result["nodes"] == [
         {"node": edge.varnish.settings.admin, "ok": True, "detail": "purged"}
     ]
+
+
+def monitor(haproxy) -> int:
+    port = int(haproxy.settings.monitor_binds[0].rsplit(":", 1)[1])
+    return http_get(port, "monitor")[0]
+
+
+def test_edge_node_rotation_survives_reloads(etcd, haproxy, backends, watcher, tmp_path) -> None:
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "node.example.com", "web"))
+    wait_for(lambda: http_get(haproxy.http_port, "node.example.com")[0] == 200, what="route")
+    assert monitor(haproxy) == 200
+    settings = {"socket": haproxy.settings.stats_socket, "config_dir": haproxy.settings.config_dir}
+    out = {
+        "breakwater.edge.edge_node": {
+            "state": "out_of_rotation",
+            "wait": True,
+            "timeout": 10,
+            **settings,
+        }
+    }
+    results = play(tmp_path, [out, out])
+    assert results["result_0"]["changed"] and not results["result_1"]["changed"]
+    assert monitor(haproxy) == 503
+    assert http_get(haproxy.http_port, "node.example.com")[0] == 200  # clients are still served
+    reloads = haproxy.processes().reloads
+    store(etcd, ingress("shop", "more", "more.example.com", "web"))  # a reload
+    wait_for(lambda: haproxy.processes().reloads > reloads, what="reload")
+    assert monitor(haproxy) == 503, "out of rotation survives a reload"
+    back = {"breakwater.edge.edge_node": {"state": "in_rotation", **settings}}
+    assert play(tmp_path, [back])["result_0"]["changed"]
+    assert monitor(haproxy) == 200

@@ -165,3 +165,56 @@ def test_watcher_is_hardened(host) -> None:
     assert set(properties["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     watcher_pid = host.check_output("systemctl show -p MainPID --value breakwater-watcher")
     assert host.check_output(f"ps -o user= -p {watcher_pid}") == "breakwater"
+
+
+def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    project = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."))
+    environment = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(project / ".lab" / "collections"),
+        "BREAKWATER_LAB_DIR": str(LAB),
+    }
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            str(project / "playbooks" / name),
+            *extra,
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def monitor(ip: str) -> int:
+    connection = http.client.HTTPConnection(ip, 8404, timeout=5)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_drain_node_playbook_takes_a_node_out_and_back(host) -> None:
+    name, ip = host.backend.get_hostname(), lab_ip(host)
+    assert monitor(ip) == 200
+    out = run_playbook("drain_node.yml", "-e", f"node={name}")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert monitor(ip) == 503
+    assert get(ip, "www.lab.example")[0] == 200  # clients that still come are served
+    back = run_playbook("drain_node.yml", "-e", f"node={name}", "-e", "node_state=in_rotation")
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert monitor(ip) == 200
+
+
+def test_purge_cache_playbook_empties_the_cache_on_every_node(host) -> None:
+    ip = lab_ip(host)
+    path = f"/?purge={host.backend.get_hostname()}-{time.time_ns()}"
+    get(ip, "api.lab.example", path)
+    assert get(ip, "api.lab.example", path)[1].get("x-cache") == "HIT"
+    run = run_playbook("purge_cache.yml", "-e", "host=api.lab.example", "-e", "mode=ban")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert get(ip, "api.lab.example", path)[1].get("x-cache") == "MISS"
