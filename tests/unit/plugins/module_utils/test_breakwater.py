@@ -14,7 +14,13 @@ from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import 
 def test_environment_fallbacks(monkeypatch):
     monkeypatch.setenv("ETCDCTL_ENDPOINTS", "https://a:2379, https://b:2379")
     monkeypatch.setenv("ETCDCTL_CACERT", "/pki/ca.crt")
-    given = {"endpoints": None, "ca_file": None, "cert_file": "/pki/edge.crt", "key_file": None, "prefix": "/registry"}
+    given = {
+        "endpoints": None,
+        "ca_file": None,
+        "cert_file": "/pki/edge.crt",
+        "key_file": None,
+        "prefix": "/registry",
+    }
     assert etcd_options(given.get) == {
         "endpoints": ["https://a:2379", "https://b:2379"],
         "ca_file": "/pki/ca.crt",

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.breakwater.edge.plugins.modules import route
 
 edge = pytest.importorskip("breakwater.edge")
@@ -24,7 +23,10 @@ def test_canonical_ignores_key_order():
     [
         ({"hosts": ["a b"], "servers": []}, "is not one value"),
         ({"hosts": ["a.example.com"]}, "'servers' is required"),
-        ({"hosts": ["a.example.com"], "servers": [{"address": "a.example.com", "port": 80}]}, "address"),
+        (
+            {"hosts": ["a.example.com"], "servers": [{"address": "a.example.com", "port": 80}]},
+            "address",
+        ),
     ],
 )
 def test_bad_routes_are_refused_before_writing(spec, reason):
@@ -33,4 +35,9 @@ def test_bad_routes_are_refused_before_writing(spec, reason):
 
 
 def test_good_route_passes():
-    assert edge.check_route("good", {"hosts": ["a.example.com"], "servers": [{"address": "10.0.0.1", "port": 80}]}) == []
+    assert (
+        edge.check_route(
+            "good", {"hosts": ["a.example.com"], "servers": [{"address": "10.0.0.1", "port": 80}]}
+        )
+        == []
+    )
