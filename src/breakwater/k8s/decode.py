@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -149,35 +150,59 @@ _SPECIAL_CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _element_to_json(element: str, value: Any) -> Any:
-    if element in MESSAGES:
-        return _message_to_json(element, value)
-    converter = _SPECIAL_CONVERTERS.get(element)
-    return converter(value) if converter else value
+class _FieldPlan(NamedTuple):
+    """How one field turns into JSON, worked out once per message type."""
+
+    name: str
+    shape: str  # single, repeated, map, inline
+    element: str
+    convert: Callable[[Any], Any] | None  # None: the value as it is
+    keep_zero: bool  # a pointer or a field without omitempty
+    keep_empty: bool  # a list or map without omitempty
+
+
+@cache
+def _plan(type_name: str) -> tuple[_FieldPlan, ...]:
+    plan = []
+    for field in MESSAGES[type_name]:
+        shape, element = _split_type(field.type)
+        if "i" in field.flags:
+            shape = "inline"
+        convert: Callable[[Any], Any] | None
+        if element in MESSAGES:
+            convert = functools.partial(_message_to_json, element)
+        else:
+            convert = _SPECIAL_CONVERTERS.get(element)
+        struct = element in MESSAGES or element in SPECIAL_TYPES
+        keep_zero = struct or "p" in field.flags or "k" in field.flags
+        plan.append(
+            _FieldPlan(field.json_name, shape, element, convert, keep_zero, "k" in field.flags)
+        )
+    return tuple(plan)
 
 
 def _message_to_json(type_name: str, value: Any) -> dict[str, Any]:
+    # ListFields() names only the fields present on the wire: most of a message's
+    # fields are absent, and asking each one costs more than the whole walk.
+    present = {descriptor.name: item for descriptor, item in value.ListFields()}
     out: dict[str, Any] = {}
-    for field in MESSAGES[type_name]:
-        shape, element = _split_type(field.type)
-        keep_empty = "k" in field.flags
-        if shape == "repeated":
-            items = getattr(value, field.json_name)
-            if items or keep_empty:
-                out[field.json_name] = [_element_to_json(element, item) for item in items]
-        elif shape == "map":
-            entries = getattr(value, field.json_name)
-            if entries or keep_empty:
-                out[field.json_name] = {
-                    key: _element_to_json(element, entries[key]) for key in sorted(entries)
-                }
-        elif "i" in field.flags:
-            out.update(_message_to_json(element, getattr(value, field.json_name)))
-        elif value.HasField(field.json_name):
-            converted = _element_to_json(element, getattr(value, field.json_name))
-            is_struct = element in MESSAGES or element in SPECIAL_TYPES
-            if is_struct or converted or "p" in field.flags or keep_empty:
-                out[field.json_name] = converted
+    for plan in _plan(type_name):
+        item = present.get(plan.name)
+        convert = plan.convert
+        if item is None:
+            if plan.keep_empty and plan.shape in ("repeated", "map"):
+                out[plan.name] = [] if plan.shape == "repeated" else {}
+            continue
+        if plan.shape == "repeated":
+            out[plan.name] = [convert(v) for v in item] if convert else list(item)
+        elif plan.shape == "map":
+            out[plan.name] = {k: (convert(item[k]) if convert else item[k]) for k in sorted(item)}
+        elif plan.shape == "inline":
+            out.update(_message_to_json(plan.element, item))
+        else:
+            converted = convert(item) if convert else item
+            if converted or plan.keep_zero:
+                out[plan.name] = converted
     return out
 
 
