@@ -129,7 +129,9 @@ def test_internal_frontend_is_not_reachable_over_tcp(cached_edge) -> None:
         ["ss", "-ltnpH"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     ours = sorted(line.split()[3] for line in listening if f"pid={worker}," in line)
-    assert ours == sorted(edge.haproxy.settings.http_binds)  # no HTTPS: no certificates yet
+    settings = edge.haproxy.settings
+    # The public binds and the monitor (no HTTPS: no certificate yet); nothing else.
+    assert ours == sorted([*settings.http_binds, *settings.monitor_binds])
     config = Path(edge.haproxy.settings.config_file).read_text()
     internal = config.split("frontend bw_internal", 1)[1].split("\nbackend ", 1)[0]
     binds = [line.split()[1] for line in internal.splitlines() if line.strip().startswith("bind ")]
