@@ -21,12 +21,14 @@ options:
     description: The watcher's C(watcher.status_file).
     type: path
     default: /run/breakwater/status.json
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: Read-only.
 requirements:

@@ -36,12 +36,14 @@ options:
     description: The watcher's C(haproxy.config_dir), where C(node-state.map) lives.
     type: path
     default: /etc/haproxy/breakwater
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - the C(breakwater) Python package where the module runs

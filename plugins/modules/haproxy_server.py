@@ -39,12 +39,14 @@ options:
     description: HAProxy's stats socket (level admin).
     type: path
     default: /run/haproxy/admin.sock
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - the C(breakwater) Python package where the module runs

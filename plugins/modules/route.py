@@ -14,6 +14,7 @@ description:
     serves it alongside Kubernetes objects, validated the same way.
   - Idempotent; check mode and diff show the document before and after.
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - breakwater.edge.etcd
 options:
   name:
@@ -36,11 +37,11 @@ options:
     type: str
     default: /breakwater/routes/
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 requirements:
   - the C(breakwater) Python package where the module runs

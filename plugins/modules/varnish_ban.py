@@ -36,12 +36,14 @@ options:
     description: The Varnish secret (varnishd -S), the same on every node.
     type: path
     required: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: A ban has no before and after; the per-node results say what happened.
 requirements:

@@ -650,6 +650,47 @@ def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) 
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 
 
+@dataclass(frozen=True)
+class _RouteKeys:
+    """The hosts, paths and options of a ConfigMap or a plain route, validated."""
+
+    hosts: list[str]
+    prefixes: list[str]
+    exact: list[str]
+    route_options: _RouteOptions
+    backend_options: BackendOptions
+
+    @classmethod
+    def parse(cls, data: Mapping[str, str]) -> _RouteKeys:
+        if not data.get("hosts", "").strip():
+            raise Rejected("key 'hosts' is required")
+        return cls(
+            hosts=[validate.hostname(host) for host in _split_list(data["hosts"])],
+            prefixes=[
+                _normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))
+            ],
+            exact=[validate.path(p) for p in _split_list(data.get("exact-paths", ""))],
+            route_options=_route_options(data),
+            backend_options=_backend_options(
+                {k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS}
+            ),
+        )
+
+    def add_routes(self, builder: _Builder, backend: str, owner: str) -> None:
+        wanted: list[tuple[MatchType, list[str]]] = [
+            ("prefix", self.prefixes),
+            ("exact", self.exact),
+        ]
+        options = self.route_options
+        routes = [
+            Route(host, path, match, backend, owner, options.https_redirect, options.cache)
+            for host in self.hosts
+            for match, paths in wanted
+            for path in paths
+        ]
+        builder.add_routes(_with_bypass(routes, options.bypass_paths), owner)
+
+
 def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Object) -> None:
     owner = describe("ConfigMap", ident)
     namespace, name = ident
@@ -657,13 +698,7 @@ def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Obje
     unknown = sorted(set(data) - set(CONFIGMAP_KEYS))
     if unknown:
         raise Rejected(f"unknown key {unknown[0]!r}")
-    if not data.get("hosts", "").strip():
-        raise Rejected("key 'hosts' is required")
-    hosts = [validate.hostname(host) for host in _split_list(data["hosts"])]
-    prefixes = [_normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))]
-    exact = [validate.path(p) for p in _split_list(data.get("exact-paths", ""))]
-    route_options = _route_options(data)
-    options = _backend_options({k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS})
+    keys = _RouteKeys.parse(data)
     service_name = data.get("service", name)
     port: object = data.get("port")
     if port is None:
@@ -675,37 +710,17 @@ def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Obje
         if data.get("tls-secret")
         else None
     )
-    backend = builder.backend(namespace, service_name, port, options, owner)
-    wanted: list[tuple[MatchType, list[str]]] = [("prefix", prefixes), ("exact", exact)]
-    routes = [
-        Route(host, path, match, backend, owner, route_options.https_redirect, route_options.cache)
-        for host in hosts
-        for match, paths in wanted
-        for path in paths
-    ]
-    builder.add_routes(_with_bypass(routes, route_options.bypass_paths), owner)
+    backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
+    keys.add_routes(builder, backend, owner)
     if certificate:
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 
 
-def _plain_route(builder: _Builder, ident: tuple[str, str], route: Object) -> None:
-    """A route of the plain schema (:mod:`breakwater.routes`): servers listed inline."""
-    owner = describe(plain_routes.KIND, ident)
-    name = validate.dns_label(ident[1], "route name")
-    spec = route.get("spec") or {}
-    data = plain_routes.as_option_strings(spec)
-    if not data.get("hosts", "").strip():
-        raise Rejected("key 'hosts' is required")
-    hosts = [validate.hostname(host) for host in _split_list(data["hosts"])]
-    prefixes = [_normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))]
-    exact = [validate.path(p) for p in _split_list(data.get("exact-paths", ""))]
-    route_options = _route_options(data)
-    options = _backend_options({k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS})
-    servers_spec = spec.get("servers")
-    if not isinstance(servers_spec, list):
+def _plain_servers(entries: object) -> tuple[Server, ...]:
+    if not isinstance(entries, list):
         raise Rejected("key 'servers' is required: a list of {address, port}")
     servers = {}
-    for entry in servers_spec:
+    for entry in entries:
         if not isinstance(entry, Mapping) or set(entry) - {"address", "port", "state"}:
             raise Rejected("each server is {address, port, state}")
         state = entry.get("state", "ready")
@@ -717,30 +732,36 @@ def _plain_route(builder: _Builder, ident: tuple[str, str], route: Object) -> No
             state,
         )
         servers[(server.address, server.port)] = server
-    certificate = None
-    if spec.get("tls") is not None:
-        tls = spec["tls"]
-        if not isinstance(tls, Mapping) or not all(
-            isinstance(tls.get(k), str) for k in ("certificate", "key")
-        ):
-            raise Rejected("tls is {certificate, key} in PEM")
-        pem = tls["certificate"].strip() + "\n" + tls["key"].strip() + "\n"
-        problem = check_certificate(pem)
-        if problem:
-            raise Rejected(f"tls: {problem}")
-        digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
-        certificate = Certificate(f"route_{name}_{digest}", pem, owner)
+    return tuple(sorted(servers.values(), key=lambda s: (s.address, s.port)))
+
+
+def _plain_certificate(tls: object, name: str, owner: str) -> Certificate:
+    if not isinstance(tls, Mapping) or not all(
+        isinstance(tls.get(k), str) for k in ("certificate", "key")
+    ):
+        raise Rejected("tls is {certificate, key} in PEM")
+    pem = tls["certificate"].strip() + "\n" + tls["key"].strip() + "\n"
+    problem = check_certificate(pem)
+    if problem:
+        raise Rejected(f"tls: {problem}")
+    digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
+    return Certificate(f"route_{name}_{digest}", pem, owner)
+
+
+def _plain_route(builder: _Builder, ident: tuple[str, str], route: Object) -> None:
+    """A route of the plain schema (:mod:`breakwater.routes`): servers listed inline."""
+    owner = describe(plain_routes.KIND, ident)
+    name = validate.dns_label(ident[1], "route name")
+    spec = route.get("spec") or {}
+    keys = _RouteKeys.parse(plain_routes.as_option_strings(spec))
+    servers = _plain_servers(spec.get("servers"))
+    tls = spec.get("tls")
+    certificate = _plain_certificate(tls, name, owner) if tls is not None else None
     backend = f"be_route_{name}"
-    ordered = tuple(sorted(servers.values(), key=lambda s: (s.address, s.port)))
-    builder.catalog.backends[backend] = Backend(backend, "", name, "route", options, ordered)
-    wanted: list[tuple[MatchType, list[str]]] = [("prefix", prefixes), ("exact", exact)]
-    built = [
-        Route(host, path, match, backend, owner, route_options.https_redirect, route_options.cache)
-        for host in hosts
-        for match, paths in wanted
-        for path in paths
-    ]
-    builder.add_routes(_with_bypass(built, route_options.bypass_paths), owner)
+    builder.catalog.backends[backend] = Backend(
+        backend, "", name, "route", keys.backend_options, servers
+    )
+    keys.add_routes(builder, backend, owner)
     if certificate:
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 
