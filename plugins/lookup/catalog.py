@@ -81,30 +81,16 @@ _raw:
       sample: "vcl 4.1;\n"
 """
 
-from ansible.errors import AnsibleLookupError
-from ansible.module_utils.basic import missing_required_lib
-from ansible.plugins.lookup import LookupBase
-
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
-    BREAKWATER_IMPORT_ERROR,
-    edge,
-    etcd_options,
-)
+from ansible_collections.breakwater.edge.plugins.plugin_utils.lookup import BreakwaterLookup
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        if BREAKWATER_IMPORT_ERROR is not None:
-            raise AnsibleLookupError(missing_required_lib("breakwater"), orig_exc=BREAKWATER_IMPORT_ERROR)
-        etcd = etcd_options(self.get_option)
-        try:
-            result = edge().edge_view(
+class LookupModule(BreakwaterLookup):
+    def answer(self, edge_api, terms, etcd):
+        return [
+            edge_api.edge_view(
                 self.get_option("settings"),
                 etcd,
                 self.get_option("output"),
                 self.get_option("current_config"),
             )
-        except Exception as exc:
-            raise AnsibleLookupError(f"breakwater.edge.catalog: {exc}") from exc
-        return [result]
+        ]

@@ -56,24 +56,12 @@ _raw:
       sample: 3
 """
 
-from ansible.errors import AnsibleLookupError
-from ansible.module_utils.basic import missing_required_lib
-from ansible.plugins.lookup import LookupBase
-
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
-    BREAKWATER_IMPORT_ERROR,
-    edge,
-    etcd_options,
-)
+from ansible_collections.breakwater.edge.plugins.plugin_utils.lookup import BreakwaterLookup
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        if BREAKWATER_IMPORT_ERROR is not None:
-            raise AnsibleLookupError(missing_required_lib("breakwater"), orig_exc=BREAKWATER_IMPORT_ERROR)
-        etcd = etcd_options(self.get_option)
-        try:
-            return edge().etcd_keys(etcd, [str(t) for t in terms], self.get_option("prefix_match"))
-        except Exception as exc:
-            raise AnsibleLookupError(f"breakwater.edge.etcd_keys {', '.join(map(str, terms))}: {exc}") from exc
+class LookupModule(BreakwaterLookup):
+    def answer(self, edge_api, terms, etcd):
+        return edge_api.etcd_keys(etcd, [str(t) for t in terms], self.get_option("prefix_match"))
+
+    def describe(self, terms, etcd):
+        return ", ".join(map(str, terms))

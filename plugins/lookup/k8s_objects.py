@@ -55,32 +55,16 @@ _raw:
   sample: [{"kind": "Service", "apiVersion": "v1", "metadata": {"name": "web", "namespace": "shop"}}]
 """
 
-from ansible.errors import AnsibleLookupError
-from ansible.module_utils.basic import missing_required_lib
-from ansible.plugins.lookup import LookupBase
-
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
-    BREAKWATER_IMPORT_ERROR,
-    edge,
-    etcd_options,
-)
+from ansible_collections.breakwater.edge.plugins.plugin_utils.lookup import BreakwaterLookup
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        if BREAKWATER_IMPORT_ERROR is not None:
-            raise AnsibleLookupError(missing_required_lib("breakwater"), orig_exc=BREAKWATER_IMPORT_ERROR)
-        etcd = etcd_options(self.get_option)
-        try:
-            return edge().k8s_objects(
-                etcd,
-                self.get_option("kind"),
-                self.get_option("namespace"),
-                self.get_option("name"),
-                self.get_option("label_selector"),
-                self.get_option("reveal_secrets"),
-            )
-        except Exception as exc:
-            where = ",".join(etcd.get("endpoints") or ["default endpoints"])
-            raise AnsibleLookupError(f"breakwater.edge.k8s_objects ({where}): {exc}") from exc
+class LookupModule(BreakwaterLookup):
+    def answer(self, edge_api, terms, etcd):
+        return edge_api.k8s_objects(
+            etcd,
+            self.get_option("kind"),
+            self.get_option("namespace"),
+            self.get_option("name"),
+            self.get_option("label_selector"),
+            self.get_option("reveal_secrets"),
+        )

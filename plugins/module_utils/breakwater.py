@@ -49,6 +49,14 @@ def etcd_options(get_option):
     return options
 
 
+def require_breakwater(module):
+    """Fail the module, the standard way, when the breakwater package is missing."""
+    if BREAKWATER_IMPORT_ERROR is not None:
+        from ansible.module_utils.basic import missing_required_lib
+
+        module.fail_json(msg=missing_required_lib("breakwater"), exception=BREAKWATER_IMPORT_ERROR)
+
+
 def edge():
     """The breakwater.edge module of the package (call after checking the import)."""
     return _edge

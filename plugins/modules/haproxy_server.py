@@ -84,9 +84,9 @@ servers:
 import asyncio
 from dataclasses import asdict
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import BREAKWATER_IMPORT_ERROR
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import require_breakwater
 
 
 def main():
@@ -101,8 +101,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if BREAKWATER_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("breakwater"), exception=BREAKWATER_IMPORT_ERROR)
+    require_breakwater(module)
     from breakwater.operations import set_server_state
 
     params = module.params

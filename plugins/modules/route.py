@@ -85,13 +85,13 @@ route:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
-    BREAKWATER_IMPORT_ERROR,
     ETCD_ARGUMENT_SPEC,
     edge,
     etcd_options,
+    require_breakwater,
 )
 
 
@@ -111,8 +111,7 @@ def main():
         required_if=[("state", "present", ["spec"])],
         supports_check_mode=True,
     )
-    if BREAKWATER_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("breakwater"), exception=BREAKWATER_IMPORT_ERROR)
+    require_breakwater(module)
     etcd = etcd_options(module.params.get)
     etcd["routes_prefix"] = module.params["routes_prefix"]
     name = module.params["name"]
