@@ -34,6 +34,11 @@ ETCD_ARGUMENT_SPEC = dict(
     prefix=dict(type="str", default="/registry"),
 )
 
+# For modules that run on an LB node; documented by the doc fragment breakwater.edge.node.
+NODE_ARGUMENT_SPEC = dict(
+    socket=dict(type="path", default="/run/haproxy/admin.sock"),
+)
+
 
 def etcd_options(get_option):
     """The etcd connection options (with ETCDCTL_* fallbacks), as the package takes them."""

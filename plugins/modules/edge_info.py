@@ -13,26 +13,19 @@ description:
     last error, etcd connection) and HAProxy's live server states and sessions.
   - Runs on an LB node, with the watcher's Python (C(/opt/breakwater/venv/bin/python)).
 options:
-  socket:
-    description: HAProxy's stats socket.
-    type: path
-    default: /run/haproxy/admin.sock
   status_file:
     description: The watcher's C(watcher.status_file).
     type: path
     default: /run/breakwater/status.json
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - breakwater.edge.node
 attributes:
-  platform:
-    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
     details: Read-only.
-requirements:
-  - the C(breakwater) Python package where the module runs
 """
 
 EXAMPLES = r"""
@@ -63,13 +56,16 @@ import asyncio
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import require_breakwater
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
+    NODE_ARGUMENT_SPEC,
+    require_breakwater,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
+            NODE_ARGUMENT_SPEC,
             status_file=dict(type="path", default="/run/breakwater/status.json"),
         ),
         supports_check_mode=True,

@@ -28,25 +28,18 @@ options:
     description: Seconds to wait before failing.
     type: int
     default: 300
-  socket:
-    description: HAProxy's stats socket (level admin).
-    type: path
-    default: /run/haproxy/admin.sock
   config_dir:
     description: The watcher's C(haproxy.config_dir), where C(node-state.map) lives.
     type: path
     default: /etc/haproxy/breakwater
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - breakwater.edge.node
 attributes:
-  platform:
-    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: full
-requirements:
-  - the C(breakwater) Python package where the module runs
 """
 
 EXAMPLES = r"""
@@ -70,16 +63,19 @@ import asyncio
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import require_breakwater
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
+    NODE_ARGUMENT_SPEC,
+    require_breakwater,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            NODE_ARGUMENT_SPEC,
             state=dict(type="str", choices=["in_rotation", "out_of_rotation"], required=True),
             wait=dict(type="bool", default=False),
             timeout=dict(type="int", default=300),
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
             config_dir=dict(type="path", default="/etc/haproxy/breakwater"),
         ),
         supports_check_mode=True,

@@ -35,21 +35,14 @@ options:
     description: Seconds to wait before failing.
     type: int
     default: 300
-  socket:
-    description: HAProxy's stats socket (level admin).
-    type: path
-    default: /run/haproxy/admin.sock
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - breakwater.edge.node
 attributes:
-  platform:
-    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: full
-requirements:
-  - the C(breakwater) Python package where the module runs
 """
 
 EXAMPLES = r"""
@@ -86,18 +79,21 @@ from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import require_breakwater
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
+    NODE_ARGUMENT_SPEC,
+    require_breakwater,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            NODE_ARGUMENT_SPEC,
             backend=dict(type="str", required=True),
             server=dict(type="str"),
             state=dict(type="str", choices=["ready", "drain", "maint"], required=True),
             wait=dict(type="bool", default=False),
             timeout=dict(type="int", default=300),
-            socket=dict(type="path", default="/run/haproxy/admin.sock"),
         ),
         supports_check_mode=True,
     )
