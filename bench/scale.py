@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Scale: a synthetic cluster of N Services x 10 endpoints (EndpointSlices, protobuf).
+"""Scale: synthetic clusters of N Services x 10 endpoints (EndpointSlices, protobuf).
 
-Writes the cluster into a real etcd, then, in a fresh process, measures what the
-watcher does at start -- the full list, decode, catalog and render -- its peak RSS,
-and the CPU cost of one endpoint event at that scale (catalog and render again).
-Prints figures; never fails on a time.
+For each N, writes the cluster into a real etcd -- objects shaped as the API server
+stores them: uids, owner references, managedFields, targetRefs, zones -- then, in a
+fresh process, measures what the watcher does at start: the full list, decode,
+catalog and render, and its peak RSS.  That process then starts a real HAProxy,
+loads the rendered configuration into it (haproxy -c and a reload, as the watcher
+does), and measures the watcher's CPU time for single endpoint events: one
+EndpointSlice written, decoded, the catalog updated, the servers placed and the
+runtime commands sent.  Prints figures; never fails on a time.
 
-    .venv/bin/python bench/scale.py [--services 10000]
+    .venv/bin/python bench/scale.py [--services 1000 10000] [--events 200]
 """
 
 from __future__ import annotations
@@ -18,55 +22,133 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration"), str(ROOT / "bench")]
 
 import aetcd  # noqa: E402
-from builders import READY, endpoint_slice, ingress, service  # noqa: E402
 from harness import Etcd  # noqa: E402
 
 from breakwater.lab import storage_key, storage_value  # noqa: E402
 
-MEASURE = r"""
-import asyncio, json, resource, sys, time
-from breakwater.catalog import build_catalog
-from breakwater.config import load_config
-from breakwater.render import HAProxySettings, assign_slots, render_haproxy
-from breakwater.source import Change
-from breakwater.watcher import ClusterState, read_cluster
-from breakwater.lab import storage_key, storage_value
-sys.path.insert(0, sys.argv[2])
-from builders import READY, endpoint_slice
+CREATED = "2026-01-01T00:00:00Z"
 
-config = load_config(document={"etcd": {"endpoints": [sys.argv[1]], "timeout": 60}}, environ={})
-settings = HAProxySettings(config_dir="/tmp/bw-scale")
-times = {}
-start = time.perf_counter()
-state = asyncio.run(read_cluster(config.etcd))
-times["list + decode"] = time.perf_counter() - start
-start = time.perf_counter()
-catalog = state.catalog(config)
-times["catalog"] = time.perf_counter() - start
-start = time.perf_counter()
-layout = assign_slots(catalog, {}, 4)
-rendered = render_haproxy(catalog, layout, settings)
-times["render"] = time.perf_counter() - start
-times["total"] = sum(times.values())
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-# One endpoint event: a slice of service 0 gains an endpoint.
-changed = endpoint_slice("bench", "svc0", [(f"10.250.0.{i}", READY) for i in range(1, 12)])
-cpu = time.process_time()
-state.apply([Change(storage_key(changed), storage_value(changed), state.revision + 1)])
-catalog = state.catalog(config)
-layout = assign_slots(catalog, layout, 4)
-render_haproxy(catalog, layout, settings)
-event_ms = (time.process_time() - cpu) * 1000
-print(json.dumps({"times": times, "rss_mb": rss, "event_cpu_ms": event_ms,
-                  "routes": len(catalog.routes), "backends": len(catalog.backends),
-                  "config_mb": len(rendered.config) / 1e6}))
-"""
+
+def _meta(namespace: str, name: str, manager: str, **extra: Any) -> dict[str, Any]:
+    """Metadata as the API server stores it, one managedFields entry included."""
+    fields = {"f:metadata": {"f:labels": {".": {}}}, "f:spec": {}}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{name}/{manager}")),
+        "creationTimestamp": CREATED,
+        "managedFields": [
+            {
+                "manager": manager,
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": CREATED,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            }
+        ],
+        **extra,
+    }
+
+
+def cluster_objects(index: int, endpoints: int = 10) -> list[dict[str, Any]]:
+    """Service, EndpointSlice and Ingress of the synthetic service number ``index``."""
+    name, namespace = f"svc{index}", f"team{index % 50}"
+    labels = {"app": name, "app.kubernetes.io/part-of": "bench"}
+    service = {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": _meta(namespace, name, "kubectl", labels=labels),
+        "spec": {
+            "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+            "selector": {"app": name},
+            "clusterIP": f"10.96.{index // 250}.{index % 250}",
+            "clusterIPs": [f"10.96.{index // 250}.{index % 250}"],
+            "type": "ClusterIP",
+            "sessionAffinity": "None",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster",
+        },
+    }
+    slice_ = endpoint_slice_object(index, endpoints)
+    ingress = {
+        "kind": "Ingress",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": _meta(namespace, name, "kubectl", labels=labels, generation=1),
+        "spec": {
+            "ingressClassName": "breakwater",
+            "rules": [
+                {
+                    "host": f"{name}.{namespace}.bench.example",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": name, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    return [service, slice_, ingress]
+
+
+def endpoint_slice_object(index: int, endpoints: int) -> dict[str, Any]:
+    name, namespace = f"svc{index}", f"team{index % 50}"
+    return {
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": _meta(
+            namespace,
+            f"{name}-abcde",
+            "endpointslice-controller.k8s.io",
+            generateName=f"{name}-",
+            generation=1,
+            labels={
+                "kubernetes.io/service-name": name,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+            ownerReferences=[
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "name": name,
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{name}/kubectl")),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        ),
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [f"10.{128 + index // 250}.{index % 250}.{j + 1}"],
+                "conditions": {"ready": True, "serving": True, "terminating": False},
+                "targetRef": {
+                    "kind": "Pod",
+                    "namespace": namespace,
+                    "name": f"{name}-7d9f8b6c5-{j:05d}",
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{name}/pod{j}")),
+                },
+                "nodeName": f"node{(index + j) % 40}",
+                "zone": f"zone-{j % 3}",
+            }
+            for j in range(endpoints)
+        ],
+        "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+    }
 
 
 async def write(etcd: Etcd, services: int) -> float:
@@ -74,16 +156,7 @@ async def write(etcd: Etcd, services: int) -> float:
     async with aetcd.Client("127.0.0.1", etcd.client_port, timeout=60) as client:
         batch = []
         for index in range(services):
-            endpoints = [(f"10.{index // 250}.{index % 250}.{j + 1}", READY) for j in range(10)]
-            for obj in (
-                service("bench", f"svc{index}"),
-                endpoint_slice("bench", f"svc{index}", endpoints),
-                ingress(
-                    "bench",
-                    f"svc{index}",
-                    [(f"svc{index}.bench.example", "/", "Prefix", f"svc{index}")],
-                ),
-            ):
+            for obj in cluster_objects(index):
                 batch.append(client.transactions.put(storage_key(obj).encode(), storage_value(obj)))
             if len(batch) >= 120:  # etcd's default limit is 128 operations per transaction
                 await client.transaction(compare=[], success=batch, failure=[])
@@ -95,36 +168,59 @@ async def write(etcd: Etcd, services: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--services", type=int, default=10000)
+    parser.add_argument("--services", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--events", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bw-scale-") as work:
-        etcd = Etcd(Path(work) / "etcd")
-        etcd.start()
-        try:
-            written = asyncio.run(write(etcd, args.services))
-            result = subprocess.run(
-                [sys.executable, "-c", MEASURE, etcd.endpoint, str(ROOT / "tests")],
-                capture_output=True,
-                text=True,
-                check=True,
+    rows = []
+    for services in args.services:
+        with tempfile.TemporaryDirectory(prefix="bw-scale-") as work:
+            etcd = Etcd(Path(work) / "etcd")
+            etcd.start()
+            try:
+                written = asyncio.run(write(etcd, services))
+                result = subprocess.run(
+                    [
+                        sys.executable,
+                        str(ROOT / "bench" / "scale_measure.py"),
+                        etcd.endpoint,
+                        work,
+                        str(args.events),
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+            finally:
+                etcd.stop()
+        if result.returncode != 0:
+            sys.exit(f"measuring {services} services failed:\n{result.stderr[-3000:]}")
+        figures = json.loads(result.stdout)
+        figures["services"], figures["written"] = services, written
+        rows.append(figures)
+    print("synthetic clusters: N Services x 10 endpoints; 3 objects per Service (protobuf)")
+    header = ["services", "objects", "list+decode", "catalog", "render", "start total"]
+    header += ["peak RSS", "event CPU med", "event CPU p99", "event wall p99", "cfg MB"]
+    header += ["reload ms"]
+    print(" | ".join(header))
+    for r in rows:
+        t = r["times"]
+        print(
+            " | ".join(
+                [
+                    f"{r['services']}",
+                    f"{r['objects']}",
+                    f"{t['list + decode'] * 1000:.0f} ms",
+                    f"{t['catalog'] * 1000:.0f} ms",
+                    f"{t['render'] * 1000:.0f} ms",
+                    f"{t['total'] * 1000:.0f} ms",
+                    f"{r['rss_mb']:.0f} MB",
+                    f"{r['event_cpu_ms']['median']:.2f} ms",
+                    f"{r['event_cpu_ms']['p99']:.2f} ms",
+                    f"{r['event_wall_ms']['p99']:.2f} ms",
+                    f"{r['config_mb']:.1f}",
+                    f"{r['first_apply_ms']:.0f}",
+                ]
             )
-        finally:
-            etcd.stop()
-    figures = json.loads(result.stdout)
-    print(
-        f"synthetic cluster: {args.services} Services x 10 endpoints, {3 * args.services} objects"
-        f" (written in {written:.1f} s)"
-    )
-    print(
-        f"routes {figures['routes']}, backends {figures['backends']},"
-        f" haproxy.cfg {figures['config_mb']:.1f} MB"
-    )
-    for name, seconds in figures["times"].items():
-        print(f"  {name:<14} {seconds * 1000:>8.0f} ms")
-    print(f"  peak RSS       {figures['rss_mb']:>8.0f} MB")
-    print(
-        f"  one endpoint event, CPU {figures['event_cpu_ms']:>6.1f} ms (catalog and render again)"
-    )
+        )
 
 
 if __name__ == "__main__":

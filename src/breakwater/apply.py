@@ -5,7 +5,11 @@ For HAProxy, one :meth:`HAProxyTarget.apply` call does, in order:
 1. place servers into slots (:func:`~breakwater.render.assign_slots`) and render;
 2. identical ``haproxy.cfg`` bytes: nothing to do;
 3. only servers changed: apply them through the runtime API, then write the file
-   (checked and swapped) so the next reload keeps them -- no reload;
+   (checked and swapped) so the next reload keeps them -- no reload.  When the
+   caller knows which backends' servers changed (the watcher does), only those are
+   placed and commanded, and the file is left *stale* for :meth:`HAProxyTarget.flush`
+   to rewrite later: an endpoint event costs in proportion to the change, and a
+   burst of them costs one file write;
 4. anything else: write the generation directory, stage ``haproxy.cfg`` beside the
    live file, ``haproxy -c`` it, rename it over the live file, reload through the
    master socket and wait for the new worker.  Any failure restores the previous
@@ -21,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -181,6 +186,7 @@ class HAProxyTarget:
     reload_timeout: float = 30.0
     layout: dict[str, list[Server | None]] = field(default_factory=dict)
     structure: tuple[str, tuple[tuple[str, int], ...]] | None = None
+    stale_since: float | None = None  # monotonic time HAProxy got ahead of the file
 
     def __post_init__(self) -> None:
         self.file = FileTarget(self.settings.config_file, [self.haproxy_binary, "-c", "-f", "{}"])
@@ -193,11 +199,21 @@ class HAProxyTarget:
         layout = assign_slots(catalog, self.layout, self.settings.min_slots)
         return render_haproxy(catalog, layout, self.settings, varnish=self.varnish), layout
 
-    async def apply(self, catalog: Catalog) -> ApplyResult:
+    async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
+        """Bring HAProxy and its file to ``catalog``.
+
+        ``servers_only``: the backends whose servers changed when nothing else did;
+        they are changed live and the file is left stale (see :meth:`flush`).
+        """
+        if servers_only is not None and self.structure is not None and not self.dry_run:
+            result = await self._apply_servers(catalog, servers_only)
+            if result is not None:
+                return result
         rendered, layout = self.render(catalog)
         current = self.file.current()
         if rendered.config == current:
             self.layout, self.structure = layout, structure_of(rendered.config, layout)
+            self.stale_since = None
             return ApplyResult("none")
         if self.dry_run:
             diff = "".join(
@@ -216,10 +232,24 @@ class HAProxyTarget:
                 return result
         return await self._apply_reload(rendered, layout, structure, current)
 
-    async def _apply_runtime(
-        self, rendered: RenderedConfig, layout: dict[str, list[Server | None]]
-    ) -> ApplyResult | None:
-        commands = runtime_commands(self.layout, layout)
+    async def _apply_servers(self, catalog: Catalog, names: list[str]) -> ApplyResult | None:
+        """Place and command the servers of ``names`` alone; None: take the full path."""
+        backends = {name: catalog.backends[name] for name in names if name in catalog.backends}
+        if len(backends) != len(names) or any(name not in self.layout for name in backends):
+            return None
+        old = {name: self.layout[name] for name in backends}
+        new = assign_slots(Catalog(backends=backends), old, self.settings.min_slots)
+        if any(len(new[name]) != len(old[name]) for name in backends):
+            return None  # a backend outgrew its slots: that takes a reload
+        commands = runtime_commands(old, new)
+        if not await self._send(commands):
+            return None
+        self.layout.update(new)
+        if commands and self.stale_since is None:
+            self.stale_since = time.monotonic()
+        return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
+
+    async def _send(self, commands: list[str]) -> bool:
         try:
             for command in commands:
                 reply = await self.session.command(command)
@@ -227,12 +257,26 @@ class HAProxyTarget:
                     raise HAProxyError(f"runtime API refused {command!r}: {reply}")
         except HAProxyError as exc:
             log.warning("runtime update failed, reloading instead: %s", exc)
+            return False
+        return True
+
+    async def flush(self, catalog: Catalog) -> ApplyResult:
+        """Rewrite a stale file (checked and swapped) so that it says what HAProxy runs."""
+        return await self.apply(catalog)
+
+    async def _apply_runtime(
+        self, rendered: RenderedConfig, layout: dict[str, list[Server | None]]
+    ) -> ApplyResult | None:
+        commands = runtime_commands(self.layout, layout)
+        if not await self._send(commands):
             return None
         self.layout = layout
         try:
             await self.file.write_checked(rendered.config)
         except (CheckFailed, OSError) as exc:
+            self.stale_since = self.stale_since or time.monotonic()
             return ApplyResult("failed", f"servers updated live, file not written: {exc}")
+        self.stale_since = None
         return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
 
     async def _apply_reload(
@@ -250,7 +294,7 @@ class HAProxyTarget:
         except (CheckFailed, OSError) as exc:
             return ApplyResult("failed", f"kept the last good configuration: {exc}")
         if not os.path.exists(self.settings.master_socket):
-            self.layout, self.structure = layout, structure
+            self.layout, self.structure, self.stale_since = layout, structure, None
             return ApplyResult("written", "HAProxy is not running; it will start with this file")
         try:
             await reload(self.settings.master_socket, self.reload_timeout)
@@ -260,7 +304,7 @@ class HAProxyTarget:
             return ApplyResult("failed", f"reload failed, previous file restored: {exc}")
         finally:
             await self.session.close()  # the old worker's runtime session is gone
-        self.layout, self.structure = layout, structure
+        self.layout, self.structure, self.stale_since = layout, structure, None
         keep = {rendered.generation_dir}
         if previous:
             keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", previous))

@@ -50,6 +50,9 @@ RESOURCES: dict[str, str] = {
     "ingressclasses/": "IngressClass",
 }
 
+#: Kinds that only ever change a backend's servers, never its routes (pods mode).
+SERVER_KINDS = frozenset({"EndpointSlice", "Endpoints"})
+
 ANNOTATION_PREFIX = "breakwater.io/"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -111,7 +114,7 @@ class CatalogSettings:
     mode: Literal["pods", "nodeport"] = "pods"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Server:
     address: str
     port: int
@@ -123,7 +126,7 @@ class Server:
         return f"{host}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BackendOptions:
     balance: str = "roundrobin"
     health_check_path: str | None = None
@@ -132,7 +135,7 @@ class BackendOptions:
     timeout_server: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backend:
     name: str
     namespace: str
@@ -142,7 +145,7 @@ class Backend:
     servers: tuple[Server, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CachePolicy:
     """How Varnish treats a cacheable route; travels to Varnish in request headers."""
 
@@ -151,7 +154,7 @@ class CachePolicy:
     strip_cookies: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     host: str  # a hostname, "*.domain" for a wildcard, or "*" for any host
     path: str
@@ -162,14 +165,14 @@ class Route:
     cache: CachePolicy | None = None  # None: never through Varnish
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Certificate:
     name: str
     pem: str
     source: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejection:
     object: str
     reason: str
@@ -182,6 +185,11 @@ class Catalog:
     certificates: dict[str, Certificate] = field(default_factory=dict)
     default_backend: str | None = None
     rejected: list[Rejection] = field(default_factory=list)
+    # (namespace, service) -> [(backend, service port)]: which backends to recompute
+    # when only that Service's EndpointSlices or Endpoints change (refresh_servers).
+    server_refs: dict[tuple[str, str], list[tuple[str, int | str]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""
@@ -205,16 +213,63 @@ class Rejected(Exception):
 
 @dataclass
 class ClusterIndex:
-    """Decoded objects grouped by kind and (namespace, name)."""
+    """Decoded objects grouped by kind and (namespace, name); updated in place."""
 
     by_kind: dict[str, dict[tuple[str, str], Object]] = field(default_factory=dict)
-    slices_by_service: dict[tuple[str, str], list[Object]] = field(default_factory=dict)
+    slices_by_service: dict[tuple[str, str], dict[str, Object]] = field(default_factory=dict)
 
     def get(self, kind: str, namespace: str, name: str) -> Object | None:
         return self.by_kind.get(kind, {}).get((namespace, name))
 
     def all(self, kind: str) -> list[tuple[tuple[str, str], Object]]:
         return sorted(self.by_kind.get(kind, {}).items())
+
+    def add(self, obj: Object) -> None:
+        ident = _ident(obj)
+        if ident is None:
+            return
+        kind = str(obj["kind"])
+        self.by_kind.setdefault(kind, {})[ident] = obj
+        service = served_service(obj)
+        if kind == "EndpointSlice" and service is not None:
+            self.slices_by_service.setdefault(service, {})[ident[1]] = obj
+
+    def discard(self, obj: Object) -> None:
+        """Forget ``obj`` -- only if it is the object indexed (two keys may name one)."""
+        ident = _ident(obj)
+        if ident is None:
+            return
+        objects = self.by_kind.get(str(obj["kind"]), {})
+        if objects.get(ident) is obj:
+            del objects[ident]
+        service = served_service(obj)
+        slices = self.slices_by_service.get(service) if service else None
+        if slices is not None and slices.get(ident[1]) is obj:
+            del slices[ident[1]]
+            if not slices:
+                del self.slices_by_service[service]  # type: ignore[arg-type]
+
+
+def _ident(obj: Object) -> tuple[str, str] | None:
+    kind = obj.get("kind")
+    meta = obj.get("metadata") or {}
+    if not isinstance(kind, str) or not isinstance(meta, Mapping):
+        return None
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def served_service(obj: Object) -> tuple[str, str] | None:
+    """The Service whose servers an EndpointSlice or Endpoints object lists."""
+    kind = obj.get("kind")
+    meta = obj.get("metadata") or {}
+    if kind not in SERVER_KINDS or not isinstance(meta, Mapping):
+        return None
+    namespace = str(meta.get("namespace") or "")
+    if kind == "Endpoints":
+        return (namespace, str(meta.get("name") or ""))
+    labels = meta.get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
+    return (namespace, str(service)) if service else None
 
 
 def kind_of_key(key: str, prefix: str) -> str | None:
@@ -231,16 +286,7 @@ def kind_of_key(key: str, prefix: str) -> str | None:
 def index_objects(objects: Iterable[Object]) -> ClusterIndex:
     index = ClusterIndex()
     for obj in objects:
-        kind = obj.get("kind")
-        meta = obj.get("metadata") or {}
-        if not isinstance(kind, str) or not isinstance(meta, Mapping):
-            continue
-        ident = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        index.by_kind.setdefault(kind, {})[ident] = obj
-        if kind == "EndpointSlice":
-            service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-            if service:
-                index.slices_by_service.setdefault((ident[0], str(service)), []).append(obj)
+        index.add(obj)
     return index
 
 
@@ -366,7 +412,7 @@ def backend_servers(
         slices = index.slices_by_service.get((namespace, service_name))
         port_name = str(service_port.get("name", ""))
         if slices:
-            servers = _servers_from_slices(slices, port_name)
+            servers = _servers_from_slices(list(slices.values()), port_name)
         else:
             endpoints = index.get("Endpoints", namespace, service_name)
             servers = _servers_from_endpoints(endpoints, port_name) if endpoints else []
@@ -540,6 +586,8 @@ class _Builder:
             self.catalog.backends[name] = Backend(
                 name, namespace, service, port_label, options, servers
             )
+        if existing is None:
+            self.catalog.server_refs.setdefault((namespace, service), []).append((name, port_ref))
         return name
 
     def add_routes(self, routes: list[Route], owner: str) -> None:
@@ -772,7 +820,9 @@ def _creation_order(item: tuple[tuple[str, str], Object]) -> tuple[str, str, str
     return (str(created), ident[0], ident[1])
 
 
-def build_catalog(objects: Iterable[Object], settings: CatalogSettings | None = None) -> Catalog:
+def build_catalog(
+    objects: Iterable[Object] | ClusterIndex, settings: CatalogSettings | None = None
+) -> Catalog:
     """The routing model of a set of decoded objects.  Pure: same input, same output.
 
     Conflicts (two objects routing the same host and path) go to the older object
@@ -808,5 +858,46 @@ def build_catalog(objects: Iterable[Object], settings: CatalogSettings | None = 
     catalog = builder.catalog
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
+    catalog.server_refs = {
+        service: kept
+        for service, refs in catalog.server_refs.items()
+        if (kept := [ref for ref in refs if ref[0] in catalog.backends])
+    }
     catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))
     return catalog
+
+
+def refresh_servers(
+    catalog: Catalog,
+    index: ClusterIndex,
+    services: Iterable[tuple[str, str]],
+    settings: CatalogSettings | None = None,
+) -> tuple[Catalog, list[str]] | None:
+    """``catalog`` after a change to the EndpointSlices/Endpoints of ``services`` only.
+
+    The work is in proportion to the change, not to the cluster: only those services'
+    backends are recomputed, everything else is shared with ``catalog``.  The result
+    equals :func:`build_catalog` of the same objects (a unit test holds it to that).
+    Returns the new catalog and the backends whose servers changed, or None when the
+    change needs a full build (NodePort mode, where servers come from Nodes).
+    """
+    settings = settings or CatalogSettings()
+    if settings.mode != "pods":
+        return None
+    backends: dict[str, Backend] | None = None
+    changed = []
+    for namespace, service in services:
+        for name, port in catalog.server_refs.get((namespace, service), ()):
+            try:
+                _label, servers = backend_servers(index, namespace, service, port, settings.mode)
+            except Rejected:
+                return None  # the Service itself changed: not a servers-only change
+            old = catalog.backends[name]
+            if servers != old.servers:
+                if backends is None:
+                    backends = dict(catalog.backends)
+                backends[name] = replace(old, servers=servers)
+                changed.append(name)
+    if backends is None:
+        return catalog, []
+    return replace(catalog, backends=backends), changed

@@ -47,6 +47,10 @@ class ConfigError(Exception):
 class CoalesceSettings:
     quiet_period: float = 0.005  # seconds without a new event before syncing
     max_wait: float = 0.2  # a burst never delays a sync longer than this
+    # After servers changed through the runtime API alone, haproxy.cfg (and the
+    # status file) are rewritten this long after the first such change: a burst
+    # of endpoint events costs one file write, not one each.
+    file_delay: float = 1.0
 
 
 @dataclass(frozen=True)

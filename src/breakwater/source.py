@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import aetcd
@@ -173,29 +174,53 @@ class EtcdSource:
 
     async def list_all(self) -> tuple[int, dict[str, bytes]]:
         """Every key under the prefixes, read at one revision: (revision, values)."""
-        client = await self.connect()
         values: dict[str, bytes] = {}
         revision = 0
+        async for page_revision, page in self.list_pages():
+            revision = page_revision
+            values.update(page)
+        return revision, values
+
+    async def list_pages(self) -> AsyncIterator[tuple[int, list[tuple[str, bytes]]]]:
+        """Every key under the prefixes, read at one revision, a page at a time.
+
+        Yields (revision, [(key, value), ...]).  The next page is already requested
+        while the caller works on this one, so etcd reads while the caller decodes,
+        and no more than two pages of raw values are held at once.
+        """
+        client = await self.connect()
+        revision = 0
+        pending: asyncio.Future[Any] | None = None
+
+        def request(start: bytes, end: bytes) -> asyncio.Future[Any]:
+            range_request = rpc.RangeRequest(
+                key=start, range_end=end, limit=PAGE_SIZE, revision=revision
+            )
+            call = client.kvstub.Range(range_request, timeout=self.settings.timeout)
+            future: asyncio.Future[Any] = asyncio.ensure_future(call)
+            return future
+
         try:
             for prefix in self.prefixes:
-                start, end = prefix, prefix_range_end(prefix)
-                while True:
-                    request = rpc.RangeRequest(
-                        key=start, range_end=end, limit=PAGE_SIZE, revision=revision
-                    )
-                    response = await client.kvstub.Range(request, timeout=self.settings.timeout)
-                    if revision == 0:
-                        revision = response.header.revision
-                    for kv in response.kvs:
-                        values[kv.key.decode()] = kv.value
-                    if not response.more or not response.kvs:
-                        break
-                    start = response.kvs[-1].key + b"\x00"
-        except grpc.aio.AioRpcError as exc:
-            if "compacted" in (exc.details() or ""):
-                raise Compacted(_describe(exc)) from exc
-            raise SourceError(f"etcd {client.endpoint}: list failed: {_describe(exc)}") from exc
-        return revision, values
+                end = prefix_range_end(prefix)
+                pending = request(prefix, end)
+                while pending is not None:
+                    try:
+                        response = await pending
+                    except grpc.aio.AioRpcError as exc:
+                        if "compacted" in (exc.details() or ""):
+                            raise Compacted(_describe(exc)) from exc
+                        raise SourceError(
+                            f"etcd {client.endpoint}: list failed: {_describe(exc)}"
+                        ) from exc
+                    pending = None
+                    revision = revision or response.header.revision
+                    if response.more and response.kvs:
+                        pending = request(response.kvs[-1].key + b"\x00", end)
+                    yield revision, [(kv.key.decode(), kv.value) for kv in response.kvs]
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def watch(self, start_revision: int) -> AsyncIterator[list[Change]]:
         """Batches of changes from ``start_revision`` on, across all prefixes.

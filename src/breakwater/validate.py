@@ -96,10 +96,16 @@ def service_port(value: object) -> int | str:
     raise InvalidValue(f"port {_show(value)} is neither a port number nor a port name")
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+
+
 def ip_address(value: object) -> str:
     """An IPv4 or IPv6 address, in its canonical form."""
     if not isinstance(value, str):
         raise InvalidValue(f"address {_show(value)} is not a string")
+    if _CANONICAL_IPV4_RE.fullmatch(value):
+        return value  # the common case, already canonical; ipaddress costs 10 us a call
     try:
         return str(ipaddress.ip_address(value))
     except ValueError as exc:

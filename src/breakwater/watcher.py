@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -24,11 +25,22 @@ import signal
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from breakwater.apply import ApplyResult, HAProxyTarget
-from breakwater.catalog import RESOURCES, Catalog, Rejection, build_catalog, kind_of_key
+from breakwater.catalog import (
+    RESOURCES,
+    Catalog,
+    CatalogSettings,
+    ClusterIndex,
+    Object,
+    Rejection,
+    build_catalog,
+    kind_of_key,
+    refresh_servers,
+    served_service,
+)
 from breakwater.config import Config, ConfigError, load_config
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.render import clear_template_cache
@@ -60,39 +72,76 @@ def sd_notify(message: str) -> bool:
 
 @dataclass
 class ClusterState:
-    """Decoded objects by etcd key, and the keys whose values could not be decoded."""
+    """Decoded objects by etcd key, and the keys whose values could not be decoded.
+
+    The objects are also kept indexed (:class:`ClusterIndex`), and the changes since
+    the last :meth:`update` are remembered, so that a change to EndpointSlices alone
+    recomputes only the backends of their Services (:func:`refresh_servers`).
+    """
 
     prefix: str
     routes_prefix: str = ""
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     undecodable: dict[str, str] = field(default_factory=dict)
     revision: int = 0
+    index: ClusterIndex = field(default_factory=ClusterIndex)
+    _base: Catalog | None = None  # the last catalog, without the undecodable keys
+    _base_settings: CatalogSettings | None = None
+    _services: set[tuple[str, str]] = field(default_factory=set)  # servers changed
+    _structural = True  # something other than servers changed since the last update
 
     @classmethod
     def for_settings(cls, settings: EtcdSettings) -> ClusterState:
         return cls(settings.prefix.rstrip("/") + "/", settings.routes_prefix)
 
     def _set(self, key: str, value: bytes | None) -> None:
-        self.objects.pop(key, None)
-        self.undecodable.pop(key, None)
+        old = self.objects.pop(key, None)
+        if old is not None:
+            self.index.discard(old)
+            self._note(old)
+        if self.undecodable.pop(key, None) is not None:
+            self._structural = True  # its rejection goes away
         plain = bool(self.routes_prefix) and key.startswith(self.routes_prefix)
         if value is None or (not plain and kind_of_key(key, self.prefix) is None):
             return
         try:
             if plain:
-                self.objects[key] = decode_route(key, value, self.routes_prefix)
+                obj = decode_route(key, value, self.routes_prefix)
             else:
-                self.objects[key] = decode(key, value)
+                obj = decode(key, value, lean=True)
         except DecodeError as exc:
             self.undecodable[key] = exc.reason
+            self._structural = True
             log.warning("cannot decode %s: %s", key, exc.reason)
+            return
+        self.objects[key] = obj
+        self.index.add(obj)
+        self._note(obj)
 
-    def replace(self, revision: int, values: dict[str, bytes]) -> None:
-        self.objects.clear()
-        self.undecodable.clear()
-        for key, value in values.items():
-            self._set(key, value)
-        self.revision = revision
+    def _note(self, obj: Object) -> None:
+        service = served_service(obj)
+        if service is None:
+            self._structural = True
+        else:
+            self._services.add(service)
+
+    @classmethod
+    async def listed(cls, source: EtcdSource, settings: EtcdSettings) -> ClusterState:
+        """A state filled from one full list, decoded page by page as pages arrive."""
+        state = cls.for_settings(settings)
+        # A full list allocates an object graph that lives until the next one: the
+        # cyclic collector has nothing to find in it (decoded objects are trees), so
+        # it is paused while the graph is built and then frozen out of its scans.
+        gc.disable()
+        try:
+            async for revision, page in source.list_pages():
+                for key, value in page:
+                    state._set(key, value)
+                state.revision = revision
+        finally:
+            gc.enable()
+        gc.freeze()
+        return state
 
     def apply(self, changes: Iterable[Change]) -> list[str]:
         keys = []
@@ -103,45 +152,72 @@ class ClusterState:
         return keys
 
     def catalog(self, config: Config) -> Catalog:
-        catalog = build_catalog(self.objects.values(), config.catalog)
-        catalog.rejected.extend(
+        """The catalog of every object, built afresh."""
+        return self._with_undecodable(build_catalog(self.index, config.catalog))
+
+    def update(self, config: Config) -> tuple[Catalog, list[str] | None]:
+        """The catalog after the changes since the last call, and what they touched.
+
+        The second value lists the backends whose servers changed when nothing else
+        did, and is None after a full build.
+        """
+        services, self._services = self._services, set()
+        structural, self._structural = self._structural, False
+        refreshed = None
+        if not structural and self._base is not None and self._base_settings == config.catalog:
+            refreshed = refresh_servers(self._base, self.index, services, config.catalog)
+        if refreshed is not None:
+            self._base, changed = refreshed
+            return self._with_undecodable(self._base), changed
+        self._base = build_catalog(self.index, config.catalog)
+        self._base_settings = config.catalog
+        return self._with_undecodable(self._base), None
+
+    def _with_undecodable(self, catalog: Catalog) -> Catalog:
+        if not self.undecodable:
+            return catalog
+        rejected = catalog.rejected + [
             Rejection(key, f"undecodable: {reason}")
             for key, reason in sorted(self.undecodable.items())
-        )
-        return catalog
+        ]
+        return replace(catalog, rejected=rejected)
 
 
 async def read_cluster(settings: EtcdSettings) -> ClusterState:
     """List the cluster once (``breakwater catalog``, ``--once``, the lookups)."""
     source = EtcdSource(settings, list(RESOURCES))
     try:
-        revision, values = await source.list_all()
+        return await ClusterState.listed(source, settings)
     finally:
         await source.disconnect()
-    state = ClusterState.for_settings(settings)
-    state.replace(revision, values)
-    return state
 
 
-def summarize(old: Catalog | None, new: Catalog) -> str:
-    """What changed between two catalogs, in one line."""
+def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None = None) -> str:
+    """What changed between two catalogs, in one line.
+
+    ``servers_only``: the backends whose servers alone changed (nothing else to compare).
+    """
     if old is None:
         return (
             f"{len(new.routes)} routes, {len(new.backends)} backends, {len(new.rejected)} rejected"
         )
     parts = []
-    old_routes = {(r.host, r.path, r.match): r for r in old.routes}
-    new_routes = {(r.host, r.path, r.match): r for r in new.routes}
+    same = old.routes is new.routes
+    old_routes = {} if same else {(r.host, r.path, r.match): r for r in old.routes}
+    new_routes = {} if same else {(r.host, r.path, r.match): r for r in new.routes}
     for key in sorted(new_routes.keys() - old_routes.keys())[:5]:
         parts.append(f"+route {key[0]}{key[1]} ({new_routes[key].source})")
     for key in sorted(old_routes.keys() - new_routes.keys())[:5]:
         parts.append(f"-route {key[0]}{key[1]} ({old_routes[key].source})")
-    for name, backend in new.backends.items():
-        before = old.backends.get(name)
+    names = new.backends if servers_only is None else servers_only
+    for name in names:
+        backend, before = new.backends[name], old.backends.get(name)
         if before is not None and before.servers != backend.servers:
             ready = sum(1 for s in backend.servers if s.state == "ready")
             parts.append(f"{name}: {len(backend.servers)} servers ({ready} ready)")
-    new_rejections = set(new.rejected) - set(old.rejected)
+    new_rejections = (
+        set() if old.rejected is new.rejected else set(new.rejected) - set(old.rejected)
+    )
     parts.extend(f"rejected {r.object}: {r.reason}" for r in sorted(new_rejections, key=str)[:5])
     return "; ".join(parts[:12]) or "no routing change"
 
@@ -197,11 +273,10 @@ class Watcher:
         while not self.stopping.is_set():
             try:
                 if not listed:
-                    revision, values = await self.source.list_all()
-                    self.state.replace(revision, values)
+                    self.state = await ClusterState.listed(self.source, settings)
                     listed = True
                     self.etcd_connected = True
-                    self._mark_changed([f"list at revision {revision}"])
+                    self._mark_changed([f"list at revision {self.state.revision}"])
                 async for batch in self.source.watch(self.state.revision + 1):
                     self.etcd_connected = True
                     delay = settings.backoff_initial
@@ -272,8 +347,8 @@ class Watcher:
         await self.sync_vcl()
         keys, self.pending_keys = self.pending_keys, []
         try:
-            catalog = self.state.catalog(self.config)
-            result = await self.target.apply(catalog)
+            catalog, servers_only = self.state.update(self.config)
+            result = await self.target.apply(catalog, servers_only)
         except Exception as exc:
             self.last_error = f"sync failed: {exc!r}"
             log.exception("sync failed, keeping the last good configuration")
@@ -285,15 +360,39 @@ class Watcher:
         else:
             if result.action != "none" or self.catalog is None:
                 log.info(
-                    "%s: %s (after %s)", result.action, summarize(self.catalog, catalog), cause
+                    "%s: %s (after %s)",
+                    result.action,
+                    summarize(self.catalog, catalog, servers_only),
+                    cause,
                 )
             self.catalog = catalog
             self.last_error = None
             self.last_sync = time.time()
         if result.diff:
             print(result.diff, flush=True)
-        self._write_status(result)
+        if self.target.stale_since is None:
+            self._write_status(result)  # else with the file, by flush()
         return result
+
+    async def flush(self) -> None:
+        """Write the file (and the status) that runtime-only syncs left stale."""
+        if self.catalog is None or self.target.stale_since is None:
+            return
+        result = await self.target.flush(self.catalog)
+        if result.action == "failed":
+            self.last_error = result.detail
+            log.error("%s (writing the file after runtime changes)", result.detail)
+        elif result.action != "none":
+            log.info("%s: haproxy.cfg written after runtime changes", result.action)
+        if self.target.stale_since is not None:
+            self.target.stale_since = time.monotonic()  # retried after another delay
+        self._write_status(result)
+
+    def _flush_timeout(self) -> float | None:
+        if self.target.stale_since is None:
+            return None
+        due = self.target.stale_since + self.config.coalesce.file_delay
+        return max(0.0, due - time.monotonic())
 
     def _write_status(self, result: ApplyResult) -> None:
         path = self.config.watcher.status_file
@@ -330,17 +429,20 @@ class Watcher:
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
         loop.add_signal_handler(signal.SIGINT, self._on_term)
         if once:
-            revision, values = await self.source.list_all()
+            self.state = await ClusterState.listed(self.source, self.config.etcd)
             await self.source.disconnect()
-            self.state.replace(revision, values)
-            self.pending_keys = [f"list at revision {revision}"]
+            self.pending_keys = [f"list at revision {self.state.revision}"]
             result = await self.sync()
             return 0 if result is not None and result.action != "failed" else 1
         follower = asyncio.create_task(self.follow())
         watchdog = asyncio.create_task(self._watchdog())
         try:
             while not self.stopping.is_set():
-                await self.changed.wait()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), self._flush_timeout())
+                except TimeoutError:
+                    await self.flush()
+                    continue
                 self.changed.clear()
                 if self.reload_requested:
                     self._reload_config()
@@ -357,6 +459,7 @@ class Watcher:
             follower.cancel()
             watchdog.cancel()
             await asyncio.gather(follower, watchdog, return_exceptions=True)
+            await self.flush()
             await self.source.disconnect()
             await self.target.close()
         log.info("stopped")

@@ -75,14 +75,53 @@ def test_scaling_an_endpointslice_moves_traffic_without_a_reload(etcd, haproxy, 
     assert haproxy.worker_pid() == worker, "endpoint changes must not reload HAProxy"
     assert haproxy.processes().reloads == reloads
 
-    # The file on disk then says what runs (it is written right after the runtime
-    # commands), so a later reload keeps the same servers.
+    # The file on disk then says what runs (it is written coalesce.file_delay after
+    # the runtime commands), so a later reload keeps the same servers.
     config_file = Path(haproxy.settings.config_file)
     wait_for(
         lambda: f"{first.address}:{first.port}" not in config_file.read_text(),
         what="the rendered file to follow the runtime change",
     )
     assert f"server s3 {third.address}:{third.port}\n" in config_file.read_text()
+
+
+def test_a_burst_of_endpoint_changes_writes_the_file_once(etcd, haproxy, backends, tmp_path):
+    servers = [backends(f"s{i}") for i in range(3)]
+    config = watcher_config(tmp_path, etcd, haproxy, coalesce={"file_delay": 5.0})
+    watcher = WatcherProcess(config, tmp_path / "watcher.log")
+    watcher.start()
+    try:
+        store(etcd, service("shop", "web"))
+        store(etcd, endpoint_slice("shop", "web", [servers[0].endpoint]))
+        store(etcd, ingress("shop", "web", "burst.example.com", "web"))
+        wait_for(lambda: serves(haproxy, "burst.example.com", "s0"), what="first server")
+        # Ten endpoint changes, each served before the next one is written.
+        for step in range(1, 11):
+            current = servers[step % 3]
+            store(etcd, endpoint_slice("shop", "web", [current.endpoint]))
+            wait_for(
+                lambda c=current: all(
+                    serves(haproxy, "burst.example.com", c.name) for _ in range(4)
+                ),
+                what=f"change {step}",
+            )
+        last = servers[10 % 3]
+        config_file = Path(haproxy.settings.config_file)
+        wait_for(
+            lambda: (
+                f"server s1 {last.address}:{last.port}\n" in config_file.read_text()
+                or f"{last.address}:{last.port} " in config_file.read_text()
+            ),
+            timeout=15,
+            what="the file to name the last server",
+        )
+        for other in servers:
+            if other is not last:
+                assert f"{other.address}:{other.port}" not in config_file.read_text()
+        writes = watcher.log().count("haproxy.cfg written after runtime changes")
+        assert writes == 1, watcher.log()[-3000:]
+    finally:
+        assert watcher.stop() == 0
 
 
 def test_terminating_endpoint_is_drained(etcd, haproxy, backends, watcher):

@@ -1,0 +1,114 @@
+"""The measuring half of bench/scale.py, run in a fresh process (its RSS is the figure).
+
+Arguments: etcd endpoint, work directory, number of endpoint events.  Does what the
+watcher does (breakwater.watcher.Watcher.follow and sync) step by step, with clocks
+around each step, and prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from breakwater.apply import HAProxyTarget
+from breakwater.catalog import RESOURCES
+from breakwater.config import load_config
+from breakwater.source import Change, EtcdSource
+from breakwater.watcher import ClusterState
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
+    config = load_config(document={"etcd": {"endpoints": [endpoint], "timeout": 60}}, environ={})
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    source = EtcdSource(config.etcd, list(RESOURCES))
+    state = await ClusterState.listed(source, config.etcd)
+    objects, revision = len(state.objects), state.revision
+    times["list + decode"] = time.perf_counter() - start
+    start = time.perf_counter()
+    catalog, _ = state.update(config)
+    times["catalog"] = time.perf_counter() - start
+
+    # A real HAProxy, started as the haproxy role starts it (no routes), then given
+    # the cluster's configuration the way the watcher gives it: check, swap, reload.
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    sys.path[:0] = [str(tests), str(tests / "integration")]
+    from harness import HAProxy, haproxy_settings
+
+    settings = haproxy_settings(work / "haproxy")
+    target = HAProxyTarget(settings)
+    start = time.perf_counter()
+    target.render(catalog)
+    times["render"] = time.perf_counter() - start
+    times["total"] = sum(times.values())
+    rss_at_start = peak_rss_mb()
+
+    (work / "haproxy").mkdir()
+    proxy = HAProxy(work / "haproxy", settings)
+    proxy.start()
+    try:
+        start = time.perf_counter()
+        result = await target.apply(catalog)
+        first_apply = time.perf_counter() - start
+        if result.action != "reload":
+            raise SystemExit(f"first apply: {result.action} {result.detail}")
+
+        from scale import endpoint_slice_object  # the bench's own object shapes
+
+        from breakwater.lab import storage_key, storage_value
+
+        services = len(catalog.backends)
+        cpu_ms, wall_ms, commands = [], [], 0
+        for event in range(events):
+            # Service number `event` gains an eleventh endpoint; the next round loses it.
+            index = event % services
+            obj = endpoint_slice_object(index, 11 if (event // services) % 2 == 0 else 10)
+            key, value = storage_key(obj), storage_value(obj)
+            revision += 1
+            cpu, wall = time.process_time(), time.perf_counter()
+            state.apply([Change(key, value, revision)])
+            catalog, changed = state.update(config)
+            result = await target.apply(catalog, changed)
+            cpu_ms.append((time.process_time() - cpu) * 1000)
+            wall_ms.append((time.perf_counter() - wall) * 1000)
+            if result.action != "runtime" or changed is None or len(changed) != 1:
+                raise SystemExit(f"event {event}: {result.action} {changed} {result.detail}")
+            commands += result.runtime_commands
+        start = time.perf_counter()
+        flushed = await target.flush(catalog)
+        flush_ms = (time.perf_counter() - start) * 1000
+    finally:
+        await target.close()
+        proxy.stop()
+        await source.disconnect()
+    return {
+        "objects": objects,
+        "times": times,
+        "rss_mb": rss_at_start,
+        "rss_after_events_mb": peak_rss_mb(),
+        "first_apply_ms": first_apply * 1000,
+        "event_cpu_ms": {"median": statistics.median(cpu_ms), "p99": percentile(cpu_ms, 0.99)},
+        "event_wall_ms": {"median": statistics.median(wall_ms), "p99": percentile(wall_ms, 0.99)},
+        "runtime_commands": commands,
+        "flush_ms": flush_ms,
+        "flush_action": flushed.action,
+        "config_mb": len(Path(settings.config_file).read_text()) / 1e6,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])))))

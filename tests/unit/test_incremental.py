@@ -1,0 +1,103 @@
+"""The watcher's incremental catalog must equal a full build after every change."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from builders import READY, endpoint_slice, ingress, route_configmap, service
+
+from breakwater.catalog import build_catalog
+from breakwater.config import Config
+from breakwater.lab import storage_key, storage_value
+from breakwater.source import Change
+from breakwater.watcher import ClusterState
+
+DRAIN = {"ready": False, "serving": True, "terminating": True}
+GONE = {"ready": False, "serving": False, "terminating": True}
+
+
+def endpoints_object(namespace: str, name: str, ips: list[str]) -> dict[str, Any]:
+    return {
+        "kind": "Endpoints",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": namespace},
+        "subsets": [
+            {"addresses": [{"ip": ip} for ip in ips], "ports": [{"name": "http", "port": 8080}]}
+        ],
+    }
+
+
+def put(state: ClusterState, obj: dict[str, Any], revision: int) -> None:
+    state.apply([Change(storage_key(obj), storage_value(obj), revision)])
+
+
+def delete(state: ClusterState, obj: dict[str, Any], revision: int) -> None:
+    state.apply([Change(storage_key(obj), None, revision)])
+
+
+def test_servers_only_changes_equal_full_builds_and_name_what_changed() -> None:
+    config = Config()
+    state = ClusterState("/registry/")
+    names = [f"svc{i}" for i in range(6)]
+    revision = 1
+    for name in names:
+        put(state, service("ns", name), revision)
+    put(state, ingress("ns", "web", [(f"{n}.example", "/", "Prefix", n) for n in names[:4]]), 2)
+    put(state, route_configmap("ns", "svc4", {"hosts": "four.example"}), 3)
+    # svc5 has no slice: its servers come from its Endpoints object.
+    put(state, route_configmap("ns", "svc5", {"hosts": "five.example"}), 4)
+    catalog, changed = state.update(config)
+    assert changed is None  # the first build is a full one
+    rng = random.Random(7)
+    full_builds = 0
+    for step in range(300):
+        revision = 10 + step
+        name = rng.choice(names)
+        ips = [f"10.0.{names.index(name)}.{i}" for i in rng.sample(range(1, 9), rng.randint(0, 5))]
+        action = rng.random()
+        if name == "svc5":
+            obj = endpoints_object("ns", name, ips)
+        else:
+            conditions = [rng.choice([READY, READY, DRAIN, GONE]) for _ in ips]
+            obj = endpoint_slice(
+                "ns", name, list(zip(ips, conditions, strict=True)), suffix=rng.choice("ab")
+            )
+        if action < 0.15:
+            delete(state, obj, revision)
+        else:
+            put(state, obj, revision)
+        if action > 0.95:  # now and then something that is not a server change
+            put(state, service("ns", rng.choice(names)), revision)
+        before = catalog
+        catalog, changed = state.update(config)
+        expected = build_catalog(state.objects.values(), config.catalog)
+        assert catalog == expected, f"step {step}"
+        if changed is None:
+            full_builds += 1
+            continue
+        differing = sorted(
+            name for name, backend in catalog.backends.items() if before.backends[name] != backend
+        )
+        assert sorted(changed) == differing, f"step {step}"
+    assert 0 < full_builds < 40  # most steps took the incremental path
+
+
+def test_an_undecodable_slice_is_reported_and_its_servers_go() -> None:
+    config = Config()
+    state = ClusterState("/registry/")
+    put(state, service("ns", "web"), 1)
+    put(state, ingress("ns", "web", [("web.example", "/", "Prefix", "web")]), 2)
+    good = endpoint_slice("ns", "web", [("10.0.0.1", READY)])
+    put(state, good, 3)
+    catalog, _ = state.update(config)
+    assert [s.address for s in catalog.backends["be_ns_web_http"].servers] == ["10.0.0.1"]
+    state.apply([Change(storage_key(good), b"k8s\x00\x0a\x03bad", 4)])
+    catalog, changed = state.update(config)
+    assert changed is None
+    assert catalog.backends["be_ns_web_http"].servers == ()
+    assert [r.object for r in catalog.rejected] == [storage_key(good)]
+    put(state, good, 5)
+    catalog, _ = state.update(config)
+    assert catalog.rejected == []
+    assert [s.address for s in catalog.backends["be_ns_web_http"].servers] == ["10.0.0.1"]
