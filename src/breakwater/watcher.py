@@ -118,6 +118,11 @@ class ClusterState:
         self.index.add(obj)
         self._note(obj)
 
+    @property
+    def servers_only(self) -> bool:
+        """True when the changes since the last update only touch servers."""
+        return not self._structural and self._base is not None
+
     def _note(self, obj: Object) -> None:
         service = served_service(obj)
         if service is None:
@@ -302,6 +307,8 @@ class Watcher:
     # --- the sync task -------------------------------------------------------------
 
     async def _coalesce(self) -> None:
+        if self.state.servers_only:
+            return  # runtime API only: cheap, so no reason to wait for more
         quiet, maximum = self.config.coalesce.quiet_period, self.config.coalesce.max_wait
         while not self.stopping.is_set():
             now = time.monotonic()
