@@ -12,18 +12,13 @@ Prints medians and p99s; never fails on a time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
-
-import aetcd  # noqa: E402
-from harness import (  # noqa: E402
+from common import Writer, percentile, wait_until
+from harness import (
     Backend,
     Etcd,
     HAProxy,
@@ -35,45 +30,6 @@ from harness import (  # noqa: E402
     service,
     watcher_config,
 )
-
-from breakwater.lab import storage_key, storage_value  # noqa: E402
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-class Writer:
-    """One etcd client kept open, as the API server keeps its own: a write is one RPC."""
-
-    def __init__(self, etcd: Etcd) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.client = aetcd.Client("127.0.0.1", etcd.client_port, timeout=30)
-        self.loop.run_until_complete(self.client.connect())
-
-    def put(self, obj: dict) -> None:
-        self.loop.run_until_complete(self.client.put(storage_key(obj).encode(), storage_value(obj)))
-
-    def put_all(self, objects: list[dict]) -> None:
-        async def go() -> None:
-            for obj in objects:
-                await self.client.put(storage_key(obj).encode(), storage_value(obj))
-
-        self.loop.run_until_complete(go())
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.client.close())
-        self.loop.close()
-
-
-def wait_until(predicate, timeout: float = 30.0) -> float:
-    """Seconds until predicate() is true, polling as fast as a client would."""
-    start = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError("the edge did not converge")
-    return time.perf_counter() - start
 
 
 def run(routes: int, changes: int, work: Path) -> dict[str, list[float]]:
