@@ -97,7 +97,8 @@ class FileTarget:
     async def write_checked(self, text: str, mode: int = 0o644) -> None:
         """Stage beside the target, check, then rename over it (atomic)."""
         staged = self.staged_path()
-        write_file(staged, text, mode)
+        # In a thread: a large file's write and fsync must not stall the event loop.
+        await asyncio.to_thread(write_file, staged, text, mode)
         try:
             await self.check(staged)
             os.replace(staged, self.path)
@@ -191,6 +192,10 @@ class HAProxyTarget:
     def __post_init__(self) -> None:
         self.file = FileTarget(self.settings.config_file, [self.haproxy_binary, "-c", "-f", "{}"])
         self.session = RuntimeSession(self.settings.stats_socket)
+        # Held by whatever writes haproxy.cfg (a sync that renders all, or flush());
+        # server-only syncs do not write it, so they never wait for a write.
+        self._file_lock = asyncio.Lock()
+        self._runtime_changes = 0  # server-only syncs that sent commands, ever
         current = self.file.current()
         if not self.layout and current:
             self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
@@ -209,6 +214,10 @@ class HAProxyTarget:
             result = await self._apply_servers(catalog, servers_only)
             if result is not None:
                 return result
+        async with self._file_lock:
+            return await self._apply_all(catalog)
+
+    async def _apply_all(self, catalog: Catalog) -> ApplyResult:
         rendered, layout = self.render(catalog)
         current = self.file.current()
         if rendered.config == current:
@@ -245,8 +254,9 @@ class HAProxyTarget:
         if not await self._send(commands):
             return None
         self.layout.update(new)
-        if commands and self.stale_since is None:
-            self.stale_since = time.monotonic()
+        if commands:
+            self._runtime_changes += 1
+            self.stale_since = self.stale_since or time.monotonic()
         return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
 
     async def _send(self, commands: list[str]) -> bool:
@@ -261,8 +271,31 @@ class HAProxyTarget:
         return True
 
     async def flush(self, catalog: Catalog) -> ApplyResult:
-        """Rewrite a stale file (checked and swapped) so that it says what HAProxy runs."""
-        return await self.apply(catalog)
+        """Rewrite a stale file (checked and swapped) so that it says what HAProxy runs.
+
+        Meant to run beside server-only syncs: it renders from a copy of the slots, in
+        a thread, and the file stays marked stale if servers changed meanwhile.
+        """
+        async with self._file_lock:
+            if self.stale_since is None or self.structure is None:
+                return ApplyResult("none")
+            changes, layout = self._runtime_changes, dict(self.layout)
+            rendered, structure = await asyncio.to_thread(self._render_as_is, catalog, layout)
+            if structure != self.structure:
+                return await self._apply_all(catalog)  # not servers alone: the full path
+            try:
+                await self.file.write_checked(rendered.config)
+            except (CheckFailed, OSError) as exc:
+                return ApplyResult("failed", f"servers updated live, file not written: {exc}")
+            if self._runtime_changes == changes:
+                self.stale_since = None
+            return ApplyResult("written", "haproxy.cfg written after runtime changes")
+
+    def _render_as_is(
+        self, catalog: Catalog, layout: dict[str, list[Server | None]]
+    ) -> tuple[RenderedConfig, tuple[str, tuple[tuple[str, int], ...]]]:
+        rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
+        return rendered, structure_of(rendered.config, layout)
 
     async def _apply_runtime(
         self, rendered: RenderedConfig, layout: dict[str, list[Server | None]]

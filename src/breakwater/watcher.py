@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -249,6 +250,8 @@ class Watcher:
         self.last_sync: float | None = None
         self.etcd_connected = False
         self._background: set[asyncio.Future[None]] = set()
+        self._flushing: asyncio.Task[None] | None = None
+        self._status_lock = threading.Lock()
 
     # --- signals: flags only -------------------------------------------------------
 
@@ -378,33 +381,46 @@ class Watcher:
         if result.diff:
             print(result.diff, flush=True)
         if self.target.stale_since is None:
-            self._write_status(result)  # else with the file, by flush()
+            await asyncio.to_thread(self._write_status, result)  # else by flush()
         return result
 
     async def flush(self) -> None:
-        """Write the file (and the status) that runtime-only syncs left stale."""
-        if self.catalog is None or self.target.stale_since is None:
-            return
-        result = await self.target.flush(self.catalog)
-        if result.action == "failed":
-            self.last_error = result.detail
-            log.error("%s (writing the file after runtime changes)", result.detail)
-        elif result.action != "none":
-            log.info("%s: haproxy.cfg written after runtime changes", result.action)
-        if self.target.stale_since is not None:
-            self.target.stale_since = time.monotonic()  # retried after another delay
-        self._write_status(result)
+        """Write the file (and the status) that server-only syncs left stale.
+
+        Runs as a task beside the sync loop: events keep being applied meanwhile.
+        """
+        try:
+            if self.catalog is None or self.target.stale_since is None:
+                return
+            result = await self.target.flush(self.catalog)
+            if result.action == "failed":
+                self.last_error = result.detail
+                log.error("%s (writing the file after runtime changes)", result.detail)
+            elif result.action != "none":
+                log.info("%s: %s", result.action, result.detail)
+            if result.action == "failed" and self.target.stale_since is not None:
+                self.target.stale_since = time.monotonic()  # retried after another delay
+            await asyncio.to_thread(self._write_status, result)
+        finally:
+            self.changed.set()  # the sync loop works out the next flush, if any
 
     def _flush_timeout(self) -> float | None:
         if self.target.stale_since is None:
             return None
+        if self._flushing is not None and not self._flushing.done():
+            return None  # one at a time; it wakes the loop when it ends
         due = self.target.stale_since + self.config.coalesce.file_delay
         return max(0.0, due - time.monotonic())
 
     def _write_status(self, result: ApplyResult) -> None:
+        """Write the status file (in a thread: at 10,000 backends it is megabytes)."""
         path = self.config.watcher.status_file
         if not path or self.dry_run:
             return
+        with self._status_lock:
+            self._write_status_file(path, result)
+
+    def _write_status_file(self, path: str, result: ApplyResult) -> None:
         status = {
             "revision": self.state.revision,
             "etcd_connected": self.etcd_connected,
@@ -448,7 +464,7 @@ class Watcher:
                 try:
                     await asyncio.wait_for(self.changed.wait(), self._flush_timeout())
                 except TimeoutError:
-                    await self.flush()
+                    self._flushing = asyncio.create_task(self.flush())
                     continue
                 self.changed.clear()
                 if self.reload_requested:
@@ -466,7 +482,9 @@ class Watcher:
             follower.cancel()
             watchdog.cancel()
             await asyncio.gather(follower, watchdog, return_exceptions=True)
-            await self.flush()
+            if self._flushing is not None:
+                await asyncio.gather(self._flushing, return_exceptions=True)
+            await self.flush()  # the file says what runs when the watcher is gone
             await self.source.disconnect()
             await self.target.close()
         log.info("stopped")

@@ -67,6 +67,18 @@ def test_tls_secret_served_by_sni(etcd, haproxy, backends, watcher) -> None:
     status, body, certificate = https_get(haproxy.https_port, "other.example.org")
     assert (status, body.split()[0], subject(certificate)) == (200, "other", "other.example.org")
 
+    # Forwarding headers: the real client and scheme; a client cannot claim TLS.
+    https_get(haproxy.https_port, "www.example.com", "/over-tls")
+    assert web.headers["/over-tls"]["x-forwarded-proto"] == "https"
+    assert web.headers["/over-tls"]["x-forwarded-for"] == "127.0.0.1"
+    forged = {"Host": "www.example.com", "X-Forwarded-Proto": "https", "X-Forwarded-For": "6.6.6.6"}
+    connection = http.client.HTTPConnection("127.0.0.1", haproxy.http_port, timeout=5)
+    connection.request("GET", "/plain", headers=forged)
+    assert connection.getresponse().status == 200
+    connection.close()
+    assert "x-forwarded-proto" not in web.headers["/plain"]
+    assert web.headers["/plain"]["x-forwarded-for"] == "127.0.0.1"
+
     pem_files = list(Path(haproxy.settings.config_dir).glob("gen-*/certs/*.pem"))
     assert len(pem_files) == 2
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in pem_files)

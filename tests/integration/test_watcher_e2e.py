@@ -41,6 +41,7 @@ def test_request_with_ingress_host_reaches_its_backend(etcd, haproxy, backends, 
 
     wait_for(lambda: serves(haproxy, "www.example.com", "web"), what="web route")
     assert serves(haproxy, "WWW.Example.com:80", "web", "/index.html")
+    assert serves(haproxy, "WWW.Example.com:80", "api", "/api/v1")
     assert serves(haproxy, "www.example.com", "api", "/api/v1/items")
     assert serves(haproxy, "www.example.com", "api", "/api")
     # Prefix semantics: /apiary is not under /api.
@@ -48,6 +49,25 @@ def test_request_with_ingress_host_reaches_its_backend(etcd, haproxy, backends, 
     status, body = http_get(haproxy.http_port, "unknown.example.com")
     assert status == 404 and "no route" in body
     assert api.requests["/api/v1/items"] == 1
+
+
+def test_wildcard_and_hostless_rules(etcd, haproxy, backends, watcher):
+    servers = {name: backends(name) for name in ("exact", "wild", "any")}
+    for name, server in servers.items():
+        store(etcd, service("shop", name))
+        store(etcd, endpoint_slice("shop", name, [server.endpoint]))
+    store(etcd, ingress("shop", "exact", "a.wild.example", "exact"))
+    store(etcd, ingress("shop", "wild", "*.wild.example", "wild"))
+    hostless = ingress("shop", "any", "unused", "any", path="/shared")
+    del hostless["spec"]["rules"][0]["host"]
+    store(etcd, hostless)
+    wait_for(lambda: serves(haproxy, "b.wild.example", "wild"), what="wildcard route")
+    wait_for(lambda: serves(haproxy, "x.example", "any", "/shared"), what="host-less route")
+    assert serves(haproxy, "a.wild.example", "exact")  # an exact host beats the wildcard
+    assert serves(haproxy, "A.Wild.Example:80", "exact")
+    assert serves(haproxy, "B.WILD.example:8080", "wild", "/shared")  # host before path
+    assert serves(haproxy, "wild.example", "any", "/shared/x")  # *.d does not match d
+    assert http_get(haproxy.http_port, "wild.example", "/")[0] == 404
 
 
 def test_scaling_an_endpointslice_moves_traffic_without_a_reload(etcd, haproxy, backends, watcher):
