@@ -31,6 +31,7 @@ from typing import Literal
 
 from breakwater.catalog import Catalog, Server
 from breakwater.haproxy import HAProxyError, RuntimeSession, reload, runtime_reply_ok
+from breakwater.memory import collector_paused
 from breakwater.render import (
     FREE_SLOT,
     HAProxySettings,
@@ -201,8 +202,9 @@ class HAProxyTarget:
             self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
 
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
-        layout = assign_slots(catalog, self.layout, self.settings.min_slots)
-        return render_haproxy(catalog, layout, self.settings, varnish=self.varnish), layout
+        with collector_paused():
+            layout = assign_slots(catalog, self.layout, self.settings.min_slots)
+            return render_haproxy(catalog, layout, self.settings, varnish=self.varnish), layout
 
     async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
         """Bring HAProxy and its file to ``catalog``.
@@ -294,7 +296,8 @@ class HAProxyTarget:
     def _render_as_is(
         self, catalog: Catalog, layout: dict[str, list[Server | None]]
     ) -> tuple[RenderedConfig, tuple[str, tuple[tuple[str, int], ...]]]:
-        rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
+        with collector_paused():
+            rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
         return rendered, structure_of(rendered.config, layout)
 
     async def _apply_runtime(

@@ -321,6 +321,10 @@ def _servers_from_slices(slices: list[Object], port_name: str) -> list[Server]:
         )
         if port is None:
             continue
+        try:
+            port = validate.port_number(port)
+        except InvalidValue:
+            continue
         for endpoint in endpoint_slice.get("endpoints") or []:
             conditions = endpoint.get("conditions") or {}
             ready = conditions.get("ready", True)  # nil means ready (API docs)
@@ -334,12 +338,12 @@ def _servers_from_slices(slices: list[Object], port_name: str) -> list[Server]:
                 continue
             for address in endpoint.get("addresses") or []:
                 try:
-                    server = Server(validate.ip_address(address), validate.port_number(port), state)
+                    key = (validate.ip_address(address), port)
                 except InvalidValue:
                     continue
-                current = servers.get((server.address, server.port))
-                if current is None or current.state == "drain":
-                    servers[(server.address, server.port)] = server
+                current = servers.get(key)
+                if current is None or (current.state == "drain" and state == "ready"):
+                    servers[key] = Server(key[0], port, state)
     return list(servers.values())
 
 

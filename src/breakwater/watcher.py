@@ -44,6 +44,7 @@ from breakwater.catalog import (
 )
 from breakwater.config import Config, ConfigError, load_config
 from breakwater.k8s.decode import DecodeError, decode
+from breakwater.memory import collector_paused
 from breakwater.render import clear_template_cache
 from breakwater.routes import decode_route
 from breakwater.source import Change, Compacted, EtcdSettings, EtcdSource, SourceError
@@ -135,17 +136,13 @@ class ClusterState:
     async def listed(cls, source: EtcdSource, settings: EtcdSettings) -> ClusterState:
         """A state filled from one full list, decoded page by page as pages arrive."""
         state = cls.for_settings(settings)
-        # A full list allocates an object graph that lives until the next one: the
-        # cyclic collector has nothing to find in it (decoded objects are trees), so
-        # it is paused while the graph is built and then frozen out of its scans.
-        gc.disable()
-        try:
+        # The listed objects live until the next list: once built (collector paused,
+        # see breakwater.memory), they are frozen out of the collector's scans.
+        with collector_paused():
             async for revision, page in source.list_pages():
                 for key, value in page:
                     state._set(key, value)
                 state.revision = revision
-        finally:
-            gc.enable()
         gc.freeze()
         return state
 
@@ -159,7 +156,8 @@ class ClusterState:
 
     def catalog(self, config: Config) -> Catalog:
         """The catalog of every object, built afresh."""
-        return self._with_undecodable(build_catalog(self.index, config.catalog))
+        with collector_paused():
+            return self._with_undecodable(build_catalog(self.index, config.catalog))
 
     def update(self, config: Config) -> tuple[Catalog, list[str] | None]:
         """The catalog after the changes since the last call, and what they touched.
@@ -175,7 +173,8 @@ class ClusterState:
         if refreshed is not None:
             self._base, changed = refreshed
             return self._with_undecodable(self._base), changed
-        self._base = build_catalog(self.index, config.catalog)
+        with collector_paused():
+            self._base = build_catalog(self.index, config.catalog)
         self._base_settings = config.catalog
         return self._with_undecodable(self._base), None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import time
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, NamedTuple
@@ -107,16 +108,24 @@ def _field_proto(
 
 
 @cache
-def _message_classes() -> Mapping[str, type[message.Message]]:
-    """Build real protobuf descriptors from the schema table, once."""
+def _message_classes(lean: bool = False) -> Mapping[str, type[message.Message]]:
+    """Build real protobuf descriptors from the schema table, once.
+
+    ``lean``: without the fields of :data:`LEAN_SKIPPED`.  The parser then keeps
+    them as unknown fields, raw bytes in C, and no Python object is ever made of
+    them -- most of what a lean decode saves.
+    """
     file_proto = descriptor_pb2.FileDescriptorProto(
-        name="breakwater/k8s.proto", package=_PACKAGE, syntax="proto2"
+        name="breakwater/k8s-lean.proto" if lean else "breakwater/k8s.proto",
+        package=_PACKAGE,
+        syntax="proto2",
     )
     tables = {**MESSAGES, **SPECIAL_TYPES, **_ENVELOPE}
     for name, fields in tables.items():
         owner = file_proto.message_type.add(name=name)
         for field in fields:
-            _field_proto(owner, field)
+            if not (lean and (name, field.json_name) in LEAN_SKIPPED):
+                _field_proto(owner, field)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_proto)
     return {
@@ -128,8 +137,7 @@ def _message_classes() -> Mapping[str, type[message.Message]]:
 def _time_to_json(value: Any) -> str | None:
     if value.seconds == _ZERO_TIME_SECONDS and value.nanos == 0:
         return None
-    moment = datetime.datetime.fromtimestamp(value.seconds, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value.seconds))
 
 
 def _int_or_string_to_json(value: Any) -> int | str:
@@ -163,6 +171,7 @@ class _FieldPlan(NamedTuple):
 class _TypePlan(NamedTuple):
     fields: dict[str, _FieldPlan]  # by protobuf field name (the JSON name)
     empty: tuple[tuple[str, str], ...]  # (name, shape): lists and maps kept when empty
+    by_descriptor: dict[Any, _FieldPlan]  # the same, by field descriptor, filled as met
 
 
 #: Fields a lean decode (the watcher's) leaves out: the catalog never reads them, and
@@ -238,7 +247,7 @@ def _plan(type_name: str, lean: bool) -> _TypePlan:
     empty = tuple(
         (p.name, p.shape) for p in plans.values() if p.keep_empty and p.shape in ("repeated", "map")
     )
-    return _TypePlan(plans, empty)
+    return _TypePlan(plans, empty, {})
 
 
 def _message_converter(type_name: str, lean: bool) -> Callable[[Any], dict[str, Any]]:
@@ -262,28 +271,31 @@ def _convert(plan: _TypePlan, value: Any, lean: bool) -> dict[str, Any]:
     # ListFields() names only the fields present on the wire: most of a message's
     # fields are absent, so the walk visits those alone (the hot loop of a full list).
     out: dict[str, Any] = {}
-    for name, shape in plan.empty:
-        out[name] = [] if shape == "repeated" else {}
+    if plan.empty:
+        for name, shape in plan.empty:
+            out[name] = [] if shape == "repeated" else {}
+    by_descriptor = plan.by_descriptor
     for descriptor, item in value.ListFields():
-        field = plan.fields[descriptor.name]
-        convert = field.convert
-        shape = field.shape
+        field = by_descriptor.get(descriptor)
+        if field is None:
+            field = by_descriptor[descriptor] = plan.fields[descriptor.name]
+        name, shape, element, convert, keep_zero, _keep_empty = field
         if shape == "single":
             converted = convert(item) if convert else item
-            if converted or field.keep_zero:
-                out[field.name] = converted
+            if converted or keep_zero:
+                out[name] = converted
         elif shape == "repeated":
-            out[field.name] = [convert(v) for v in item] if convert else list(item)
+            out[name] = [convert(v) for v in item] if convert else list(item)
         elif shape == "map":
-            out[field.name] = {k: (convert(item[k]) if convert else item[k]) for k in sorted(item)}
+            out[name] = {k: (convert(item[k]) if convert else item[k]) for k in sorted(item)}
         elif shape == "inline":
-            out.update(_message_to_json(field.element, item, lean))
+            out.update(_message_to_json(element, item, lean))
     return out
 
 
 def decode_protobuf(key: str, value: bytes, lean: bool = False) -> dict[str, Any]:
     """Decode a ``k8s\\x00`` protobuf storage value into Kubernetes' JSON form."""
-    classes = _message_classes()
+    classes = _message_classes(lean)
     envelope: Any = classes["Unknown"]()
     try:
         envelope.ParseFromString(value[len(PROTOBUF_MAGIC) :])
