@@ -91,6 +91,8 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
         start = time.perf_counter()
         flushed = await target.flush(catalog)
         flush_ms = (time.perf_counter() - start) * 1000
+        if flushed.action != "written":
+            raise SystemExit(f"file write after the events: {flushed.action} {flushed.detail}")
     finally:
         await target.close()
         proxy.stop()
