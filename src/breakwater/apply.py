@@ -191,6 +191,7 @@ class HAProxyTarget:
     layout: dict[str, list[Server | None]] = field(default_factory=dict)
     structure: tuple[str, tuple[tuple[str, int], ...]] | None = None
     stale_since: float | None = None  # monotonic time HAProxy got ahead of the file
+    stale_last: float = 0.0  # monotonic time of the last server-only change
 
     def __post_init__(self) -> None:
         self.file = FileTarget(self.settings.config_file, [self.haproxy_binary, "-c", "-f", "{}"])
@@ -260,7 +261,8 @@ class HAProxyTarget:
         self.layout.update(new)
         if commands:
             self._runtime_changes += 1
-            self.stale_since = self.stale_since or time.monotonic()
+            self.stale_last = time.monotonic()
+            self.stale_since = self.stale_since or self.stale_last
         return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
 
     async def _send(self, commands: list[str]) -> bool:

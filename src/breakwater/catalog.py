@@ -26,7 +26,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -194,14 +194,25 @@ class Catalog:
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""
         return {
-            "routes": [asdict(route) for route in self.routes],
-            "backends": {name: asdict(backend) for name, backend in self.backends.items()},
+            "routes": [_plain(route) for route in self.routes],
+            "backends": {name: _plain(backend) for name, backend in self.backends.items()},
             "certificates": {
                 name: {"source": cert.source} for name, cert in self.certificates.items()
             },
             "default_backend": self.default_backend,
-            "rejected": [asdict(rejection) for rejection in self.rejected],
+            "rejected": [_plain(rejection) for rejection in self.rejected],
         }
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for the catalog's frozen dataclasses, without its deep
+    copies: the status file holds the whole catalog, 10,000 backends at scale."""
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
 
 
 class Rejected(Exception):

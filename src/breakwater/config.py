@@ -48,9 +48,11 @@ class CoalesceSettings:
     quiet_period: float = 0.005  # seconds without a new event before syncing
     max_wait: float = 0.2  # a burst never delays a sync longer than this
     # After servers changed through the runtime API alone, haproxy.cfg (and the
-    # status file) are rewritten this long after the first such change: a burst
-    # of endpoint events costs one file write, not one each.
+    # status file) are rewritten once no such change came for file_delay seconds,
+    # and at the latest file_max_delay after the first: a burst of endpoint events
+    # costs one file write, written when the events have stopped.
     file_delay: float = 1.0
+    file_max_delay: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
     if config.coalesce.max_wait < config.coalesce.quiet_period:
         raise ConfigError("coalesce.max_wait must be at least coalesce.quiet_period")
+    if config.coalesce.file_max_delay < config.coalesce.file_delay:
+        raise ConfigError("coalesce.file_max_delay must be at least coalesce.file_delay")
     return config
 
 

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -398,7 +399,8 @@ class Watcher:
             elif result.action != "none":
                 log.info("%s: %s", result.action, result.detail)
             if result.action == "failed" and self.target.stale_since is not None:
-                self.target.stale_since = time.monotonic()  # retried after another delay
+                # Retried after another delay, not at once.
+                self.target.stale_since = self.target.stale_last = time.monotonic()
             await asyncio.to_thread(self._write_status, result)
         finally:
             self.changed.set()  # the sync loop works out the next flush, if any
@@ -408,7 +410,11 @@ class Watcher:
             return None
         if self._flushing is not None and not self._flushing.done():
             return None  # one at a time; it wakes the loop when it ends
-        due = self.target.stale_since + self.config.coalesce.file_delay
+        coalesce = self.config.coalesce
+        due = min(
+            self.target.stale_last + coalesce.file_delay,
+            self.target.stale_since + coalesce.file_max_delay,
+        )
         return max(0.0, due - time.monotonic())
 
     def _write_status(self, result: ApplyResult) -> None:
@@ -446,6 +452,10 @@ class Watcher:
             await asyncio.sleep(usec / 2_000_000)
 
     async def run(self, once: bool = False) -> int:
+        # File and status writes run in threads beside the event loop; a thread
+        # holding the GIL is asked to hand it over after this long (default 5 ms),
+        # which bounds what such a write can add to the handling of an event.
+        sys.setswitchinterval(0.001)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
