@@ -180,6 +180,8 @@ def streaming_run(work: Path, hard_stop_after: float, streams: int) -> dict:
     loop = asyncio.new_event_loop()
     # The streaming backend runs on a loop of its own, in its own thread.
     server_loop = asyncio.new_event_loop()
+    # Writes into streams the edge has closed (hard-stop-after) are expected here.
+    server_loop.set_exception_handler(lambda _loop, _context: None)
     threading.Thread(target=server_loop.run_forever, daemon=True).start()
     try:
         server, port = asyncio.run_coroutine_threadsafe(stream_server(), server_loop).result()
