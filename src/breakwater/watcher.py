@@ -121,6 +121,10 @@ class ClusterState:
         self.index.add(obj)
         self._note(obj)
 
+    def rebuild_next(self) -> None:
+        """Make the next :meth:`update` a full build (after a sync that failed)."""
+        self._structural = True
+
     @property
     def servers_only(self) -> bool:
         """True when the changes since the last update only touch servers."""
@@ -362,6 +366,7 @@ class Watcher:
         except Exception as exc:
             self.last_error = f"sync failed: {exc!r}"
             log.exception("sync failed, keeping the last good configuration")
+            self.state.rebuild_next()  # what HAProxy missed is found by a full compare
             return None
         cause = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
         if result.action == "failed":
