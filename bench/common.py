@@ -7,6 +7,8 @@ HAProxy and Varnish started as plain processes on free loopback ports.
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -101,8 +103,6 @@ class StaticBackends:
         self.config.write_text("\n".join(lines) + "\n")
         self.process = subprocess.Popen(["haproxy", "-f", str(self.config)])
         deadline = time.monotonic() + 10
-        import socket
-
         while time.monotonic() < deadline:
             try:
                 socket.create_connection((self.addresses[-1], self.port), 0.2).close()
@@ -143,8 +143,6 @@ def wrk(url: str, host: str, seconds: float, connections: int = 32, threads: int
 
 
 def parse_wrk(output: str) -> dict:
-    import re
-
     figures: dict[str, Any] = {"output": output}
     match = re.search(r"(\d+) requests in", output)
     figures["requests"] = int(match[1]) if match else 0

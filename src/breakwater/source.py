@@ -185,8 +185,7 @@ class EtcdSource:
         """Every key under the prefixes, read at one revision, a page at a time.
 
         Yields (revision, [(key, value), ...]).  The next page is already requested
-        while the caller works on this one, so etcd reads while the caller decodes,
-        and no more than two pages of raw values are held at once.
+        while the caller works on this one.
         """
         client = await self.connect()
         revision = 0
