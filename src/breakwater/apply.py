@@ -261,9 +261,21 @@ class HAProxyTarget:
         self.layout.update(new)
         if commands:
             self._runtime_changes += 1
-            self.stale_last = time.monotonic()
-            self.stale_since = self.stale_since or self.stale_last
+            self.mark_stale()
         return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
+
+    def mark_stale(self, restart: bool = False) -> None:
+        """HAProxy runs servers the file does not name (``restart``: wait afresh)."""
+        self.stale_last = time.monotonic()
+        if restart or self.stale_since is None:
+            self.stale_since = self.stale_last
+
+    def flush_due(self, delay: float, max_delay: float) -> float | None:
+        """When :meth:`flush` should run: ``delay`` after the last server-only change,
+        at most ``max_delay`` after the first (monotonic time); None: not stale."""
+        if self.stale_since is None:
+            return None
+        return min(self.stale_last + delay, self.stale_since + max_delay)
 
     async def _send(self, commands: list[str]) -> bool:
         try:
@@ -277,7 +289,7 @@ class HAProxyTarget:
         return True
 
     async def flush(self, catalog: Catalog) -> ApplyResult:
-        """Rewrite a stale file (checked and swapped) so that it says what HAProxy runs.
+        """Rewrite a stale file (staged and swapped) so that it says what HAProxy runs.
 
         Meant to run beside server-only syncs: it renders from a copy of the slots, in
         a thread, and the file stays marked stale if servers changed meanwhile.
@@ -289,16 +301,26 @@ class HAProxyTarget:
             rendered, structure = await asyncio.to_thread(self._render_as_is, catalog, layout)
             if structure != self.structure:
                 return await self._apply_all(catalog)  # not servers alone: the full path
-            # Not checked again: the structure is that of the file HAProxy loaded at its
-            # last reload, and only server lines differ, rendered from validated
-            # addresses -- while haproxy -c costs seconds of CPU at 10,000 backends.
-            try:
-                await self.file.write_checked(rendered.config, check=False)
-            except OSError as exc:
-                return ApplyResult("failed", f"servers updated live, file not written: {exc}")
+            failed = await self._write_servers(rendered)
+            if failed is not None:
+                return failed
             if self._runtime_changes == changes:
                 self.stale_since = None
             return ApplyResult("written", "haproxy.cfg written after runtime changes")
+
+    async def _write_servers(self, rendered: RenderedConfig) -> ApplyResult | None:
+        """Write a file that differs from the live one in server lines alone.
+
+        Not checked again: its structure is that of the file HAProxy loaded at the last
+        reload, and server lines are rendered from validated addresses -- while
+        ``haproxy -c`` costs seconds of CPU at 10,000 backends.
+        """
+        try:
+            await self.file.write_checked(rendered.config, check=False)
+        except OSError as exc:
+            self.mark_stale()
+            return ApplyResult("failed", f"servers updated live, file not written: {exc}")
+        return None
 
     def _render_as_is(
         self, catalog: Catalog, layout: dict[str, list[Server | None]]
@@ -314,11 +336,9 @@ class HAProxyTarget:
         if not await self._send(commands):
             return None
         self.layout = layout
-        try:
-            await self.file.write_checked(rendered.config, check=False)  # as in flush()
-        except OSError as exc:
-            self.stale_since = self.stale_since or time.monotonic()
-            return ApplyResult("failed", f"servers updated live, file not written: {exc}")
+        failed = await self._write_servers(rendered)
+        if failed is not None:
+            return failed
         self.stale_since = None
         return ApplyResult("runtime", f"{len(commands)} runtime commands", len(commands))
 

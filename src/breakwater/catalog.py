@@ -254,11 +254,11 @@ class ClusterIndex:
         if objects.get(ident) is obj:
             del objects[ident]
         service = served_service(obj)
-        slices = self.slices_by_service.get(service) if service else None
-        if slices is not None and slices.get(ident[1]) is obj:
+        slices = self.slices_by_service.get(service) if service is not None else None
+        if service is not None and slices is not None and slices.get(ident[1]) is obj:
             del slices[ident[1]]
             if not slices:
-                del self.slices_by_service[service]  # type: ignore[arg-type]
+                del self.slices_by_service[service]
 
 
 def _ident(obj: Object) -> tuple[str, str] | None:

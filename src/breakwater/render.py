@@ -124,6 +124,9 @@ def map_value(route: Route) -> str:
     return ";".join([route.backend, flags or "-", *policy])
 
 
+_HOST = "req.hdr(host),field(1,:),lower"  # the Host header without port, lower case
+
+
 @dataclass(frozen=True)
 class RouteLookup:
     """Which map lookups the routes need, in order; the template leaves out the rest."""
@@ -132,23 +135,19 @@ class RouteLookup:
     exact: bool  # the exact map has entries
     prefix: bool  # the prefix map has entries
     redirect: bool  # some route redirects plain HTTP to HTTPS
-    host: str = "req.hdr(host),field(1,:),lower"  # the exact-host source
-
-
-_HOST = RouteLookup.host
+    exact_hosts: bool  # some route names a host (not a wildcard, not any host)
 
 
 def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteLookup:
     hosts = {route.host for route in routes}
-    sources = []
-    if any(not host.startswith("*") for host in hosts):
-        sources.append(_HOST)
+    exact_hosts = any(not host.startswith("*") for host in hosts)
+    sources = [_HOST] if exact_hosts else []
     if any(host.startswith("*.") for host in hosts):
         sources.append(_HOST + ",regsub(^[^.]*,*)")
     if "*" in hosts:
         sources.append("str(*)")
     redirect = any(route.https_redirect for route in routes)
-    return RouteLookup(sources, bool(exact_map), bool(prefix_map), redirect)
+    return RouteLookup(sources, bool(exact_map), bool(prefix_map), redirect, exact_hosts)
 
 
 def route_maps(routes: list[Route]) -> tuple[str, str]:

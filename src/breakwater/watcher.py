@@ -412,24 +412,18 @@ class Watcher:
                 log.error("%s (writing the file after runtime changes)", result.detail)
             elif result.action != "none":
                 log.info("%s: %s", result.action, result.detail)
-            if result.action == "failed" and self.target.stale_since is not None:
-                # Retried after another delay, not at once.
-                self.target.stale_since = self.target.stale_last = time.monotonic()
+            if result.action == "failed":
+                self.target.mark_stale(restart=True)  # retried after another delay
             await asyncio.to_thread(self._write_status, result)
         finally:
             self.changed.set()  # the sync loop works out the next flush, if any
 
     def _flush_timeout(self) -> float | None:
-        if self.target.stale_since is None:
-            return None
         if self._flushing is not None and not self._flushing.done():
             return None  # one at a time; it wakes the loop when it ends
         coalesce = self.config.coalesce
-        due = min(
-            self.target.stale_last + coalesce.file_delay,
-            self.target.stale_since + coalesce.file_max_delay,
-        )
-        return max(0.0, due - time.monotonic())
+        due = self.target.flush_due(coalesce.file_delay, coalesce.file_max_delay)
+        return None if due is None else max(0.0, due - time.monotonic())
 
     def _write_status(self, result: ApplyResult) -> None:
         """Write the status file (in a thread: at 10,000 backends it is megabytes)."""

@@ -232,8 +232,6 @@ def _plan(type_name: str, lean: bool) -> _TypePlan:
         shape, element = _split_type(field.type)
         if "i" in field.flags:
             shape = "inline"
-        if lean and (type_name, field.json_name) in LEAN_SKIPPED:
-            shape = "skip"
         convert: Callable[[Any], Any] | None
         if element in MESSAGES:
             convert = _message_converter(element, lean)
