@@ -28,7 +28,7 @@ from common import StaticBackends, wrk
 from harness import HAProxy, endpoint_slice, free_port, haproxy_settings, ingress, service
 
 from breakwater.apply import HAProxyTarget
-from breakwater.catalog import build_catalog
+from breakwater.catalog import CatalogSettings, build_catalog
 
 LOG_TARGET = "127.0.0.1:5514"  # syslog over UDP: sent and dropped, in both configurations
 
@@ -94,7 +94,8 @@ def main() -> None:
                 endpoint_slice("bench", f"svc{index}", backends.endpoints),
                 ingress("bench", f"svc{index}", f"svc{index}.bench.example", f"svc{index}"),
             ]
-        catalog = build_catalog(objects)
+        # The load servers listen on loopback addresses, which the edge refuses by default.
+        catalog = build_catalog(objects, CatalogSettings(allow_special_addresses=True))
         target = HAProxyTarget(settings)
         result = asyncio.run(target.apply(catalog))
         assert result.action == "reload", result

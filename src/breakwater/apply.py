@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from breakwater.catalog import Catalog, Server
+from breakwater.catalog import Catalog, Rejection, Server
 from breakwater.haproxy import HAProxyError, RuntimeSession, reload, runtime_reply_ok
 from breakwater.memory import collector_paused
 from breakwater.render import (
@@ -60,6 +60,7 @@ class ApplyResult:
     detail: str = ""
     runtime_commands: int = 0
     diff: str = ""
+    refused: tuple[Rejection, ...] = ()  # left out by the renderer (render.screen)
 
 
 @dataclass
@@ -119,11 +120,25 @@ def write_file(path: str, text: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
+def inside(directory: str, name: str) -> str:
+    """``directory``/``name``, refused unless it resolves to a path inside ``directory``."""
+    root = os.path.realpath(directory)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root or path == root:
+        raise OSError(f"refusing to write {name!r}: outside {directory}")
+    return path
+
+
 def write_generation(rendered: RenderedConfig) -> None:
-    """Write the content-addressed generation directory, if it is not there yet."""
+    """Write the content-addressed generation directory, if it is not there yet.
+
+    Every file lands inside it (names are resolved and compared before anything is
+    written), whatever its name holds.
+    """
     if os.path.isdir(rendered.generation_dir):
         return
     building = rendered.generation_dir + ".new"
+    paths = {name: inside(building, name) for name in rendered.generation_files}
     shutil.rmtree(building, ignore_errors=True)
     # Modes as the haproxy role writes them: maps readable, keys for the owner only.
     os.mkdir(building)
@@ -132,7 +147,7 @@ def write_generation(rendered: RenderedConfig) -> None:
     os.chmod(os.path.join(building, "certs"), 0o750)
     for name, text in rendered.generation_files.items():
         mode = 0o600 if name in rendered.secret_files else 0o644
-        write_file(os.path.join(building, name), text, mode)
+        write_file(paths[name], text, mode)
     os.rename(building, rendered.generation_dir)
 
 
@@ -200,6 +215,7 @@ class HAProxyTarget:
         # server-only syncs do not write it, so they never wait for a write.
         self._file_lock = asyncio.Lock()
         self._runtime_changes = 0  # server-only syncs that sent commands, ever
+        self.refused: tuple[Rejection, ...] = ()  # what the last render left out
         current = self.file.current()
         if not self.layout and current:
             self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
@@ -207,7 +223,9 @@ class HAProxyTarget:
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
         with collector_paused():
             layout = assign_slots(catalog, self.layout, self.settings.min_slots)
-            return render_haproxy(catalog, layout, self.settings, varnish=self.varnish), layout
+            rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
+        self.refused = rendered.refused
+        return rendered, layout
 
     async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
         """Bring HAProxy and its file to ``catalog``.
@@ -215,12 +233,14 @@ class HAProxyTarget:
         ``servers_only``: the backends whose servers changed when nothing else did;
         they are changed live and the file is left stale (see :meth:`flush`).
         """
+        result = None
         if servers_only is not None and self.structure is not None and not self.dry_run:
             result = await self._apply_servers(catalog, servers_only)
-            if result is not None:
-                return result
-        async with self._file_lock:
-            return await self._apply_all(catalog)
+        if result is None:
+            async with self._file_lock:
+                result = await self._apply_all(catalog)
+        result.refused = self.refused
+        return result
 
     async def _apply_all(self, catalog: Catalog) -> ApplyResult:
         rendered, layout = self.render(catalog)

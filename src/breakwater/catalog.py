@@ -112,6 +112,15 @@ class CatalogSettings:
     configmap_label: str = "breakwater.io/edge"
     configmap_label_value: str = "true"
     mode: Literal["pods", "nodeport"] = "pods"
+    # Endpoint and Node addresses Kubernetes itself refuses (loopback, link-local,
+    # unspecified) would point the edge at its own node: refused unless allowed
+    # (single-machine tests and demos).
+    allow_special_addresses: bool = False
+    # Bounds on what one object can make the edge do (the README lists them).
+    max_hosts_per_object: int = 1000
+    max_paths_per_object: int = 1000
+    max_routes_per_object: int = 2000
+    max_servers_per_backend: int = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +196,16 @@ class Catalog:
     rejected: list[Rejection] = field(default_factory=list)
     # (namespace, service) -> [(backend, service port)]: which backends to recompute
     # when only that Service's EndpointSlices or Endpoints change (refresh_servers).
+    # Every Service whose servers were computed, routed or not.
     server_refs: dict[tuple[str, str], list[tuple[str, int | str]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # (namespace, service) -> the EndpointSlices/Endpoints of it that were rejected.
+    server_problems: dict[tuple[str, str], tuple[Rejection, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # Services whose servers were refused (a limit, a malformed Service).
+    servers_rejected: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""
@@ -235,8 +251,9 @@ class ClusterIndex:
     def all(self, kind: str) -> list[tuple[tuple[str, str], Object]]:
         return sorted(self.by_kind.get(kind, {}).items())
 
-    def add(self, obj: Object) -> None:
-        ident = _ident(obj)
+    def add(self, obj: Object, ident: tuple[str, str] | None = None) -> None:
+        """Index ``obj`` under ``ident`` (from its etcd key), or its metadata if None."""
+        ident = ident or _ident(obj)
         if ident is None:
             return
         kind = str(obj["kind"])
@@ -245,9 +262,9 @@ class ClusterIndex:
         if kind == "EndpointSlice" and service is not None:
             self.slices_by_service.setdefault(service, {})[ident[1]] = obj
 
-    def discard(self, obj: Object) -> None:
-        """Forget ``obj`` -- only if it is the object indexed (two keys may name one)."""
-        ident = _ident(obj)
+    def discard(self, obj: Object, ident: tuple[str, str] | None = None) -> None:
+        """Forget ``obj`` -- only if it is the object indexed under ``ident``."""
+        ident = ident or _ident(obj)
         if ident is None:
             return
         objects = self.by_kind.get(str(obj["kind"]), {})
@@ -266,7 +283,10 @@ def _ident(obj: Object) -> tuple[str, str] | None:
     meta = obj.get("metadata") or {}
     if not isinstance(kind, str) or not isinstance(meta, Mapping):
         return None
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+    if not isinstance(namespace, str) or not isinstance(name, str):
+        return None
+    return (namespace, name)
 
 
 def served_service(obj: Object) -> tuple[str, str] | None:
@@ -280,7 +300,7 @@ def served_service(obj: Object) -> tuple[str, str] | None:
         return (namespace, str(meta.get("name") or ""))
     labels = meta.get("labels") or {}
     service = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
-    return (namespace, str(service)) if service else None
+    return (namespace, service) if isinstance(service, str) and service else None
 
 
 def kind_of_key(key: str, prefix: str) -> str | None:
@@ -291,6 +311,51 @@ def kind_of_key(key: str, prefix: str) -> str | None:
     for directory, kind in RESOURCES.items():
         if rest.startswith(directory):
             return kind
+    return None
+
+
+CLUSTER_SCOPED = frozenset({"Node", "IngressClass"})
+
+
+def identity_of_key(key: str, prefix: str) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of the object stored under ``key``; None: not a kind we read.
+
+    The identity of an object is its key (the API server writes each object under
+    its own); raises :class:`InvalidValue` for a key Kubernetes could not have written.
+    """
+    kind = kind_of_key(key, prefix)
+    if kind is None:
+        return None
+    rest = key[len(prefix) :].lstrip("/")
+    directory = next(d for d, k in RESOURCES.items() if k == kind and rest.startswith(d))
+    parts = rest[len(directory) :].split("/")
+    if kind in CLUSTER_SCOPED:
+        if len(parts) != 1:
+            raise InvalidValue(f"key of a {kind} is {prefix}{directory}<name>")
+        namespace, name = "", parts[0]
+    else:
+        if len(parts) != 2:
+            raise InvalidValue(f"key of a {kind} is {prefix}{directory}<namespace>/<name>")
+        namespace, name = parts
+        validate.dns_label(namespace, "namespace")
+    if kind == "Service":
+        validate.service_name(name)
+    else:
+        validate.dns_subdomain(name, f"{kind} name")
+    return kind, namespace, name
+
+
+def metadata_disagreement(obj: Object, kind: str, namespace: str, name: str) -> str | None:
+    """Why ``obj`` cannot be the object its key names, or None when it is."""
+    meta = obj.get("metadata")
+    if obj.get("kind") != kind:
+        return f"kind {obj.get('kind')!r} stored under a key of {kind}s"
+    if not isinstance(meta, Mapping):
+        return "metadata is not an object"
+    if meta.get("name") != name:
+        return f"metadata.name {meta.get('name')!r} disagrees with its key"
+    if (meta.get("namespace") or "") != namespace:
+        return f"metadata.namespace {meta.get('namespace')!r} disagrees with its key"
     return None
 
 
@@ -306,131 +371,210 @@ def describe(kind: str, ident: tuple[str, str]) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
+def reason_of(exc: Exception) -> str:
+    """An exception as a rejection reason: ours say why; others say the object is malformed."""
+    if isinstance(exc, Rejected | InvalidValue):
+        return str(exc)
+    text = str(exc)
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"malformed object ({type(exc).__name__}: {text})"
+
+
 # --- servers ------------------------------------------------------------------------
+
+Problems = dict[str, str]
+"""Rejected EndpointSlices, Endpoints or Nodes met while computing servers: what -> why."""
 
 
 def _service_port(service: Object, port: int | str) -> Mapping[str, Any]:
     ports = (service.get("spec") or {}).get("ports") or []
+    if not isinstance(ports, list):
+        raise Rejected("spec.ports of the service is not a list")
     for candidate in ports:
+        if not isinstance(candidate, Mapping):
+            raise Rejected("spec.ports of the service holds a non-object")
         if candidate.get("name", "") == port or candidate.get("port") == port:
-            return dict(candidate)
+            return candidate
     raise Rejected(f"service has no port {port!r}")
 
 
-def _servers_from_slices(slices: list[Object], port_name: str) -> list[Server]:
-    servers: dict[tuple[str, int], Server] = {}
-    for endpoint_slice in sorted(slices, key=lambda s: s["metadata"].get("name", "")):
-        if endpoint_slice.get("addressType") not in ("IPv4", "IPv6"):
-            continue
-        port = next(
-            (
-                p.get("port")
-                for p in endpoint_slice.get("ports") or []
-                if p.get("name", "") == port_name and p.get("protocol", "TCP") == "TCP"
-            ),
-            None,
-        )
-        if port is None:
-            continue
-        try:
-            port = validate.port_number(port)
-        except InvalidValue:
-            continue
-        for endpoint in endpoint_slice.get("endpoints") or []:
-            conditions = endpoint.get("conditions") or {}
-            ready = conditions.get("ready", True)  # nil means ready (API docs)
-            serving = conditions.get("serving", ready)
-            terminating = conditions.get("terminating", False)
-            if ready and not terminating:
-                state: ServerState = "ready"
-            elif serving and terminating:
-                state = "drain"
-            else:
-                continue
-            for address in endpoint.get("addresses") or []:
-                try:
-                    key = (validate.ip_address(address), port)
-                except InvalidValue:
-                    continue
-                current = servers.get(key)
-                if current is None or (current.state == "drain" and state == "ready"):
-                    servers[key] = Server(key[0], port, state)
-    return list(servers.values())
+def _port_label(service_port: Mapping[str, Any]) -> str:
+    """The port's name (an RFC 1123 label) or number: part of the backend's name."""
+    name = service_port.get("name")
+    if name:
+        return validate.dns_label(name, "service port name")
+    return str(validate.port_number(service_port.get("port"), "service port"))
 
 
-def _servers_from_endpoints(endpoints: Object, port_name: str) -> list[Server]:
-    servers: dict[tuple[str, int], Server] = {}
-    for subset in endpoints.get("subsets") or []:
-        port = next(
-            (p.get("port") for p in subset.get("ports") or [] if p.get("name", "") == port_name),
-            None,
-        )
-        if port is None:
-            continue
-        for address in subset.get("addresses") or []:
-            try:
-                server = Server(
-                    validate.ip_address(address.get("ip")), validate.port_number(port), "ready"
-                )
-            except InvalidValue:
-                continue
-            servers[(server.address, server.port)] = server
-    return list(servers.values())
+def _endpoint_state(endpoint: Mapping[str, Any]) -> ServerState | None:
+    conditions = endpoint.get("conditions") or {}
+    ready = conditions.get("ready", True)  # nil means ready (API docs)
+    serving = conditions.get("serving", ready)
+    terminating = conditions.get("terminating", False)
+    if ready and not terminating:
+        return "ready"
+    if serving and terminating:
+        return "drain"
+    return None
 
 
-def _node_servers(index: ClusterIndex, node_port: int) -> list[Server]:
+def _slice_servers(
+    endpoint_slice: Object, port_name: str, allow_special: bool
+) -> list[tuple[str, int, ServerState]]:
+    """The servers one EndpointSlice lists for a port; raises for a malformed slice."""
+    address_type = endpoint_slice.get("addressType")
+    if address_type == "FQDN":
+        return []  # names, not addresses: the edge has no resolver for them
+    if address_type not in ("IPv4", "IPv6"):
+        raise Rejected(f"addressType {address_type!r} is not IPv4, IPv6 or FQDN")
+    port = None
+    for candidate in endpoint_slice.get("ports") or []:
+        name = candidate.get("name") or ""
+        if name:
+            validate.dns_label(name, "port name")
+        if port is None and name == port_name and candidate.get("protocol", "TCP") == "TCP":
+            port = candidate.get("port")
+    number = validate.port_number(port, "endpoint port") if port is not None else None
     servers = []
-    for _ident, node in index.all("Node"):
-        status = node.get("status") or {}
-        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-        if conditions.get("Ready") != "True":
-            continue
-        address = next(
-            (
-                a.get("address")
-                for a in status.get("addresses") or []
-                if a.get("type") == "InternalIP"
-            ),
-            None,
-        )
-        try:
-            ip = validate.ip_address(address)
-        except InvalidValue:
-            continue
-        deleting = (node.get("metadata") or {}).get("deletionTimestamp")
-        unschedulable = (node.get("spec") or {}).get("unschedulable", False)
-        state: ServerState = "drain" if deleting or unschedulable else "ready"
-        servers.append(Server(ip, node_port, state))
+    for endpoint in endpoint_slice.get("endpoints") or []:
+        state = _endpoint_state(endpoint)
+        for address in endpoint.get("addresses") or []:
+            ip = validate.ip_address(address, address_type, allow_special)
+            if state is not None and number is not None:
+                servers.append((ip, number, state))
     return servers
 
 
+def _servers_from_slices(
+    slices: Mapping[str, Object],
+    namespace: str,
+    port_name: str,
+    allow_special: bool,
+    problems: Problems,
+) -> list[Server]:
+    servers: dict[tuple[str, int], Server] = {}
+    for name in sorted(slices):
+        try:
+            found = _slice_servers(slices[name], port_name, allow_special)
+        except Exception as exc:
+            problems[describe("EndpointSlice", (namespace, name))] = reason_of(exc)
+            continue
+        for address, port, state in found:
+            current = servers.get((address, port))
+            if current is None or (current.state == "drain" and state == "ready"):
+                servers[(address, port)] = Server(address, port, state)
+    return list(servers.values())
+
+
+def _servers_from_endpoints(
+    endpoints: Object, namespace: str, port_name: str, allow_special: bool, problems: Problems
+) -> list[Server]:
+    servers: dict[tuple[str, int], Server] = {}
+    try:
+        for subset in endpoints.get("subsets") or []:
+            port = next(
+                (
+                    p.get("port")
+                    for p in subset.get("ports") or []
+                    if p.get("name", "") == port_name
+                ),
+                None,
+            )
+            for address in subset.get("addresses") or []:
+                ip = validate.ip_address(address.get("ip"), None, allow_special)
+                if port is not None:
+                    number = validate.port_number(port, "endpoint port")
+                    servers[(ip, number)] = Server(ip, number, "ready")
+    except Exception as exc:
+        name = str((endpoints.get("metadata") or {}).get("name"))
+        problems[describe("Endpoints", (namespace, name))] = reason_of(exc)
+        return []
+    return list(servers.values())
+
+
+def node_addresses(
+    index: ClusterIndex, allow_special: bool, problems: Problems
+) -> list[tuple[str, ServerState]]:
+    """(InternalIP, state) of every ready Node; a malformed Node is a problem of its own."""
+    nodes: list[tuple[str, ServerState]] = []
+    for ident, node in index.all("Node"):
+        try:
+            status = node.get("status") or {}
+            conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+            if conditions.get("Ready") != "True":
+                continue
+            address = next(
+                (
+                    a.get("address")
+                    for a in status.get("addresses") or []
+                    if a.get("type") == "InternalIP"
+                ),
+                None,
+            )
+            if address is None:
+                continue
+            ip = validate.ip_address(address, None, allow_special)
+            deleting = (node.get("metadata") or {}).get("deletionTimestamp")
+            unschedulable = (node.get("spec") or {}).get("unschedulable", False)
+        except Exception as exc:
+            problems[describe("Node", ident)] = reason_of(exc)
+            continue
+        state: ServerState = "drain" if deleting or unschedulable else "ready"
+        nodes.append((ip, state))
+    return nodes
+
+
 def backend_servers(
-    index: ClusterIndex, namespace: str, service_name: str, port: int | str, mode: str
+    index: ClusterIndex,
+    namespace: str,
+    service_name: str,
+    port: int | str,
+    settings: CatalogSettings,
+    problems: Problems,
+    nodes: list[tuple[str, ServerState]] | None = None,
 ) -> tuple[str, tuple[Server, ...]]:
-    """(port label, servers) of one Service port; raises :class:`Rejected`."""
+    """(port label, servers) of one Service port; raises :class:`Rejected`.
+
+    Malformed EndpointSlices, Endpoints (and, in NodePort mode, Nodes given in
+    ``nodes``) are left out and named in ``problems``; the others keep serving.
+    """
     service = index.get("Service", namespace, service_name)
     if service is None:
         raise Rejected(f"service {namespace}/{service_name} does not exist")
     if (service.get("spec") or {}).get("type") == "ExternalName":
         raise Rejected(f"service {namespace}/{service_name} is of type ExternalName")
     service_port = _service_port(service, port)
-    port_label = str(service_port.get("name") or service_port.get("port"))
-    if mode == "nodeport":
+    port_label = _port_label(service_port)
+    allow_special = settings.allow_special_addresses
+    servers: list[Server]
+    if settings.mode == "nodeport":
         node_port = service_port.get("nodePort")
         if not node_port:
             raise Rejected(
                 f"service {namespace}/{service_name} port {port} has no nodePort "
                 "(NodePort mode needs a Service of type NodePort or LoadBalancer)"
             )
-        servers = _node_servers(index, validate.port_number(node_port, "nodePort"))
+        number = validate.port_number(node_port, "nodePort")
+        if nodes is None:
+            nodes = node_addresses(index, allow_special, problems)
+        servers = [Server(address, number, state) for address, state in nodes]
     else:
         slices = index.slices_by_service.get((namespace, service_name))
         port_name = str(service_port.get("name", ""))
         if slices:
-            servers = _servers_from_slices(list(slices.values()), port_name)
+            servers = _servers_from_slices(slices, namespace, port_name, allow_special, problems)
         else:
             endpoints = index.get("Endpoints", namespace, service_name)
-            servers = _servers_from_endpoints(endpoints, port_name) if endpoints else []
+            servers = (
+                _servers_from_endpoints(endpoints, namespace, port_name, allow_special, problems)
+                if endpoints
+                else []
+            )
+    if len(servers) > settings.max_servers_per_backend:
+        raise Rejected(
+            f"service {namespace}/{service_name} has {len(servers)} endpoints, more than "
+            f"catalog.max_servers_per_backend ({settings.max_servers_per_backend})"
+        )
     servers.sort(key=lambda s: (s.address, s.port))
     return port_label, tuple(servers)
 
@@ -448,7 +592,8 @@ def _backend_options(values: Mapping[str, str]) -> BackendOptions:
     if "balance" in values:
         options = replace(options, balance=validate.balance(values["balance"]))
     if "health-check-path" in values:
-        options = replace(options, health_check_path=validate.path(values["health-check-path"]))
+        check_path = validate.config_path(values["health-check-path"], "health-check-path")
+        options = replace(options, health_check_path=check_path)
     if "health-check-interval" in values:
         interval = validate.duration(values["health-check-interval"], "health-check-interval")
         options = replace(options, health_check_interval=interval)
@@ -574,18 +719,66 @@ class _Builder:
     catalog: Catalog = field(default_factory=Catalog)
     route_owner: dict[tuple[str, str, str], str] = field(default_factory=dict)
     option_owner: dict[str, str] = field(default_factory=dict)
+    # Servers are computed once per Service port, however many paths route to it.
+    computed: dict[tuple[str, str, int | str], tuple[str, tuple[Server, ...]] | str] = field(
+        default_factory=dict
+    )
+    nodes: list[tuple[str, ServerState]] | None = None
+    rejected_once: set[Rejection] = field(default_factory=set)
 
     def reject(self, what: str, reason: str) -> None:
         self.catalog.rejected.append(Rejection(what, reason))
 
+    def _reject_once(self, rejection: Rejection) -> None:
+        if rejection not in self.rejected_once:
+            self.rejected_once.add(rejection)
+            self.catalog.rejected.append(rejection)
+
+    def servers(
+        self, namespace: str, service: str, port: int | str
+    ) -> tuple[str, tuple[Server, ...]]:
+        """(port label, servers) of a Service port, computed once; raises :class:`Rejected`."""
+        key = (namespace, service, port)
+        computed = self.computed.get(key)
+        if computed is None:
+            if self.settings.mode == "nodeport" and self.nodes is None:
+                problems: Problems = {}
+                self.nodes = node_addresses(
+                    self.index, self.settings.allow_special_addresses, problems
+                )
+                for what, why in sorted(problems.items()):
+                    self._reject_once(Rejection(what, why))
+            found: Problems = {}
+            try:
+                computed = backend_servers(
+                    self.index, namespace, service, port, self.settings, found, self.nodes
+                )
+            except Exception as exc:
+                computed = reason_of(exc)
+                self.catalog.servers_rejected.add((namespace, service))
+            self.computed[key] = computed
+            rejections = problem_rejections(found)
+            known = self.catalog.server_problems.get((namespace, service), ())
+            self.catalog.server_problems[(namespace, service)] = tuple(
+                sorted(set(known) | set(rejections), key=str)
+            )
+            for rejection in rejections:
+                self._reject_once(rejection)
+        if isinstance(computed, str):
+            raise Rejected(computed)
+        return computed
+
     def backend(
-        self, namespace: str, service: str, port: object, options: BackendOptions, owner: str
+        self,
+        namespace: str,
+        service_name: object,
+        port: object,
+        options: BackendOptions,
+        owner: str,
     ) -> str:
-        service = validate.dns_label(service, "service name")
+        service = validate.service_name(service_name)
         port_ref = validate.service_port(port)
-        port_label, servers = backend_servers(
-            self.index, namespace, service, port_ref, self.settings.mode
-        )
+        port_label, servers = self.servers(namespace, service, port_ref)
         name = backend_name(namespace, service, port_label)
         existing = self.catalog.backends.get(name)
         if existing is not None and existing.options != options:
@@ -601,12 +794,18 @@ class _Builder:
             self.catalog.backends[name] = Backend(
                 name, namespace, service, port_label, options, servers
             )
-        if existing is None:
-            self.catalog.server_refs.setdefault((namespace, service), []).append((name, port_ref))
+        refs = self.catalog.server_refs.setdefault((namespace, service), [])
+        if (name, port_ref) not in refs:
+            refs.append((name, port_ref))
         return name
 
     def add_routes(self, routes: list[Route], owner: str) -> None:
         """Add an object's routes; all of them, or none if one is already taken."""
+        if len(routes) > self.settings.max_routes_per_object:
+            raise Rejected(
+                f"{len(routes)} routes, more than catalog.max_routes_per_object "
+                f"({self.settings.max_routes_per_object})"
+            )
         for route in routes:
             taken = self.route_owner.get((route.host, route.path, route.match))
             if taken is not None and taken != owner:
@@ -619,32 +818,83 @@ class _Builder:
             self.route_owner[(route.host, route.path, route.match)] = owner
             self.catalog.routes.append(route)
 
+    def check_counts(self, hosts: int, prefixes: int, exact: int, bypass: int) -> None:
+        """Refuse an object whose hosts x paths would pass the limits, before building it."""
+        settings = self.settings
+        if hosts > settings.max_hosts_per_object:
+            raise Rejected(
+                f"{hosts} hosts, more than catalog.max_hosts_per_object "
+                f"({settings.max_hosts_per_object})"
+            )
+        if prefixes + exact > settings.max_paths_per_object:
+            raise Rejected(
+                f"{prefixes + exact} paths, more than catalog.max_paths_per_object "
+                f"({settings.max_paths_per_object})"
+            )
+        routes = hosts * (prefixes * (1 + bypass) + exact)
+        if routes > settings.max_routes_per_object:
+            raise Rejected(
+                f"{hosts} hosts x {prefixes + exact} paths make {routes} routes, more than "
+                f"catalog.max_routes_per_object ({settings.max_routes_per_object})"
+            )
+
+
+def problem_rejections(problems: Problems) -> tuple[Rejection, ...]:
+    return tuple(Rejection(what, why) for what, why in sorted(problems.items()))
+
 
 def _normalise_prefix(path: str) -> str:
     # Kubernetes Prefix matching ignores a trailing '/': "/foo/" serves "/foo".
     return path.rstrip("/") or "/"
 
 
-def _ingress_is_ours(ingress: Object, index: ClusterIndex, settings: CatalogSettings) -> bool:
-    spec = ingress.get("spec") or {}
-    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-    class_name = spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
-    if class_name:
-        return bool(class_name == settings.ingress_class)
+def _mapping(value: object, what: str) -> Mapping[str, Any]:
+    """``value`` if it is a mapping (or absent: empty); a malformed object otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Rejected(f"{what} is not an object")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Rejected(f"{what} is not a list")
+    return value
+
+
+def default_class(index: ClusterIndex, settings: CatalogSettings) -> bool:
+    """Whether our IngressClass is the cluster's default (a malformed one is not)."""
     ingress_class = index.get("IngressClass", "", settings.ingress_class)
     if ingress_class is None:
         return False
-    class_annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
-    return bool(class_annotations.get(DEFAULT_CLASS_ANNOTATION) == "true")
+    try:
+        metadata = _mapping(ingress_class.get("metadata"), "metadata")
+        annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
+    except Rejected:
+        return False
+    return bool(annotations.get(DEFAULT_CLASS_ANNOTATION) == "true")
+
+
+def _ingress_is_ours(ingress: Object, settings: CatalogSettings, default: bool) -> bool:
+    spec = _mapping(ingress.get("spec"), "spec")
+    metadata = _mapping(ingress.get("metadata"), "metadata")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
+    class_name = spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
+    if class_name:
+        return bool(class_name == settings.ingress_class)
+    return default
 
 
 def _ingress_backend(
-    builder: _Builder, namespace: str, backend: Object, options: BackendOptions, owner: str
+    builder: _Builder, namespace: str, backend: object, options: BackendOptions, owner: str
 ) -> str:
-    service = (backend or {}).get("service")
+    service = _mapping(_mapping(backend, "backend").get("service"), "backend.service")
     if not service:
         raise Rejected("backend is not a service (resource backends are not supported)")
-    port = service.get("port") or {}
+    port = _mapping(service.get("port"), "backend.service.port")
     return builder.backend(
         namespace, service.get("name"), port.get("name") or port.get("number"), options, owner
     )
@@ -653,8 +903,9 @@ def _ingress_backend(
 def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) -> None:
     owner = describe("Ingress", ident)
     namespace = ident[0]
-    spec = ingress.get("spec") or {}
-    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    spec = _mapping(ingress.get("spec"), "spec")
+    metadata = _mapping(ingress.get("metadata"), "metadata")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
     ours = {
         key[len(ANNOTATION_PREFIX) :]: str(value)
         for key, value in annotations.items()
@@ -665,9 +916,20 @@ def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) 
         raise Rejected(f"unknown annotation {ANNOTATION_PREFIX}{unknown[0]}")
     options = _backend_options(ours)
     route_options = _route_options(ours)
+    rules = _list(spec.get("rules"), "spec.rules")
+    http_paths = [
+        (rule, _list(_mapping(_mapping(rule, "a rule").get("http"), "http").get("paths"), "paths"))
+        for rule in rules
+    ]
+    builder.check_counts(
+        len(rules),
+        sum(len(paths) for _rule, paths in http_paths),
+        0,
+        len(route_options.bypass_paths),
+    )
     certificates = []
-    for tls in spec.get("tls") or []:
-        for host in tls.get("hosts") or []:
+    for tls in _list(spec.get("tls"), "spec.tls"):
+        for host in _list(_mapping(tls, "a tls entry").get("hosts"), "tls.hosts"):
             validate.hostname(host)
         if tls.get("secretName"):
             try:
@@ -677,9 +939,10 @@ def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) 
                 # certificates; the object is listed with the reason.
                 builder.reject(owner, f"TLS not served: {exc}")
     routes = []
-    for rule in spec.get("rules") or []:
+    for rule, paths in http_paths:
         host = validate.hostname(rule["host"]) if rule.get("host") else "*"
-        for http_path in (rule.get("http") or {}).get("paths") or []:
+        for http_path in paths:
+            http_path = _mapping(http_path, "a path")
             path_type = http_path.get("pathType", "ImplementationSpecific")
             if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
                 raise Rejected(f"unknown pathType {path_type!r}")
@@ -724,16 +987,19 @@ class _RouteKeys:
     backend_options: BackendOptions
 
     @classmethod
-    def parse(cls, data: Mapping[str, str]) -> _RouteKeys:
+    def parse(cls, data: Mapping[str, str], builder: _Builder) -> _RouteKeys:
         if not data.get("hosts", "").strip():
             raise Rejected("key 'hosts' is required")
+        hosts = _split_list(data["hosts"])
+        prefixes = _split_list(data.get("paths", "/"))
+        exact = _split_list(data.get("exact-paths", ""))
+        route_options = _route_options(data)
+        builder.check_counts(len(hosts), len(prefixes), len(exact), len(route_options.bypass_paths))
         return cls(
-            hosts=[validate.hostname(host) for host in _split_list(data["hosts"])],
-            prefixes=[
-                _normalise_prefix(validate.path(p)) for p in _split_list(data.get("paths", "/"))
-            ],
-            exact=[validate.path(p) for p in _split_list(data.get("exact-paths", ""))],
-            route_options=_route_options(data),
+            hosts=[validate.hostname(host) for host in hosts],
+            prefixes=[_normalise_prefix(validate.path(p)) for p in prefixes],
+            exact=[validate.path(p) for p in exact],
+            route_options=route_options,
             backend_options=_backend_options(
                 {k: v for k, v in data.items() if k in _BACKEND_OPTION_KEYS}
             ),
@@ -754,34 +1020,47 @@ class _RouteKeys:
         builder.add_routes(_with_bypass(routes, options.bypass_paths), owner)
 
 
+def _string_data(data: object) -> dict[str, str]:
+    """A ConfigMap's ``data``: a mapping of strings to strings, or a malformed object."""
+    mapping = _mapping(data, "data")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise Rejected("data holds a value that is not a string")
+    return dict(mapping)
+
+
 def _configmap_routes(builder: _Builder, ident: tuple[str, str], configmap: Object) -> None:
-    owner = describe("ConfigMap", ident)
     namespace, name = ident
-    data = dict(configmap.get("data") or {})
+    data = _string_data(configmap.get("data"))
     unknown = sorted(set(data) - set(CONFIGMAP_KEYS))
     if unknown:
         raise Rejected(f"unknown key {unknown[0]!r}")
-    keys = _RouteKeys.parse(data)
+    keys = _RouteKeys.parse(data, builder)
     service_name = data.get("service", name)
     port: object = data.get("port")
     if port is None:
         service = builder.index.get("Service", namespace, str(service_name))
-        ports = ((service or {}).get("spec") or {}).get("ports") or []
-        port = (ports[0].get("name") or ports[0].get("port")) if ports else 0
+        ports = _list(_mapping((service or {}).get("spec"), "spec").get("ports"), "spec.ports")
+        first = _mapping(ports[0], "a port") if ports else {}
+        port = (first.get("name") or first.get("port")) if ports else 0
     certificate = (
         _certificate(builder.index, namespace, data["tls-secret"])
         if data.get("tls-secret")
         else None
     )
+    owner = describe("ConfigMap", ident)
     backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
     keys.add_routes(builder, backend, owner)
     if certificate:
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 
 
-def _plain_servers(entries: object) -> tuple[Server, ...]:
+def _plain_servers(entries: object, limit: int) -> tuple[Server, ...]:
     if not isinstance(entries, list):
         raise Rejected("key 'servers' is required: a list of {address, port}")
+    if len(entries) > limit:
+        raise Rejected(
+            f"{len(entries)} servers, more than catalog.max_servers_per_backend ({limit})"
+        )
     servers = {}
     for entry in entries:
         if not isinstance(entry, Mapping) or set(entry) - {"address", "port", "state"}:
@@ -815,9 +1094,9 @@ def _plain_route(builder: _Builder, ident: tuple[str, str], route: Object) -> No
     """A route of the plain schema (:mod:`breakwater.routes`): servers listed inline."""
     owner = describe(plain_routes.KIND, ident)
     name = validate.dns_label(ident[1], "route name")
-    spec = route.get("spec") or {}
-    keys = _RouteKeys.parse(plain_routes.as_option_strings(spec))
-    servers = _plain_servers(spec.get("servers"))
+    spec = _mapping(route.get("spec"), "spec")
+    keys = _RouteKeys.parse(plain_routes.as_option_strings(spec), builder)
+    servers = _plain_servers(spec.get("servers"), builder.settings.max_servers_per_backend)
     tls = spec.get("tls")
     certificate = _plain_certificate(tls, name, owner) if tls is not None else None
     backend = f"be_route_{name}"
@@ -829,10 +1108,57 @@ def _plain_route(builder: _Builder, ident: tuple[str, str], route: Object) -> No
         builder.catalog.certificates.setdefault(certificate.name, certificate)
 
 
-def _creation_order(item: tuple[tuple[str, str], Object]) -> tuple[str, str, str]:
-    ident, obj = item
-    created = (obj.get("metadata") or {}).get("creationTimestamp") or ""
-    return (str(created), ident[0], ident[1])
+def _creation_order(item: tuple[str, tuple[str, str], Object]) -> tuple[str, str, str]:
+    _kind, ident, obj = item
+    metadata = obj.get("metadata")
+    created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    return (created if isinstance(created, str) else "", ident[0], ident[1])
+
+
+def _check_ident(kind: str, ident: tuple[str, str]) -> None:
+    """The names that become parts of backend, certificate and file names."""
+    namespace, name = ident
+    if kind == plain_routes.KIND:
+        validate.dns_label(name, "route name")
+        return
+    validate.dns_label(namespace, "namespace")
+    validate.dns_subdomain(name, f"{kind} name")
+
+
+def _is_route_configmap(configmap: Object, settings: CatalogSettings) -> bool:
+    metadata = _mapping(configmap.get("metadata"), "metadata")
+    labels = _mapping(metadata.get("labels"), "metadata.labels")
+    return bool(labels.get(settings.configmap_label) == settings.configmap_label_value)
+
+
+def _route_sources(
+    builder: _Builder, index: ClusterIndex, settings: CatalogSettings
+) -> list[tuple[str, tuple[str, str], Object]]:
+    """The objects that make routes, in the order they claim hosts and paths."""
+    sources: list[tuple[str, tuple[str, str], Object]] = []
+    default = default_class(index, settings)
+    selectors: list[tuple[str, Any]] = [
+        ("ConfigMap", lambda obj: _is_route_configmap(obj, settings)),
+        ("Ingress", lambda obj: _ingress_is_ours(obj, settings, default)),
+    ]
+    for kind, selected in selectors:
+        for ident, obj in index.all(kind):
+            try:
+                if selected(obj):
+                    sources.append((kind, ident, obj))
+            except Exception as exc:
+                builder.reject(describe(kind, ident), reason_of(exc))
+    sources.sort(key=_creation_order)
+    # Plain routes come after every Kubernetes object: a clash goes to Kubernetes.
+    sources.extend((plain_routes.KIND, *item) for item in index.all(plain_routes.KIND))
+    return sources
+
+
+_HANDLERS = {
+    "Ingress": _ingress_routes,
+    "ConfigMap": _configmap_routes,
+    plain_routes.KIND: _plain_route,
+}
 
 
 def build_catalog(
@@ -843,41 +1169,21 @@ def build_catalog(
     Conflicts (two objects routing the same host and path) go to the older object
     (creationTimestamp, then namespace/name); the newer one is rejected whole.  Plain
     routes (:mod:`breakwater.routes`) come after every Kubernetes object, by name.
+    Whatever goes wrong with one object -- a bad value, a malformed structure, a
+    limit passed -- is that object's rejection, never the others'.
     """
     settings = settings or CatalogSettings()
     index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
     builder = _Builder(index, settings)
-    sources: list[tuple[str, tuple[str, str], Object]] = []
-    for item in index.all("ConfigMap"):
-        labels = (item[1].get("metadata") or {}).get("labels") or {}
-        if labels.get(settings.configmap_label) == settings.configmap_label_value:
-            sources.append(("ConfigMap", *item))
-    sources.extend(
-        ("Ingress", *item)
-        for item in index.all("Ingress")
-        if _ingress_is_ours(item[1], index, settings)
-    )
-    sources.sort(key=lambda source: _creation_order((source[1], source[2])))
-    # Plain routes come after every Kubernetes object: a clash goes to Kubernetes.
-    sources.extend((plain_routes.KIND, *item) for item in index.all(plain_routes.KIND))
-    handlers = {
-        "Ingress": _ingress_routes,
-        "ConfigMap": _configmap_routes,
-        plain_routes.KIND: _plain_route,
-    }
-    for kind, ident, obj in sources:
+    for kind, ident, obj in _route_sources(builder, index, settings):
         try:
-            handlers[kind](builder, ident, obj)
-        except (Rejected, InvalidValue, KeyError, TypeError, AttributeError) as exc:
-            builder.reject(describe(kind, ident), str(exc) or type(exc).__name__)
+            _check_ident(kind, ident)
+            _HANDLERS[kind](builder, ident, obj)
+        except Exception as exc:
+            builder.reject(describe(kind, ident), reason_of(exc))
     catalog = builder.catalog
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
-    catalog.server_refs = {
-        service: kept
-        for service, refs in catalog.server_refs.items()
-        if (kept := [ref for ref in refs if ref[0] in catalog.backends])
-    }
     catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))
     return catalog
 
@@ -894,7 +1200,8 @@ def refresh_servers(
     backends are recomputed, everything else is shared with ``catalog``.  The result
     equals :func:`build_catalog` of the same objects (a unit test holds it to that).
     Returns the new catalog and the backends whose servers changed, or None when the
-    change needs a full build (NodePort mode, where servers come from Nodes).
+    change needs a full build (NodePort mode, where servers come from Nodes; a Service
+    whose servers were or become refused; a slice that is or was malformed).
     """
     settings = settings or CatalogSettings()
     if settings.mode != "pods":
@@ -902,17 +1209,25 @@ def refresh_servers(
     backends: dict[str, Backend] | None = None
     changed = []
     for namespace, service in services:
-        for name, port in catalog.server_refs.get((namespace, service), ()):
+        key = (namespace, service)
+        if key in catalog.servers_rejected:
+            return None
+        problems: Problems = {}
+        for name, port in catalog.server_refs.get(key, ()):
             try:
-                _label, servers = backend_servers(index, namespace, service, port, settings.mode)
-            except Rejected:
+                _label, servers = backend_servers(
+                    index, namespace, service, port, settings, problems
+                )
+            except Exception:
                 return None  # the Service itself changed: not a servers-only change
-            old = catalog.backends[name]
-            if servers != old.servers:
+            old = catalog.backends.get(name)
+            if old is not None and servers != old.servers:
                 if backends is None:
                     backends = dict(catalog.backends)
                 backends[name] = replace(old, servers=servers)
                 changed.append(name)
+        if problem_rejections(problems) != catalog.server_problems.get(key, ()):
+            return None  # a slice became malformed, or stopped being: rejections change
     if backends is None:
         return catalog, []
     return replace(catalog, backends=backends), changed

@@ -53,7 +53,12 @@ class RuntimeSession:
                 await writer.wait_closed()
 
     async def command(self, line: str) -> str:
-        """Run one command; reconnects once if the worker behind the socket changed."""
+        """Run one command; reconnects once if the worker behind the socket changed.
+
+        Refuses a line that would be more than one command: HAProxy runs what follows
+        a ``;`` or a newline as commands of their own.
+        """
+        check_command(line)
         for attempt in (1, 2):
             try:
                 reader, writer = await self._streams()
@@ -66,6 +71,19 @@ class RuntimeSession:
                 if attempt == 2:
                     raise HAProxyError(f"runtime API {self.path}: {line!r}: {exc!r}") from exc
         raise AssertionError("unreachable")
+
+
+_UNSAFE_COMMAND = re.compile(r"[^ -~]|;", re.ASCII)
+
+
+def check_command(line: str) -> None:
+    """Raise :class:`HAProxyError` unless ``line`` is one printable command without ``;``."""
+    unsafe = _UNSAFE_COMMAND.search(line)
+    if unsafe is not None:
+        raise HAProxyError(
+            f"refused runtime command {line[:80]!r}: it carries {unsafe[0]!r}, "
+            "which would end the command"
+        )
 
 
 def runtime_reply_ok(command: str, reply: str) -> bool:

@@ -1,9 +1,13 @@
-"""Validation of every value that can reach a rendered configuration.
+"""Validation of every value that can reach a rendered configuration or a runtime command.
 
 Each function returns the normalised value or raises :class:`InvalidValue` with a
-reason an operator can act on.  The rules are strict on purpose: a value accepted
-here is written into ``haproxy.cfg`` or a map file, where a space, a newline, a
-``#``, a quote or a backslash would change the meaning of the file.
+reason an operator can act on.  The rules are Kubernetes' own where Kubernetes has
+one (``k8s.io/apimachinery/pkg/util/validation`` and the API server's validation of
+each kind), and stricter where HAProxy's grammar needs it: a value accepted here is
+written into ``haproxy.cfg``, a map file or a runtime API command, where a space, a
+newline, a ``#``, a quote, a ``;`` or a backslash would change the meaning of the line.
+
+Every pattern is matched whole (``fullmatch``): ``$`` would accept one trailing newline.
 """
 
 from __future__ import annotations
@@ -14,16 +18,29 @@ import re
 MAX_HOSTNAME = 253
 MAX_PATH = 1024
 MAX_NAME = 253
+MAX_LABEL = 63
+MAX_PORT_NAME = 15
+# HAProxy keeps times in milliseconds in a signed 32-bit integer ("timer overflow").
+MAX_HAPROXY_MS = 2_147_483_647
+# Varnish TTL and grace from a route: a year is already far beyond any useful TTL.
+MAX_CACHE_SECONDS = 365 * 86400
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME_RE = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
-_DNS_SUBDOMAIN_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_DNS_LABEL_RE = re.compile(rf"^{_LABEL}$")
-_PORT_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
+_DNS_LABEL_RE = re.compile(_LABEL, re.ASCII)
+_DNS1035_LABEL_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+_IANA_SVC_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?", re.ASCII)
 # RFC 3986 path characters, without '?' and '#' (they end a path) and without '%'
 # unless it starts a valid escape.
-_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$")
-_DURATION_RE = re.compile(r"^([0-9]{1,7})(us|ms|s|m|h|d)?$")
+_PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*", re.ASCII)
+# A path written into haproxy.cfg itself (a health check): HAProxy's tokenizer reads
+# quotes, '$' (environment variables), '\' and '#'; none of them is allowed there.
+_CONFIG_PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!&()*+,;=:@/]|%[0-9A-Fa-f]{2})*", re.ASCII)
+_DURATION_RE = re.compile(r"([0-9]{1,10})(us|ms|s|m|h|d)?", re.ASCII)
+_SECONDS_RE = re.compile(r"([0-9]{1,10})(s|m|h|d)?", re.ASCII)
+_MICROSECONDS = {"us": 1, "ms": 1000, "s": 10**6, "m": 60 * 10**6, "h": 3600 * 10**6}
+_MICROSECONDS["d"] = 24 * _MICROSECONDS["h"]
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 BALANCE_ALGORITHMS = frozenset(
     {"roundrobin", "static-rr", "leastconn", "first", "source", "random"}
 )
@@ -41,15 +58,30 @@ def _show(value: object) -> str:
 
 
 def hostname(value: object) -> str:
-    """A DNS hostname, optionally with one leading ``*.`` wildcard label; lowercased."""
+    """A host of an Ingress rule: a DNS-1123 subdomain, optionally ``*.`` + one.
+
+    As Kubernetes' Ingress validation: lower case (upper case is folded here, as DNS
+    does), at most 253 characters, and never an IP address.
+    """
     if not isinstance(value, str):
         raise InvalidValue(f"hostname {_show(value)} is not a string")
     host = value.lower()
     if len(host) > MAX_HOSTNAME:
         raise InvalidValue(f"hostname is longer than {MAX_HOSTNAME} characters")
-    if not _HOSTNAME_RE.match(host):
+    name = host[2:] if host.startswith("*.") else host
+    if not _DNS_SUBDOMAIN_RE.fullmatch(name):
         raise InvalidValue(f"hostname {_show(value)} is not a valid DNS name")
+    if _is_ip(name):
+        raise InvalidValue(f"hostname {_show(value)} is an IP address, not a DNS name")
     return host
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def path(value: object) -> str:
@@ -58,24 +90,43 @@ def path(value: object) -> str:
         raise InvalidValue(f"path {_show(value)} is not a string")
     if len(value) > MAX_PATH:
         raise InvalidValue(f"path is longer than {MAX_PATH} characters")
-    if not _PATH_RE.match(value):
+    if not _PATH_RE.fullmatch(value):
         raise InvalidValue(
             f"path {_show(value)} must start with '/' and contain only URL path characters"
         )
     return value
 
 
+def config_path(value: object, what: str) -> str:
+    """A URL path written as a word of ``haproxy.cfg``: no quotes, ``$``, ``\\`` or ``#``."""
+    text = path(value)
+    if not _CONFIG_PATH_RE.fullmatch(text):
+        raise InvalidValue(f"{what} {_show(value)} must not contain quotes or '$'")
+    return text
+
+
 def dns_subdomain(value: object, what: str) -> str:
-    """A Kubernetes object name (RFC 1123 subdomain)."""
-    if not isinstance(value, str) or len(value) > MAX_NAME or not _DNS_SUBDOMAIN_RE.match(value):
+    """A Kubernetes object name (RFC 1123 subdomain, at most 253 characters)."""
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_NAME
+        or not _DNS_SUBDOMAIN_RE.fullmatch(value)
+    ):
         raise InvalidValue(f"{what} {_show(value)} is not a valid Kubernetes name")
     return value
 
 
 def dns_label(value: object, what: str) -> str:
-    """A Kubernetes namespace or service name (RFC 1123 label)."""
-    if not isinstance(value, str) or not _DNS_LABEL_RE.match(value):
+    """A namespace or a Service port name (RFC 1123 label, at most 63 characters)."""
+    if not isinstance(value, str) or not _DNS_LABEL_RE.fullmatch(value):
         raise InvalidValue(f"{what} {_show(value)} is not a valid RFC 1123 label")
+    return value
+
+
+def service_name(value: object, what: str = "service name") -> str:
+    """A Service name: an RFC 1035 label (starts with a letter), as Kubernetes requires."""
+    if not isinstance(value, str) or not _DNS1035_LABEL_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} is not a valid RFC 1035 label")
     return value
 
 
@@ -85,31 +136,87 @@ def port_number(value: object, what: str = "port") -> int:
     return value
 
 
+def port_name(value: object, what: str = "port name") -> str:
+    """An IANA service name (RFC 6335): 1-15 of a-z, 0-9 and '-', a letter, no '--'."""
+    if (
+        not isinstance(value, str)
+        or not _IANA_SVC_NAME_RE.fullmatch(value)
+        or "--" in value
+        or not re.search("[a-z]", value)
+    ):
+        raise InvalidValue(f"{what} {_show(value)} is not a valid port name (IANA service name)")
+    return value
+
+
 def service_port(value: object) -> int | str:
-    """A Service port reference: a number, or an IANA service name."""
-    if isinstance(value, str) and value.isdigit():
+    """A Service port reference of an Ingress or a ConfigMap: a number, or a port name."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return port_number(int(value))
     if isinstance(value, int) and not isinstance(value, bool):
         return port_number(value)
-    if isinstance(value, str) and _PORT_NAME_RE.match(value) and re.search("[a-z]", value):
-        return value
+    if isinstance(value, str):
+        try:
+            return port_name(value)
+        except InvalidValue:
+            pass
     raise InvalidValue(f"port {_show(value)} is neither a port number nor a port name")
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+# Kubernetes' ValidateNonSpecialIP for endpoint addresses: unspecified, loopback,
+# link-local and link-local multicast addresses point at the node itself.
+_SPECIAL_IPV4_PREFIXES = ("0.", "127.", "169.254.", "224.0.0.")
 
 
-def ip_address(value: object) -> str:
-    """An IPv4 or IPv6 address, in its canonical form."""
+def ip_address(value: object, family: str | None = None, allow_special: bool = True) -> str:
+    """An IPv4 or IPv6 address, in its canonical form.
+
+    ``family``: ``"IPv4"`` or ``"IPv6"`` (an EndpointSlice's ``addressType``): an
+    address of the other family is refused.  ``allow_special=False``: the addresses
+    Kubernetes refuses for endpoints (loopback, link-local, unspecified, link-local
+    multicast) are refused too.  Never a scope (``fe80::1%eth0``): HAProxy cannot take
+    one, and the text after ``%`` is not checked by :mod:`ipaddress`.
+    """
     if not isinstance(value, str):
         raise InvalidValue(f"address {_show(value)} is not a string")
     if _CANONICAL_IPV4_RE.fullmatch(value):
-        return value  # the common case, already canonical; ipaddress costs 10 us a call
+        # The common case, already canonical; ipaddress costs 10 us a call.
+        if family == "IPv6":
+            raise InvalidValue(f"address {_show(value)} is IPv4, in an IPv6 slice")
+        if not allow_special and (value.startswith(_SPECIAL_IPV4_PREFIXES)):
+            raise InvalidValue(
+                f"address {_show(value)} is loopback, link-local or unspecified "
+                "(Kubernetes refuses it for endpoints)"
+            )
+        return value
+    if "%" in value:
+        raise InvalidValue(f"address {_show(value)} carries a scope; not supported")
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError as exc:
         raise InvalidValue(f"address {_show(value)} is not an IP address") from exc
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise InvalidValue(f"address {_show(value)} is an IPv4-mapped IPv6 address")
+    if family is not None and f"IPv{address.version}" != family:
+        raise InvalidValue(f"address {_show(value)} is IPv{address.version}, in an {family} slice")
+    if not allow_special and (
+        address.is_unspecified
+        or address.is_loopback
+        or address.is_link_local
+        or address in _LINK_LOCAL_MULTICAST[address.version]
+    ):
+        raise InvalidValue(
+            f"address {_show(value)} is loopback, link-local or unspecified "
+            "(Kubernetes refuses it for endpoints)"
+        )
+    return str(address)
+
+
+_LINK_LOCAL_MULTICAST = {
+    4: ipaddress.ip_network("224.0.0.0/24"),
+    6: ipaddress.ip_network("ff02::/16"),
+}
 
 
 def boolean(value: object, what: str) -> bool:
@@ -124,28 +231,54 @@ def boolean(value: object, what: str) -> bool:
 
 
 def duration(value: object, what: str) -> str:
-    """An HAProxy time value: a number with an optional unit (us, ms, s, m, h, d)."""
-    text = str(value).strip()
-    if not _DURATION_RE.match(text):
+    """An HAProxy time value: a number with an optional unit (us, ms, s, m, h, d).
+
+    Above zero and within HAProxy's limit (2147483647 ms, about 24.8 days).
+    """
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    match = _DURATION_RE.fullmatch(text)
+    if not match:
         raise InvalidValue(f"{what} {_show(value)} is not a duration such as 500ms, 5s or 2m")
+    microseconds = int(match[1]) * _MICROSECONDS[match[2] or "ms"]
+    if microseconds == 0:
+        raise InvalidValue(f"{what} {_show(value)} must be above zero")
+    if microseconds > MAX_HAPROXY_MS * 1000:
+        raise InvalidValue(f"{what} {_show(value)} is longer than HAProxy's limit (24d)")
     return text
 
 
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SECONDS_RE = re.compile(r"^([0-9]{1,7})(s|m|h|d)?$")
-
-
 def seconds(value: object, what: str) -> int:
-    """A duration in whole seconds: ``120``, ``120s``, ``5m``, ``1h`` or ``1d``."""
-    match = _SECONDS_RE.match(str(value).strip())
+    """A duration in whole seconds: ``120``, ``120s``, ``5m``, ``1h`` or ``1d``; at most a year."""
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    match = _SECONDS_RE.fullmatch(text)
     if not match:
         raise InvalidValue(f"{what} {_show(value)} is not a duration such as 120s, 5m or 1h")
-    return int(match[1]) * _SECONDS[match[2] or "s"]
+    total = int(match[1]) * _SECONDS[match[2] or "s"]
+    if total > MAX_CACHE_SECONDS:
+        raise InvalidValue(f"{what} {_show(value)} is longer than a year")
+    return total
 
 
 def balance(value: object) -> str:
-    text = str(value).strip()
+    text = str(value).strip() if isinstance(value, str) else ""
     if text not in BALANCE_ALGORITHMS:
         allowed = ", ".join(sorted(BALANCE_ALGORITHMS))
         raise InvalidValue(f"balance {_show(value)} is not one of {allowed}")
     return text
+
+
+# --- the last check before a value is written: the renderer's and the runtime API's ---
+
+_CONFIG_WORD_RE = re.compile(r"[!-~]+", re.ASCII)
+_CONFIG_WORD_FORBIDDEN = frozenset("\"'\\#")
+
+
+def config_word(value: object) -> bool:
+    """Whether ``value`` is one word HAProxy reads as written: printable ASCII, no
+    whitespace, quotes, backslash or ``#``.  The renderer's own check (not Kubernetes'
+    rules): everything it writes between spaces must pass it."""
+    return (
+        isinstance(value, str)
+        and _CONFIG_WORD_RE.fullmatch(value) is not None
+        and not _CONFIG_WORD_FORBIDDEN.intersection(value)
+    )

@@ -37,9 +37,12 @@ from breakwater.catalog import (
     CatalogSettings,
     ClusterIndex,
     Object,
+    Rejected,
     Rejection,
     build_catalog,
-    kind_of_key,
+    identity_of_key,
+    metadata_disagreement,
+    reason_of,
     refresh_servers,
     served_service,
 )
@@ -85,7 +88,9 @@ class ClusterState:
     prefix: str
     routes_prefix: str = ""
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
-    undecodable: dict[str, str] = field(default_factory=dict)
+    undecodable: dict[str, str] = field(default_factory=dict)  # key -> why it is not read
+    rejected_keys: dict[str, int] = field(default_factory=dict)  # cause -> keys rejected, ever
+    _idents: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (ns, name)
     revision: int = 0
     index: ClusterIndex = field(default_factory=ClusterIndex)
     _base: Catalog | None = None  # the last catalog, without the undecodable keys
@@ -100,26 +105,49 @@ class ClusterState:
     def _set(self, key: str, value: bytes | None) -> None:
         old = self.objects.pop(key, None)
         if old is not None:
-            self.index.discard(old)
+            self.index.discard(old, self._idents.pop(key))
             self._note(old)
         if self.undecodable.pop(key, None) is not None:
             self._structural = True  # its rejection goes away
-        plain = bool(self.routes_prefix) and key.startswith(self.routes_prefix)
-        if value is None or (not plain and kind_of_key(key, self.prefix) is None):
+        if value is None:
             return
         try:
-            if plain:
-                obj = decode_route(key, value, self.routes_prefix)
-            else:
-                obj = decode(key, value, lean=True)
-        except DecodeError as exc:
-            self.undecodable[key] = exc.reason
+            read = self._read(key, value)
+        except Exception as exc:
+            # Whatever one value does, it is that key's rejection: the watcher follows on.
+            cause = "undecodable" if isinstance(exc, DecodeError) else "rejected"
+            reason = exc.reason if isinstance(exc, DecodeError) else reason_of(exc)
+            self.undecodable[key] = f"{cause}: {reason}"
+            self.rejected_keys[cause] = self.rejected_keys.get(cause, 0) + 1
             self._structural = True
-            log.warning("cannot decode %s: %s", key, exc.reason)
+            log.warning("%s %s: %s", cause, key, reason)
             return
+        if read is None:
+            return
+        obj, ident = read
         self.objects[key] = obj
-        self.index.add(obj)
+        self._idents[key] = ident
+        self.index.add(obj, ident)
         self._note(obj)
+
+    def _read(self, key: str, value: bytes) -> tuple[dict[str, Any], tuple[str, str]] | None:
+        """The object stored under ``key`` and its identity (from the key); None: not ours.
+
+        Raises when the value cannot be decoded or its metadata disagrees with its key
+        (a copy under another key must never stand in for the real object).
+        """
+        if self.routes_prefix and key.startswith(self.routes_prefix):
+            obj = decode_route(key, value, self.routes_prefix)
+            return obj, ("", obj["metadata"]["name"])
+        identity = identity_of_key(key, self.prefix)
+        if identity is None:
+            return None
+        kind, namespace, name = identity
+        obj = decode(key, value, lean=True)
+        disagreement = metadata_disagreement(obj, kind, namespace, name)
+        if disagreement is not None:
+            raise Rejected(disagreement)
+        return obj, (namespace, name)
 
     def rebuild_next(self) -> None:
         """Make the next :meth:`update` a full build (after a sync that failed)."""
@@ -179,14 +207,23 @@ class ClusterState:
         The second value lists the backends whose servers changed when nothing else
         did, and is None after a full build.
         """
-        services, self._services = self._services, set()
-        structural, self._structural = self._structural, False
-        refreshed = None
-        if not structural and self._base is not None and self._base_settings == config.catalog:
-            refreshed = refresh_servers(self._base, self.index, services, config.catalog)
-        if refreshed is not None:
-            self._base, changed = refreshed
-            return self._with_undecodable(self._base), changed
+        refreshed = self.refresh(config)
+        return refreshed if refreshed is not None else self.rebuild(config)
+
+    def refresh(self, config: Config) -> tuple[Catalog, list[str]] | None:
+        """:meth:`update` when only servers changed (cheap); None: it takes :meth:`rebuild`."""
+        if self._structural or self._base is None or self._base_settings != config.catalog:
+            return None
+        refreshed = refresh_servers(self._base, self.index, self._services, config.catalog)
+        if refreshed is None:
+            return None
+        self._services = set()
+        self._base, changed = refreshed
+        return self._with_undecodable(self._base), changed
+
+    def rebuild(self, config: Config) -> tuple[Catalog, None]:
+        """The catalog built afresh from every object (:meth:`update`'s full build)."""
+        self._services, self._structural = set(), False
         with collector_paused():
             self._base = build_catalog(self.index, config.catalog)
         self._base_settings = config.catalog
@@ -196,8 +233,7 @@ class ClusterState:
         if not self.undecodable:
             return catalog
         rejected = catalog.rejected + [
-            Rejection(key, f"undecodable: {reason}")
-            for key, reason in sorted(self.undecodable.items())
+            Rejection(key, reason) for key, reason in sorted(self.undecodable.items())
         ]
         return replace(catalog, rejected=rejected)
 
@@ -263,6 +299,8 @@ class Watcher:
         self.last_sync: float | None = None
         self.etcd_connected = False
         self._background: set[asyncio.Future[None]] = set()
+        # Held while the state changes (follower) or a full build reads it (in a thread).
+        self._state_lock = asyncio.Lock()
         self._flushing: asyncio.Task[None] | None = None
         self._status_lock = threading.Lock()
 
@@ -294,21 +332,32 @@ class Watcher:
         while not self.stopping.is_set():
             try:
                 if not listed:
-                    self.state = await ClusterState.listed(self.source, settings)
+                    state = await ClusterState.listed(self.source, settings)
+                    async with self._state_lock:
+                        self.state = state
                     listed = True
                     self.etcd_connected = True
                     self._mark_changed([f"list at revision {self.state.revision}"])
                 async for batch in self.source.watch(self.state.revision + 1):
                     self.etcd_connected = True
                     delay = settings.backoff_initial
-                    self._mark_changed(self.state.apply(batch))
+                    async with self._state_lock:
+                        keys = self.state.apply(batch)
+                    self._mark_changed(keys)
             except Compacted as exc:
                 log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)
                 listed = False
-            except (SourceError, OSError) as exc:
+            except Exception as exc:
+                # etcd away (SourceError, OSError) -- or anything else: following stops
+                # for nothing; it backs off, reconnects and, for the unexpected, re-lists.
                 self.etcd_connected = False
-                self.last_error = str(exc)
-                log.error("etcd unavailable, serving the last good configuration: %s", exc)
+                if isinstance(exc, SourceError | OSError):
+                    self.last_error = str(exc)
+                    log.error("etcd unavailable, serving the last good configuration: %s", exc)
+                else:
+                    listed = False
+                    self.last_error = f"following etcd failed: {exc!r}"
+                    log.exception("following etcd failed; re-listing after a backoff")
                 self._ready()  # running, and serving what HAProxy already has
                 await self.source.disconnect(rotate=True)
                 with contextlib.suppress(TimeoutError):
@@ -370,13 +419,18 @@ class Watcher:
         await self.sync_vcl()
         keys, self.pending_keys = self.pending_keys, []
         try:
-            catalog, servers_only = self.state.update(self.config)
+            catalog, servers_only = await self._catalog()
             result = await self.target.apply(catalog, servers_only)
         except Exception as exc:
             self.last_error = f"sync failed: {exc!r}"
             log.exception("sync failed, keeping the last good configuration")
             self.state.rebuild_next()  # what HAProxy missed is found by a full compare
+            await asyncio.to_thread(self._write_status, None)  # the status says so at once
             return None
+        if result.refused:
+            catalog = replace(catalog, rejected=[*catalog.rejected, *result.refused])
+            for rejection in result.refused:
+                log.error("%s: %s", rejection.object, rejection.reason)
         cause = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
         if result.action == "failed":
             self.last_error = result.detail
@@ -394,9 +448,18 @@ class Watcher:
             self.last_sync = time.time()
         if result.diff:
             print(result.diff, flush=True)
-        if self.target.stale_since is None:
+        if self.target.stale_since is None or result.action == "failed":
             await asyncio.to_thread(self._write_status, result)  # else by flush()
         return result
+
+    async def _catalog(self) -> tuple[Catalog, list[str] | None]:
+        """The catalog after the pending changes.  A full build runs in a thread, with
+        the follower waiting: the event loop (etcd stream, watchdog) never waits on it."""
+        async with self._state_lock:
+            refreshed = self.state.refresh(self.config)
+            if refreshed is not None:
+                return refreshed
+            return await asyncio.to_thread(self.state.rebuild, self.config)
 
     async def flush(self) -> None:
         """Write the file (and the status) that server-only syncs left stale.
@@ -425,7 +488,7 @@ class Watcher:
         due = self.target.flush_due(coalesce.file_delay, coalesce.file_max_delay)
         return None if due is None else max(0.0, due - time.monotonic())
 
-    def _write_status(self, result: ApplyResult) -> None:
+    def _write_status(self, result: ApplyResult | None) -> None:
         """Write the status file (in a thread: at 10,000 backends it is megabytes)."""
         path = self.config.watcher.status_file
         if not path or self.dry_run:
@@ -433,13 +496,14 @@ class Watcher:
         with self._status_lock:
             self._write_status_file(path, result)
 
-    def _write_status_file(self, path: str, result: ApplyResult) -> None:
+    def _write_status_file(self, path: str, result: ApplyResult | None) -> None:
         status = {
             "revision": self.state.revision,
             "etcd_connected": self.etcd_connected,
             "last_sync": self.last_sync,
-            "last_action": result.action,
+            "last_action": result.action if result is not None else "failed",
             "last_error": self.last_error,
+            "rejected_keys_total": dict(self.state.rejected_keys),
             "catalog": self.catalog.as_dict() if self.catalog else None,
         }
         try:

@@ -516,6 +516,8 @@ def watcher_config(
             "log_target": settings.log_target,
         },
         "watcher": {"status_file": str(tmp_path / "status.json"), "log_level": "DEBUG"},
+        # The test backends listen on loopback addresses, which the edge refuses by default.
+        "catalog": {"allow_special_addresses": True},
     }
     if varnish is not None:
         document["varnish"] = {

@@ -247,17 +247,43 @@ def test_hostile_path_is_rejected_and_others_keep_working(path: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["10.0.0.1\n    server x 6.6.6.6:80", "10.0.0.300", "evil.example.com", "10.0.0.1 backup"],
+    [
+        "10.0.0.1\n    server x 6.6.6.6:80",
+        "10.0.0.300",
+        "evil.example.com",
+        "10.0.0.1 backup",
+        "fe80::1%x;disable frontend bw_public",
+        "fe80::1%eth0",
+        "2001:db8::1",  # IPv6 in an IPv4 slice
+        "127.0.0.1",  # loopback: Kubernetes refuses it for endpoints
+        "169.254.169.254",  # link-local: the cloud's metadata service
+        "0.0.0.0",
+    ],
 )
-def test_hostile_endpoint_address_is_skipped(address: str) -> None:
+def test_hostile_endpoint_slice_is_rejected_by_name_and_the_others_serve(address: str) -> None:
     objects = [
         service("shop", "web"),
-        endpoint_slice("shop", "web", [("10.0.0.1", READY), (address, READY)]),
+        endpoint_slice("shop", "web", [("10.0.0.1", READY)], suffix="a"),
+        endpoint_slice("shop", "web", [("10.0.0.2", READY), (address, READY)], suffix="b"),
         ingress("shop", "web", [("a.example.com", "/", "Prefix", "web")]),
     ]
     catalog = build_catalog(objects)
     assert catalog.backends["be_shop_web_http"].servers == (Server("10.0.0.1", 8080, "ready"),)
-    assert_no_injection(catalog, address)
+    assert "address" in rejected(catalog)["EndpointSlice shop/web-b"]
+    assert [r.host for r in catalog.routes] == ["a.example.com"]
+    assert_no_injection(catalog, address if address != "127.0.0.1" else "127.0.0.1:8080")
+
+
+def test_special_addresses_can_be_allowed_for_single_machine_setups() -> None:
+    objects = [
+        service("shop", "web"),
+        endpoint_slice("shop", "web", [("127.0.0.11", READY)]),
+        ingress("shop", "web", [("a.example.com", "/", "Prefix", "web")]),
+    ]
+    settings = CatalogSettings(allow_special_addresses=True)
+    catalog = build_catalog(objects, settings)
+    assert catalog.backends["be_shop_web_http"].servers == (Server("127.0.0.11", 8080, "ready"),)
+    assert catalog.rejected == []
 
 
 @pytest.mark.parametrize("annotation", ["breakwater.io/balance", "breakwater.io/timeout-connect"])
