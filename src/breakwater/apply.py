@@ -30,8 +30,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from breakwater.catalog import Catalog, Rejection, Server
+from breakwater.catalog import (
+    Catalog,
+    Rejection,
+    Server,
+    route_sources,
+    source_fingerprints,
+    without_sources,
+)
 from breakwater.haproxy import HAProxyError, RuntimeSession, reload, runtime_reply_ok
+from breakwater.isolate import find_culprits
 from breakwater.memory import collector_paused
 from breakwater.render import (
     FREE_SLOT,
@@ -60,7 +68,8 @@ class ApplyResult:
     detail: str = ""
     runtime_commands: int = 0
     diff: str = ""
-    refused: tuple[Rejection, ...] = ()  # left out by the renderer (render.screen)
+    refused: tuple[Rejection, ...] = ()  # left out: by the renderer, or held back
+    check_failed: str | None = None  # the checker's output, when it refused the file
 
 
 @dataclass
@@ -96,6 +105,17 @@ class FileTarget:
         if process.returncode != 0:
             text = output.decode(errors="replace").strip()
             raise CheckFailed(f"{' '.join(command)} failed: {text[-2000:]}")
+
+    async def check_text(self, text: str) -> None:
+        """Check ``text`` as this file would be checked, without touching the file."""
+        directory, name = os.path.split(self.path)
+        trial = os.path.join(directory, f".{name}.trial")
+        await asyncio.to_thread(write_file, trial, text, 0o600)
+        try:
+            await self.check(trial)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(trial)
 
     async def write_checked(self, text: str, mode: int = 0o644, check: bool = True) -> None:
         """Stage beside the target, check (unless told not to), rename over it (atomic)."""
@@ -216,16 +236,65 @@ class HAProxyTarget:
         self._file_lock = asyncio.Lock()
         self._runtime_changes = 0  # server-only syncs that sent commands, ever
         self.refused: tuple[Rejection, ...] = ()  # what the last render left out
+        # Objects whose configuration HAProxy's check refused: source -> (reason,
+        # fingerprint).  Held back until they change (see _isolate).
+        self.held_back: dict[str, tuple[str, str]] = {}
         current = self.file.current()
         if not self.layout and current:
             self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
 
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
+        rendered, layout = self._render_trial(self._holding_back(catalog))
+        held = tuple(Rejection(source, reason) for source, (reason, _) in self.held_back.items())
+        self.refused = rendered.refused + held
+        return rendered, layout
+
+    def _render_trial(
+        self, catalog: Catalog
+    ) -> tuple[RenderedConfig, dict[str, list[Server | None]]]:
         with collector_paused():
             layout = assign_slots(catalog, self.layout, self.settings.min_slots)
             rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
-        self.refused = rendered.refused
         return rendered, layout
+
+    def _holding_back(self, catalog: Catalog) -> Catalog:
+        """``catalog`` without the objects held back; one that changed is tried again."""
+        if not self.held_back:
+            return catalog
+        fingerprints = source_fingerprints(catalog, set(self.held_back))
+        for source, (_reason, fingerprint) in list(self.held_back.items()):
+            if fingerprints.get(source) != fingerprint:
+                del self.held_back[source]
+        return without_sources(catalog, set(self.held_back))
+
+    async def _isolate(self, catalog: Catalog, failure: str) -> bool:
+        """Bisect the objects to find those whose configuration the check refuses; hold
+        them back.  False when no object is to blame (the fault is elsewhere)."""
+        base = self._holding_back(catalog)
+        os.makedirs(self.settings.config_dir, mode=0o755, exist_ok=True)
+        ensure_node_state(self.settings.config_dir)
+
+        async def passes(held: set[str]) -> bool:
+            rendered, _layout = self._render_trial(without_sources(base, held))
+            try:
+                write_generation(rendered)
+                await self.file.check_text(rendered.config)
+            except (CheckFailed, OSError):
+                return False
+            return True
+
+        culprits = await find_culprits(route_sources(base), passes)
+        if not culprits:
+            return False
+        fingerprints = source_fingerprints(base, set(culprits))
+        alert = next(
+            (line.strip() for line in failure.splitlines() if "ALERT" in line), failure[-300:]
+        )
+        for culprit in culprits:
+            reason = f"HAProxy's check refused the configuration: {alert[-300:]}"
+            self.held_back[culprit] = (reason, fingerprints[culprit])
+            log.error("%s held back: %s", culprit, reason)
+        return True
 
     async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
         """Bring HAProxy and its file to ``catalog``.
@@ -239,6 +308,8 @@ class HAProxyTarget:
         if result is None:
             async with self._file_lock:
                 result = await self._apply_all(catalog)
+                if result.check_failed and await self._isolate(catalog, result.check_failed):
+                    result = await self._apply_all(catalog)  # the rest, without them
         result.refused = self.refused
         return result
 
@@ -346,6 +417,7 @@ class HAProxyTarget:
         self, catalog: Catalog, layout: dict[str, list[Server | None]]
     ) -> tuple[RenderedConfig, tuple[str, tuple[tuple[str, int], ...]]]:
         with collector_paused():
+            catalog = without_sources(catalog, set(self.held_back))
             rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
         return rendered, structure_of(rendered.config, layout)
 
@@ -374,7 +446,10 @@ class HAProxyTarget:
             ensure_node_state(self.settings.config_dir)
             write_generation(rendered)
             await self.file.write_checked(rendered.config)
-        except (CheckFailed, OSError) as exc:
+        except CheckFailed as exc:
+            detail = f"kept the last good configuration: {exc}"
+            return ApplyResult("failed", detail, check_failed=str(exc))
+        except OSError as exc:
             return ApplyResult("failed", f"kept the last good configuration: {exc}")
         if not os.path.exists(self.settings.master_socket):
             self.layout, self.structure, self.stale_since = layout, structure, None

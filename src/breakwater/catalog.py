@@ -818,25 +818,16 @@ class _Builder:
             self.route_owner[(route.host, route.path, route.match)] = owner
             self.catalog.routes.append(route)
 
-    def check_counts(self, hosts: int, prefixes: int, exact: int, bypass: int) -> None:
-        """Refuse an object whose hosts x paths would pass the limits, before building it."""
+    def check_counts(self, hosts: int, paths: int, routes: int) -> None:
+        """Refuse an object past the limits from its counts, before building anything."""
         settings = self.settings
-        if hosts > settings.max_hosts_per_object:
-            raise Rejected(
-                f"{hosts} hosts, more than catalog.max_hosts_per_object "
-                f"({settings.max_hosts_per_object})"
-            )
-        if prefixes + exact > settings.max_paths_per_object:
-            raise Rejected(
-                f"{prefixes + exact} paths, more than catalog.max_paths_per_object "
-                f"({settings.max_paths_per_object})"
-            )
-        routes = hosts * (prefixes * (1 + bypass) + exact)
-        if routes > settings.max_routes_per_object:
-            raise Rejected(
-                f"{hosts} hosts x {prefixes + exact} paths make {routes} routes, more than "
-                f"catalog.max_routes_per_object ({settings.max_routes_per_object})"
-            )
+        for count, what, limit in (
+            (hosts, "hosts", settings.max_hosts_per_object),
+            (paths, "paths", settings.max_paths_per_object),
+            (routes, "routes", settings.max_routes_per_object),
+        ):
+            if count > limit:
+                raise Rejected(f"{count} {what}, more than catalog.max_{what}_per_object ({limit})")
 
 
 def problem_rejections(problems: Problems) -> tuple[Rejection, ...]:
@@ -866,15 +857,12 @@ def _list(value: object, what: str) -> list[Any]:
 
 
 def default_class(index: ClusterIndex, settings: CatalogSettings) -> bool:
-    """Whether our IngressClass is the cluster's default (a malformed one is not)."""
+    """Whether our IngressClass is the cluster's default; raises for a malformed one."""
     ingress_class = index.get("IngressClass", "", settings.ingress_class)
     if ingress_class is None:
         return False
-    try:
-        metadata = _mapping(ingress_class.get("metadata"), "metadata")
-        annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
-    except Rejected:
-        return False
+    metadata = _mapping(ingress_class.get("metadata"), "metadata")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
     return bool(annotations.get(DEFAULT_CLASS_ANNOTATION) == "true")
 
 
@@ -921,12 +909,9 @@ def _ingress_routes(builder: _Builder, ident: tuple[str, str], ingress: Object) 
         (rule, _list(_mapping(_mapping(rule, "a rule").get("http"), "http").get("paths"), "paths"))
         for rule in rules
     ]
-    builder.check_counts(
-        len(rules),
-        sum(len(paths) for _rule, paths in http_paths),
-        0,
-        len(route_options.bypass_paths),
-    )
+    path_count = sum(len(paths) for _rule, paths in http_paths)
+    bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
+    builder.check_counts(len(rules), path_count, path_count + bypass)
     certificates = []
     for tls in _list(spec.get("tls"), "spec.tls"):
         for host in _list(_mapping(tls, "a tls entry").get("hosts"), "tls.hosts"):
@@ -994,7 +979,9 @@ class _RouteKeys:
         prefixes = _split_list(data.get("paths", "/"))
         exact = _split_list(data.get("exact-paths", ""))
         route_options = _route_options(data)
-        builder.check_counts(len(hosts), len(prefixes), len(exact), len(route_options.bypass_paths))
+        paths = len(prefixes) + len(exact)
+        bypass = len(route_options.bypass_paths)
+        builder.check_counts(len(hosts), paths, len(hosts) * (paths + bypass))
         return cls(
             hosts=[validate.hostname(host) for host in hosts],
             prefixes=[_normalise_prefix(validate.path(p)) for p in prefixes],
@@ -1136,7 +1123,11 @@ def _route_sources(
 ) -> list[tuple[str, tuple[str, str], Object]]:
     """The objects that make routes, in the order they claim hosts and paths."""
     sources: list[tuple[str, tuple[str, str], Object]] = []
-    default = default_class(index, settings)
+    try:
+        default = default_class(index, settings)
+    except Exception as exc:  # a malformed class is not the default, and is named
+        builder.reject(describe("IngressClass", ("", settings.ingress_class)), reason_of(exc))
+        default = False
     selectors: list[tuple[str, Any]] = [
         ("ConfigMap", lambda obj: _is_route_configmap(obj, settings)),
         ("Ingress", lambda obj: _ingress_is_ours(obj, settings, default)),
@@ -1231,3 +1222,45 @@ def refresh_servers(
     if backends is None:
         return catalog, []
     return replace(catalog, backends=backends), changed
+
+
+def without_sources(catalog: Catalog, sources: set[str]) -> Catalog:
+    """``catalog`` without the routes and certificates of the objects ``sources`` names
+    (and the backends only they used): what is served when those objects are held back."""
+    if not sources:
+        return catalog
+    routes = [route for route in catalog.routes if route.source not in sources]
+    used = {route.backend for route in routes} | {catalog.default_backend}
+    return replace(
+        catalog,
+        routes=routes,
+        backends={name: b for name, b in catalog.backends.items() if name in used},
+        certificates={
+            name: cert for name, cert in catalog.certificates.items() if cert.source not in sources
+        },
+    )
+
+
+def route_sources(catalog: Catalog) -> list[str]:
+    """The objects that put routes or certificates into ``catalog``, in a stable order."""
+    return sorted(
+        {r.source for r in catalog.routes} | {c.source for c in catalog.certificates.values()}
+    )
+
+
+def source_fingerprints(catalog: Catalog, sources: set[str]) -> dict[str, str]:
+    """A digest of what each of ``sources`` contributes: it changes when the object does."""
+    parts: dict[str, list[str]] = {source: [] for source in sources}
+    for route in catalog.routes:
+        if route.source in parts:
+            backend = catalog.backends.get(route.backend)
+            options = backend.options if backend is not None else None
+            parts[route.source].append(repr((route, options)))
+    for certificate in catalog.certificates.values():
+        if certificate.source in parts:
+            parts[certificate.source].append(certificate.name)
+    return {
+        source: hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()
+        for source, texts in parts.items()
+        if texts
+    }

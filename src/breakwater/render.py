@@ -303,7 +303,8 @@ def screen(catalog: Catalog) -> tuple[Catalog, tuple[Rejection, ...]]:
         for name, backend in catalog.backends.items()
         if name not in bad_backends and (name in used or name == default)
     }
-    for name in sorted(set(bad_backends) - used):
+    routed = {route.backend for route in catalog.routes}
+    for name in sorted(set(bad_backends) - routed):
         refused.append(Rejection(f"backend {name[:60]!r}", bad_backends[name]))
     screened = Catalog(
         routes=routes,

@@ -191,7 +191,10 @@ def test_status_file_and_catalog_command(etcd, haproxy, backends, watcher, tmp_p
     bad = ingress("shop", "bad", "cli.example.com", "ghost", path="/ghost")
     store(etcd, bad)
     output = subprocess.run(
-        [sys.executable, "-m", "breakwater.cli", "catalog", "--etcd-endpoints", etcd.endpoint],
+        [
+            *[sys.executable, "-m", "breakwater.cli", "catalog", "--etcd-endpoints", etcd.endpoint],
+            *["--set", "catalog.allow_special_addresses=true"],  # backends on 127.0.0.x
+        ],
         check=True,
         capture_output=True,
         text=True,
