@@ -72,3 +72,27 @@ def test_an_object_the_check_refuses_is_held_back_and_the_rest_is_served(
         wait_for(lambda: "Ingress shop/bad" not in rejections(status), what="no rejection")
     finally:
         assert process.stop() == 0
+
+
+def test_a_sync_that_fails_is_in_the_status_file_at_once(etcd, haproxy, backends, tmp_path):
+    # A template that cannot render (StrictUndefined): every sync raises, whatever the
+    # objects; the status file must say so, not keep last_error null.
+    template = tmp_path / "broken.cfg.j2"
+    template.write_text(TEMPLATE.read_text() + "{{ no_such_variable }}\n")
+    config = watcher_config(tmp_path, etcd, haproxy, haproxy={"template": str(template)})
+    process = WatcherProcess(config, tmp_path / "watcher.log")
+    process.start()
+    status = tmp_path / "status.json"
+    try:
+        web = backends("web")
+        store(etcd, service("shop", "web"))
+        store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+        store(etcd, ingress("shop", "good", "good.example.com", "web"))
+        error = wait_for(
+            lambda: status.exists() and json.loads(status.read_text())["last_error"],
+            what="the failed sync in the status file",
+        )
+        assert "no_such_variable" in error
+        assert json.loads(status.read_text())["last_action"] == "failed"
+    finally:
+        assert process.stop() == 0
