@@ -6,8 +6,8 @@ newline and a directive, quotes, ``;``, a scope, a huge number, a wrong type...)
 anywhere in the object.  Each example builds the catalog beside a good route,
 renders it, writes the generation directory, and runs ``haproxy -c`` on the result.
 
-Profiles: ``ci`` (the default, bounded) and ``release`` (long; run it before a
-release: ``HYPOTHESIS_PROFILE=release pytest tests/integration/test_hostile_fuzz.py``).
+Bounded in CI; before a release run the long one:
+``HYPOTHESIS_PROFILE=release pytest --timeout=0 tests/integration/test_hostile_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -30,23 +30,14 @@ from breakwater.render import HAProxySettings, assign_slots, render_haproxy
 
 pytestmark = pytest.mark.integration
 
-settings.register_profile(
-    "ci",
-    max_examples=150,
+# Bounded in CI; HYPOTHESIS_PROFILE=release before a release (a few minutes).
+PROFILE = settings(
+    max_examples=5000 if os.environ.get("HYPOTHESIS_PROFILE") == "release" else 150,
     deadline=None,
     database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.register_profile(
-    "release",
-    max_examples=5000,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Text no accepted value can render: each holds a space and a directive.
 MARKERS = ("string bw-pwned", "disable frontend", "mode tcp")
@@ -187,6 +178,7 @@ def haproxy_check(config_dir: Path, text: str) -> subprocess.CompletedProcess[st
     )
 
 
+@PROFILE
 @given(objects=hostile_objects(), mode=st.sampled_from(["pods", "nodeport"]))
 def test_any_hostile_object_is_rejected_or_rendered_safely(
     tmp_path_factory: pytest.TempPathFactory, objects: list[dict[str, Any]], mode: str

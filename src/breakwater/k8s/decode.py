@@ -11,6 +11,10 @@ A stored value is one of:
 
 Every kind decodes to the dictionary Kubernetes' own JSON encoding gives for the same
 object, so the catalog only ever sees one form.
+
+Decoding is total: whatever the bytes, :func:`decode` returns a dict holding only
+what JSON holds (str keys, str values valid UTF-8, finite numbers) or raises a
+:class:`DecodeError` naming the key -- never anything else.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -49,6 +55,7 @@ _ENVELOPE: dict[str, tuple[Field, ...]] = {
     ),
 }
 _ZERO_TIME_SECONDS = -62135596800  # Go's time.Time{}.Unix(): JSON null
+_MESSAGE_LIMIT = 200  # characters of a value or an exception quoted in an error
 
 
 class DecodeError(Exception):
@@ -70,6 +77,15 @@ class CorruptValueError(DecodeError):
 
 class UnknownKindError(DecodeError):
     """The value is a kind Breakwater has no schema for."""
+
+
+def _short(value: object, limit: int = _MESSAGE_LIMIT) -> str:
+    """``str(value)``, cut to ``limit`` characters: errors never carry huge values."""
+    try:
+        text = str(value)
+    except Exception:
+        text = f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _split_type(type_name: str) -> tuple[str, str]:
@@ -108,18 +124,35 @@ def _field_proto(
 
 
 @cache
-def _message_classes(lean: bool = False) -> Mapping[str, type[message.Message]]:
+def _message_classes(
+    lean: bool = False, check_utf8: bool = True
+) -> Mapping[str, type[message.Message]]:
     """Build real protobuf descriptors from the schema table, once.
 
     ``lean``: without the fields of :data:`LEAN_SKIPPED`.  The parser then keeps
     them as unknown fields, raw bytes in C, and no Python object is ever made of
     them -- most of what a lean decode saves.
+
+    ``check_utf8``: the parser rejects a string field that is not valid UTF-8.
+    Kubernetes' ``generated.proto`` is proto2, whose parser hands such a string to
+    Python as ``bytes`` -- in a map's keys, a name, anywhere.  Edition 2023 keeps
+    proto2's semantics (explicit presence, unpacked repeated fields: the same wire
+    format both ways) and adds the check, made in C at no measurable cost.  Without
+    it (proto2), the classes only serve to find the offending field for an error.
     """
     file_proto = descriptor_pb2.FileDescriptorProto(
         name="breakwater/k8s-lean.proto" if lean else "breakwater/k8s.proto",
         package=_PACKAGE,
-        syntax="proto2",
     )
+    if check_utf8:
+        file_proto.syntax = "editions"
+        file_proto.edition = descriptor_pb2.EDITION_2023
+        features = file_proto.options.features
+        features.field_presence = descriptor_pb2.FeatureSet.EXPLICIT
+        features.repeated_field_encoding = descriptor_pb2.FeatureSet.EXPANDED
+        features.utf8_validation = descriptor_pb2.FeatureSet.VERIFY
+    else:
+        file_proto.syntax = "proto2"
     tables = {**MESSAGES, **SPECIAL_TYPES, **_ENVELOPE}
     for name, fields in tables.items():
         owner = file_proto.message_type.add(name=name)
@@ -144,8 +177,55 @@ def _int_or_string_to_json(value: Any) -> int | str:
     return str(value.strVal) if value.type == 1 else int(value.intVal)
 
 
+class _JSONError(ValueError):
+    """A JSON text :func:`_load_json` refuses; the message is short."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError("number out of range")
+    return number
+
+
+# Strict JSON: Python's json also reads NaN and Infinity, and 1e999 as infinity.
+_JSON_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+# A \uXXXX escape of a UTF-16 surrogate: alone, json makes it a str that is not UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _load_json(data: bytes) -> Any:
+    """Parse JSON text into values JSON can write back: raises :class:`_JSONError`."""
+    try:
+        # Strict UTF-8 first: json.loads(bytes) would also take UTF-16 and surrogates.
+        obj = _JSON_DECODER.decode(data.decode("utf-8"))
+    except RecursionError as exc:
+        raise _JSONError("nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise _JSONError(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except ValueError as exc:  # syntax, NaN/Infinity, integers over 4300 digits
+        raise _JSONError(_short(exc)) from exc
+    # Rare (Kubernetes writes non-ASCII as UTF-8, not as escapes): check the strings
+    # only when the text holds a surrogate escape -- a valid pair passes.
+    if b"\\" in data and _SURROGATE_ESCAPE.search(data) is not None:
+        try:
+            json.dumps(obj, ensure_ascii=False, check_circular=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _JSONError("a string holds a lone surrogate (a \\ud800-\\udfff escape)") from exc
+    return obj
+
+
 def _fields_v1_to_json(value: Any) -> Any:
-    return json.loads(value.Raw) if value.Raw else {}
+    if not value.Raw:
+        return {}
+    try:
+        return _load_json(value.Raw)
+    except _JSONError as exc:
+        raise _JSONError(f"fieldsV1 is not valid JSON: {exc}") from exc
 
 
 _SPECIAL_CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -291,36 +371,95 @@ def _convert(plan: _TypePlan, value: Any, lean: bool) -> dict[str, Any]:
     return out
 
 
+def _invalid_utf8_field(type_name: str, data: bytes, lean: bool) -> str | None:
+    """The path of the first string field of ``data`` that is not UTF-8, if that is
+    why it does not parse: the error path only, so it may be slow."""
+    obj: Any = _message_classes(lean, check_utf8=False)[type_name]()
+    try:
+        obj.ParseFromString(data)
+    except (ProtobufDecodeError, UnicodeDecodeError):
+        return None  # corrupt in some other way (or a parser that checks UTF-8 anyway)
+    return _find_bytes(obj, "")
+
+
+def _find_bytes(value: Any, path: str) -> str | None:
+    for descriptor, item in value.ListFields():
+        name = f"{path}.{descriptor.name}" if path else descriptor.name
+        is_string = descriptor.type == descriptor.TYPE_STRING
+        entry = descriptor.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            keys = list(item)
+            bad_keys = [k for k in keys if not isinstance(k, str)]
+            if bad_keys:
+                return f"{name} (key {_short(repr(bad_keys[0]), 40)})"
+            is_string = entry.fields_by_name["value"].type == descriptor.TYPE_STRING
+            elements = [(f"{name}[{_short(k, 40)}]", item[k]) for k in keys]
+        elif isinstance(item, (str, bytes, message.Message)):
+            elements = [(name, item)]
+        elif isinstance(item, (int, float, bool)):
+            continue
+        else:
+            elements = [(f"{name}[{index}]", element) for index, element in enumerate(item)]
+        for element_path, element in elements:
+            if is_string and isinstance(element, bytes):
+                return element_path
+            if isinstance(element, message.Message):
+                found = _find_bytes(element, element_path)
+                if found:
+                    return found
+    return None
+
+
+def _parse(key: str, classes: Mapping[str, Any], type_name: str, data: bytes, lean: bool) -> Any:
+    obj = classes[type_name]()
+    try:
+        obj.ParseFromString(data)
+    except ProtobufDecodeError as exc:
+        what = "protobuf envelope" if type_name == "Unknown" else type_name
+        field = _invalid_utf8_field(type_name, data, lean)
+        if field is not None:
+            raise CorruptValueError(
+                key, f"invalid UTF-8 in string field {field} of {what}"
+            ) from exc
+        raise CorruptValueError(key, f"truncated or corrupt {what} ({_short(exc)})") from exc
+    except UnicodeDecodeError as exc:  # the pure-Python protobuf checks UTF-8 itself
+        raise CorruptValueError(key, f"invalid UTF-8 in a string field ({_short(exc)})") from exc
+    return obj
+
+
 def decode_protobuf(key: str, value: bytes, lean: bool = False) -> dict[str, Any]:
     """Decode a ``k8s\\x00`` protobuf storage value into Kubernetes' JSON form."""
     classes = _message_classes(lean)
-    envelope: Any = classes["Unknown"]()
-    try:
-        envelope.ParseFromString(value[len(PROTOBUF_MAGIC) :])
-    except ProtobufDecodeError as exc:
-        raise CorruptValueError(key, f"truncated or corrupt protobuf envelope ({exc})") from exc
+    envelope = _parse(key, classes, "Unknown", value[len(PROTOBUF_MAGIC) :], lean)
     if not envelope.HasField("raw"):
         raise CorruptValueError(key, "protobuf envelope carries no object")
     if envelope.contentEncoding:
-        raise CorruptValueError(key, f"unsupported contentEncoding {envelope.contentEncoding!r}")
+        encoding = _short(repr(envelope.contentEncoding), 80)
+        raise CorruptValueError(key, f"unsupported contentEncoding {encoding}")
     api_version, kind = envelope.typeMeta.apiVersion, envelope.typeMeta.kind
     type_name = KINDS.get((api_version, kind))
     if type_name is None:
-        raise UnknownKindError(key, f"unknown kind {kind!r} of apiVersion {api_version!r}")
-    obj: Any = classes[type_name]()
+        raise _unknown_kind(key, kind, api_version)
+    obj = _parse(key, classes, type_name, envelope.raw, lean)
     try:
-        obj.ParseFromString(envelope.raw)
         body = _message_to_json(type_name, obj, lean)
-    except (ProtobufDecodeError, ValueError, OverflowError, OSError) as exc:
-        raise CorruptValueError(key, f"truncated or corrupt {kind} ({exc})") from exc
+    except (ValueError, OverflowError, OSError) as exc:
+        raise CorruptValueError(key, f"corrupt {kind} ({_short(exc)})") from exc
     return {"kind": kind, "apiVersion": api_version, **body}
+
+
+def _unknown_kind(key: str, kind: object, api_version: object) -> UnknownKindError:
+    return UnknownKindError(
+        key,
+        f"unknown kind {_short(repr(kind), 80)} of apiVersion {_short(repr(api_version), 80)}",
+    )
 
 
 def decode_json(key: str, value: bytes, lean: bool = False) -> dict[str, Any]:
     """Decode a JSON storage value; the kind must be one Breakwater knows."""
     try:
-        obj = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        obj = _load_json(value)
+    except _JSONError as exc:
         raise CorruptValueError(key, f"truncated or corrupt JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise CorruptValueError(key, "JSON value is not an object")
@@ -328,7 +467,7 @@ def decode_json(key: str, value: bytes, lean: bool = False) -> dict[str, Any]:
     if not isinstance(api_version, str) or not isinstance(kind, str):
         raise CorruptValueError(key, "JSON object has no kind and apiVersion")
     if (api_version, kind) not in KINDS:
-        raise UnknownKindError(key, f"unknown kind {kind!r} of apiVersion {api_version!r}")
+        raise _unknown_kind(key, kind, api_version)
     if lean:
         _drop_lean_skipped(KINDS[(api_version, kind)], obj)
     return obj
@@ -364,21 +503,29 @@ def decode(key: str, value: bytes, lean: bool = False) -> dict[str, Any]:
     """Decode one etcd value stored by the Kubernetes API server.
 
     ``key`` is only used to name the object in errors.  Raises a subclass of
-    :class:`DecodeError` for encrypted, corrupt or unknown values.  ``lean`` leaves
-    out :data:`LEAN_SKIPPED` (the watcher's form: less memory, faster lists).
+    :class:`DecodeError` for encrypted, corrupt or unknown values, and nothing else
+    (but :class:`MemoryError`).  ``lean`` leaves out :data:`LEAN_SKIPPED` (the
+    watcher's form: less memory, faster lists).
     """
-    if value.startswith(ENCRYPTED_PREFIX):
-        provider = value[len(ENCRYPTED_PREFIX) :].split(b":", 2)[:2]
-        name = ":".join(part.decode("ascii", "replace") for part in provider)
-        raise EncryptedValueError(
-            key,
-            f"value is encrypted at rest (provider {name}); Breakwater reads only "
-            "unencrypted resources, exclude this resource from the encryption configuration",
-        )
-    if value.startswith(PROTOBUF_MAGIC):
-        return decode_protobuf(key, value, lean)
-    if value.lstrip()[:1] == b"{":
-        return decode_json(key, value, lean)
+    try:
+        if value.startswith(ENCRYPTED_PREFIX):
+            provider = value[len(ENCRYPTED_PREFIX) :].split(b":", 2)[:2]
+            name = _short(":".join(part.decode("ascii", "replace") for part in provider), 80)
+            raise EncryptedValueError(
+                key,
+                f"value is encrypted at rest (provider {name}); Breakwater reads only "
+                "unencrypted resources, exclude this resource from the encryption configuration",
+            )
+        if value.startswith(PROTOBUF_MAGIC):
+            return decode_protobuf(key, value, lean)
+        if value.lstrip()[:1] == b"{":
+            return decode_json(key, value, lean)
+    except (DecodeError, MemoryError):
+        raise
+    except Exception as exc:
+        # The last line of defence: whatever was not foreseen is still a bad value.
+        reason = f"cannot decode ({type(exc).__name__}: {_short(exc)})"
+        raise CorruptValueError(key, reason) from exc
     raise CorruptValueError(key, "not a Kubernetes storage value (neither JSON nor k8s protobuf)")
 
 
