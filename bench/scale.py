@@ -199,7 +199,7 @@ def main() -> None:
     print("synthetic clusters: N Services x 10 endpoints; 3 objects per Service (protobuf)")
     header = ["services", "objects", "list+decode", "catalog", "render", "start total"]
     header += ["peak RSS", "event CPU med", "event CPU p99", "event wall p99", "cfg MB"]
-    header += ["first reload", "file write after a burst"]
+    header += ["first reload", "file write after a burst", "loop stall in a full build"]
     print(" | ".join(header))
     for r in rows:
         t = r["times"]
@@ -219,6 +219,7 @@ def main() -> None:
                     f"{r['config_mb']:.1f}",
                     f"{r['first_apply_ms']:.0f} ms",
                     f"{r['flush_ms']:.0f} ms",
+                    f"{r['rebuild_loop_stall_ms']:.0f} ms",
                 ]
             )
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from breakwater.apply import HAProxyTarget
 from breakwater.catalog import RESOURCES
-from breakwater.config import load_config
+from breakwater.config import Config, load_config
 from breakwater.source import Change, EtcdSource
 from breakwater.watcher import ClusterState
 
@@ -31,6 +31,25 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+async def loop_stall_during_rebuild(state: ClusterState, config: Config) -> float:
+    """Longest the event loop waited (ms) while a full build ran as the watcher runs it:
+    in a thread.  What the etcd stream and the systemd watchdog would wait."""
+    tick, gaps, building = 0.005, [], True
+
+    async def ticker() -> None:
+        while building:
+            start = time.perf_counter()
+            await asyncio.sleep(tick)
+            gaps.append(time.perf_counter() - start - tick)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    await asyncio.to_thread(state.rebuild, config)
+    building = False
+    await task
+    return max(gaps) * 1000
+
+
 async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
     config = load_config(document={"etcd": {"endpoints": [endpoint], "timeout": 60}}, environ={})
     times: dict[str, float] = {}
@@ -42,6 +61,7 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
     start = time.perf_counter()
     catalog, _ = state.update(config)
     times["catalog"] = time.perf_counter() - start
+    stall_ms = await loop_stall_during_rebuild(state, config)
 
     # A real HAProxy, started as the haproxy role starts it (no routes), then given
     # the cluster's configuration the way the watcher gives it: check, swap, reload.
@@ -107,6 +127,7 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
         "event_wall_ms": {"median": statistics.median(wall_ms), "p99": percentile(wall_ms, 0.99)},
         "runtime_commands": commands,
         "flush_ms": flush_ms,
+        "rebuild_loop_stall_ms": stall_ms,
         "flush_action": flushed.action,
         "config_mb": len(Path(settings.config_file).read_text()) / 1e6,
     }
