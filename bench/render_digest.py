@@ -28,12 +28,14 @@ from builders import (  # noqa: E402
 )
 from scale import cluster_objects  # noqa: E402
 
+from breakwater.cluster.plain_routes import encode_route  # noqa: E402
+from breakwater.cluster.source import Change  # noqa: E402
+from breakwater.cluster.state import ClusterState  # noqa: E402
 from breakwater.config import load_config  # noqa: E402
 from breakwater.lab import storage_key, storage_value  # noqa: E402
-from breakwater.render import assign_slots, render_haproxy, render_vcl  # noqa: E402
-from breakwater.routes import encode_route  # noqa: E402
-from breakwater.source import Change  # noqa: E402
-from breakwater.watcher import ClusterState  # noqa: E402
+from breakwater.render.haproxy import render_haproxy  # noqa: E402
+from breakwater.render.slots import assign_slots  # noqa: E402
+from breakwater.render.vcl import render_vcl  # noqa: E402
 
 
 def features() -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The measuring half of bench/scale.py, run in a fresh process (its RSS is the figure).
 
 Arguments: etcd endpoint, work directory, number of endpoint events.  Does what the
-watcher does (breakwater.watcher.Watcher.follow and sync) step by step, with clocks
+watcher does (breakwater.daemon.watcher.Watcher.follow and sync) step by step, with clocks
 around each step, and prints one JSON object.
 """
 
@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from breakwater.apply import HAProxyTarget
-from breakwater.catalog import RESOURCES
+from breakwater.cluster.keys import RESOURCES
+from breakwater.cluster.source import Change, EtcdSource
+from breakwater.cluster.state import ClusterState
 from breakwater.config import Config, load_config
-from breakwater.source import Change, EtcdSource
-from breakwater.watcher import ClusterState
+from breakwater.targets.haproxy import HAProxyTarget
 
 
 def peak_rss_mb() -> float:

@@ -27,8 +27,8 @@ from pathlib import Path
 from common import StaticBackends, wrk
 from harness import HAProxy, endpoint_slice, free_port, haproxy_settings, ingress, service
 
-from breakwater.apply import HAProxyTarget
 from breakwater.catalog import CatalogSettings, build_catalog
+from breakwater.targets.haproxy import HAProxyTarget
 
 LOG_TARGET = "127.0.0.1:5514"  # syslog over UDP: sent and dropped, in both configurations
 

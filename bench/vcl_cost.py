@@ -24,8 +24,11 @@ from common import percentile
 from harness import Varnish, endpoint_slice, ingress, service
 
 from breakwater.catalog import build_catalog
-from breakwater.render import HAProxySettings, assign_slots, render_haproxy, render_vcl
-from breakwater.varnish import VarnishTarget
+from breakwater.render.haproxy import render_haproxy
+from breakwater.render.slots import assign_slots
+from breakwater.render.vcl import render_vcl
+from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.varnish import VarnishTarget
 
 
 def cacheable_catalog_maps(routes: int) -> int:

@@ -90,7 +90,7 @@ def main():
         supports_check_mode=True,
     )
     require_breakwater(module)
-    from breakwater.varnish import ban_expression, invalidate, node_secret
+    from breakwater.targets.varnish import ban_expression, invalidate, node_secret
 
     params = module.params
     try:

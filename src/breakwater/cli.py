@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from breakwater import __version__
+from breakwater.cluster.source import SourceError
 from breakwater.config import Config, ConfigError, as_dict, load_config
 from breakwater.k8s.decode import DecodeError, decode
-from breakwater.render import render_haproxy
-from breakwater.source import SourceError
+from breakwater.render.haproxy import render_haproxy
+from breakwater.targets.varnish import VarnishError
 from breakwater.validate import InvalidValue
-from breakwater.varnish import VarnishError
 
 log = logging.getLogger("breakwater")
 
@@ -74,7 +74,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from breakwater.watcher import Watcher
+    from breakwater.daemon.watcher import Watcher
 
     config = _config(args)
     _setup_logging(config.watcher.log_level)
@@ -93,7 +93,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from breakwater.watcher import read_cluster
+    from breakwater.cluster.state import read_cluster
 
     config = _config(args)
     _setup_logging("WARNING")
@@ -129,7 +129,7 @@ def cmd_lab_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_invalidate(args: argparse.Namespace) -> int:
-    from breakwater.varnish import invalidate, node_secret
+    from breakwater.targets.varnish import invalidate, node_secret
 
     config = _config(args)
     nodes = args.node or list(config.varnish.nodes) or [config.varnish.admin]

@@ -27,8 +27,9 @@ from typing import Any
 import yaml
 
 from breakwater.catalog import CatalogSettings
-from breakwater.render import HAProxySettings, VarnishSettings
-from breakwater.source import EtcdSettings, parse_endpoint
+from breakwater.cluster.source import EtcdSettings, parse_endpoint
+from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.varnish import VarnishSettings
 
 DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
 ETCDCTL_FALLBACKS = {

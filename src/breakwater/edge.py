@@ -19,13 +19,16 @@ from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
 from breakwater import validate
-from breakwater.catalog import RESOURCES, Catalog, build_catalog
+from breakwater.catalog import Catalog, build_catalog
+from breakwater.cluster.keys import RESOURCES
+from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
+from breakwater.cluster.source import EtcdSource
+from breakwater.cluster.state import ClusterState, read_cluster
 from breakwater.config import Config, as_dict, load_config
 from breakwater.k8s.decode import decode
-from breakwater.render import assign_slots, layout_from_config, render_haproxy, render_vcl
-from breakwater.routes import API_VERSION, KIND, encode_route
-from breakwater.source import EtcdSource
-from breakwater.watcher import ClusterState, read_cluster
+from breakwater.render.haproxy import render_haproxy
+from breakwater.render.slots import assign_slots, layout_from_config
+from breakwater.render.vcl import render_vcl
 
 ETCD_OPTIONS = ("endpoints", "ca_file", "cert_file", "key_file", "prefix", "routes_prefix")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from breakwater.catalog import RESOURCES
-from breakwater.k8s.decode import encode_protobuf
-from breakwater.source import EtcdClient, EtcdSettings
+from breakwater.cluster.keys import RESOURCES
+from breakwater.cluster.source import EtcdClient, EtcdSettings
+from breakwater.k8s.encode import encode_protobuf
 
 _DIRECTORIES = {kind: directory.rstrip("/") for directory, kind in RESOURCES.items()}
 _DIRECTORIES["Namespace"] = "namespaces"

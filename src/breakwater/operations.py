@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from breakwater.haproxy import HAProxyError, RuntimeSession, runtime_reply_ok
-from breakwater.render import FREE_SLOT
+from breakwater.render.slots import FREE_SLOT
+from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, runtime_reply_ok
 
 AdminState = Literal["ready", "drain", "maint"]
 NODE_STATE_MAP = "node-state.map"

@@ -25,9 +25,12 @@ import pytest
 import yaml
 
 from breakwater.catalog import Catalog
-from breakwater.haproxy import parse_show_proc
 from breakwater.lab import storage_key, storage_value
-from breakwater.render import HAProxySettings, VarnishSettings, render_haproxy, render_vcl
+from breakwater.render.haproxy import render_haproxy
+from breakwater.render.vcl import render_vcl
+from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.haproxy_api import parse_show_proc
+from breakwater.targets.varnish import VarnishSettings
 
 pytestmark = pytest.mark.integration
 
@@ -275,7 +278,7 @@ class HAProxy:
     def start(self) -> None:
         # The first configuration, as the haproxy role renders it: no routes yet.
         rendered = render_haproxy(Catalog(), {}, self.settings, varnish=self.varnish)
-        from breakwater.apply import ensure_node_state, write_generation
+        from breakwater.targets.staging import ensure_node_state, write_generation
 
         os.makedirs(self.settings.config_dir, exist_ok=True)
         ensure_node_state(self.settings.config_dir)

@@ -16,7 +16,7 @@ from harness import (
     watcher_config,
 )
 
-from breakwater.render import DEFAULT_TEMPLATE
+from breakwater.render.templates import DEFAULT_TEMPLATE
 
 TEMPLATE = (
     Path(__file__).resolve().parents[2] / "src" / "breakwater" / "templates" / DEFAULT_TEMPLATE

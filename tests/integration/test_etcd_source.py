@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from harness import Etcd, free_port, ingress, service, store
 
-from breakwater.source import EtcdSettings, SourceError
-from breakwater.watcher import read_cluster
+from breakwater.cluster.source import EtcdSettings, SourceError
+from breakwater.cluster.state import read_cluster
 
 
 def make_pki(directory: Path) -> dict[str, str]:

@@ -23,10 +23,12 @@ from builders import READY, endpoint_slice, ingress, node, route_configmap, serv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from breakwater.apply import ensure_node_state, runtime_commands, write_generation
 from breakwater.catalog import CatalogSettings, build_catalog
-from breakwater.haproxy import check_command
-from breakwater.render import HAProxySettings, assign_slots, render_haproxy
+from breakwater.render.haproxy import render_haproxy
+from breakwater.render.slots import assign_slots, runtime_commands
+from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.haproxy_api import check_command
+from breakwater.targets.staging import ensure_node_state, write_generation
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from harness import (
     watcher_config,
 )
 
-from breakwater.varnish import VarnishCLI, VarnishTarget, parse_vcl_list, read_secret
+from breakwater.targets.varnish import VarnishCLI, VarnishTarget, parse_vcl_list, read_secret
 
 
 def get(edge: Edge, host: str, path: str = "/", headers: dict[str, str] | None = None):

@@ -22,7 +22,7 @@ from harness import (
     watcher_config,
 )
 
-from breakwater.k8s.decode import encode_protobuf
+from breakwater.k8s.encode import encode_protobuf
 
 
 def serves(haproxy: HAProxy, host: str, expected: str, path: str = "/") -> bool:

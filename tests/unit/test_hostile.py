@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from builders import READY, endpoint_slice, ingress, node, route_configmap, service, tls_secret
 
-import breakwater.catalog as catalog_module
-from breakwater.apply import inside, runtime_commands, write_generation
+import breakwater.catalog.builder as builder_module
 from breakwater.catalog import (
     Backend,
     BackendOptions,
@@ -25,12 +24,15 @@ from breakwater.catalog import (
     Server,
     build_catalog,
 )
+from breakwater.cluster.source import Change
+from breakwater.cluster.state import ClusterState
 from breakwater.config import Config
-from breakwater.haproxy import HAProxyError, check_command
 from breakwater.lab import storage_key, storage_value
-from breakwater.render import HAProxySettings, RenderedConfig, assign_slots, render_haproxy
-from breakwater.source import Change
-from breakwater.watcher import ClusterState
+from breakwater.render.haproxy import RenderedConfig, render_haproxy
+from breakwater.render.slots import assign_slots, runtime_commands
+from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.haproxy_api import HAProxyError, check_command
+from breakwater.targets.staging import inside, write_generation
 
 MARKER = "pwned"
 
@@ -423,13 +425,13 @@ def test_endpoints_per_backend_are_bounded() -> None:
 
 def test_servers_are_computed_once_per_backend_not_once_per_path(monkeypatch) -> None:
     calls = []
-    real = catalog_module.backend_servers
+    real = builder_module.backend_servers
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[1:4])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(catalog_module, "backend_servers", counting)
+    monkeypatch.setattr(builder_module, "backend_servers", counting)
     rules = [("many.example.com", f"/p{i}", "Prefix", "web") for i in range(500)]
     catalog = build_catalog([*good_route(), ingress("shop", "many", rules)])
     assert len(catalog.routes) == 501

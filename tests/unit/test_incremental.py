@@ -8,10 +8,10 @@ from typing import Any
 from builders import READY, endpoint_slice, ingress, route_configmap, service
 
 from breakwater.catalog import build_catalog
+from breakwater.cluster.source import Change
+from breakwater.cluster.state import ClusterState
 from breakwater.config import Config
 from breakwater.lab import storage_key, storage_value
-from breakwater.source import Change
-from breakwater.watcher import ClusterState
 
 DRAIN = {"ready": False, "serving": True, "terminating": True}
 GONE = {"ready": False, "serving": False, "terminating": True}

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from breakwater.isolate import MAX_CULPRITS, find_culprits
+from breakwater.targets.isolate import MAX_CULPRITS, find_culprits
 
 
 def run(sources: list[str], bad: set[str], broken: bool = False) -> tuple[list[str] | None, int]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from breakwater.apply import runtime_commands, structure_of
 from breakwater.catalog import Backend, BackendOptions, Catalog, Route, Server
-from breakwater.render import HAProxySettings, assign_slots, render_haproxy
+from breakwater.render.haproxy import render_haproxy
+from breakwater.render.slots import assign_slots, runtime_commands, structure_of
+from breakwater.targets.haproxy import HAProxySettings
 
 SETTINGS = HAProxySettings(config_dir="/etc/bw")
 
@@ -83,7 +84,8 @@ def test_generation_directory_is_content_addressed() -> None:
 
 
 def test_vcl_does_not_grow_with_routes() -> None:
-    from breakwater.render import VarnishSettings, render_vcl
+    from breakwater.render.vcl import render_vcl
+    from breakwater.targets.varnish import VarnishSettings
 
     settings = VarnishSettings(enabled=True, return_socket="/run/haproxy/return.sock")
     vcl = render_vcl(settings)
@@ -93,7 +95,7 @@ def test_vcl_does_not_grow_with_routes() -> None:
 
 
 def test_haproxy_sends_cacheable_routes_to_varnish() -> None:
-    from breakwater.render import VarnishSettings
+    from breakwater.targets.varnish import VarnishSettings
 
     varnish = VarnishSettings(enabled=True, server="127.0.0.1:6081", return_socket="/run/r.sock")
     catalog = catalog_with(A)
@@ -110,7 +112,7 @@ def test_layout_survives_a_round_trip_through_the_file() -> None:
     catalog = catalog_with(C, A, Server("10.0.0.2", 80, "drain"))
     layout = assign_slots(catalog, {"be_ns_web_http": [None, C, None, A]}, 4)
     config = render_haproxy(catalog, layout, SETTINGS).config
-    from breakwater.render import layout_from_config
+    from breakwater.render.slots import layout_from_config
 
     assert layout_from_config(config) == layout
     again = render_haproxy(catalog, assign_slots(catalog, layout_from_config(config), 4), SETTINGS)

@@ -1,34 +1,16 @@
-"""Check, swap and reload: put a rendered configuration in front of live traffic.
-
-For HAProxy, one :meth:`HAProxyTarget.apply` call does, in order:
-
-1. place servers into slots (:func:`~breakwater.render.assign_slots`) and render;
-2. identical ``haproxy.cfg`` bytes: nothing to do;
-3. only servers changed: apply them through the runtime API, then write the file
-   (staged and swapped; not checked again, as it differs from the last checked one
-   in server lines alone) so the next reload keeps them -- no reload.  When the
-   caller knows which backends' servers changed (the watcher does), only those are
-   placed and commanded, and the file is left *stale* for :meth:`HAProxyTarget.flush`
-   to rewrite later: an endpoint event costs in proportion to the change, and a
-   burst of them costs one file write;
-4. anything else: write the generation directory, stage ``haproxy.cfg`` beside the
-   live file, ``haproxy -c`` it, rename it over the live file, reload through the
-   master socket and wait for the new worker.  Any failure restores the previous
-   file and keeps the previous slots: the last good configuration keeps serving.
-"""
+"""HAProxy as a target: place servers, render, and bring HAProxy to the catalog --
+through the runtime API when only servers changed, else staged, checked, swapped and
+reloaded through the master socket.  Its settings live here, beside it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import logging
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 from breakwater.catalog import (
     Catalog,
@@ -38,182 +20,52 @@ from breakwater.catalog import (
     source_fingerprints,
     without_sources,
 )
-from breakwater.haproxy import HAProxyError, RuntimeSession, reload, runtime_reply_ok
-from breakwater.isolate import find_culprits
 from breakwater.memory import collector_paused
-from breakwater.render import (
-    FREE_SLOT,
-    HAProxySettings,
-    RenderedConfig,
-    SlotLayout,
-    VarnishSettings,
+from breakwater.render.haproxy import RenderedConfig, render_haproxy
+from breakwater.render.slots import (
     assign_slots,
     layout_from_config,
-    render_haproxy,
+    runtime_commands,
+    structure_of,
 )
+from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, reload, runtime_reply_ok
+from breakwater.targets.isolate import find_culprits
+from breakwater.targets.staging import (
+    ApplyResult,
+    CheckFailed,
+    FileTarget,
+    ensure_node_state,
+    remove_old_generations,
+    write_file,
+    write_generation,
+)
+from breakwater.targets.varnish import VarnishSettings
 
 log = logging.getLogger(__name__)
 
-Action = Literal["none", "runtime", "reload", "written", "dry-run", "failed"]
-_SERVER_LINE = re.compile(r"^[ \t]*server[ \t]+s\d+[ \t].*$", re.MULTILINE)
 
-
-class CheckFailed(Exception):
-    """The daemon's own checker refused a staged file; the message has its output."""
-
-
-@dataclass
-class ApplyResult:
-    action: Action
-    detail: str = ""
-    runtime_commands: int = 0
-    diff: str = ""
-    refused: tuple[Rejection, ...] = ()  # left out: by the renderer, or held back
-    check_failed: str | None = None  # the checker's output, when it refused the file
-
-
-@dataclass
-class FileTarget:
-    """Staged write, check and atomic swap of one configuration file."""
-
-    path: str
-    check_command: list[str]  # '{}' is replaced by the staged path
-    check_timeout: float = 60.0
-
-    def staged_path(self) -> str:
-        directory, name = os.path.split(self.path)
-        return os.path.join(directory, f".{name}.staged")
-
-    def current(self) -> str | None:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return None
-
-    async def check(self, staged: str) -> None:
-        command = [staged if part == "{}" else part for part in self.check_command]
-        process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        try:
-            output, _stderr = await asyncio.wait_for(process.communicate(), self.check_timeout)
-        except TimeoutError as exc:
-            process.kill()
-            await process.wait()
-            raise CheckFailed(f"{command[0]} check timed out after {self.check_timeout}s") from exc
-        if process.returncode != 0:
-            text = output.decode(errors="replace").strip()
-            raise CheckFailed(f"{' '.join(command)} failed: {text[-2000:]}")
-
-    async def check_text(self, text: str) -> None:
-        """Check ``text`` as this file would be checked, without touching the file."""
-        directory, name = os.path.split(self.path)
-        trial = os.path.join(directory, f".{name}.trial")
-        await asyncio.to_thread(write_file, trial, text, 0o600)
-        try:
-            await self.check(trial)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(trial)
-
-    async def write_checked(self, text: str, mode: int = 0o644, check: bool = True) -> None:
-        """Stage beside the target, check (unless told not to), rename over it (atomic)."""
-        staged = self.staged_path()
-        # In a thread: a large file's write and fsync must not stall the event loop.
-        await asyncio.to_thread(write_file, staged, text, mode)
-        try:
-            if check:
-                await self.check(staged)
-            os.replace(staged, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staged)
-
-
-def write_file(path: str, text: str, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(path, mode)
-
-
-def inside(directory: str, name: str) -> str:
-    """``directory``/``name``, refused unless it resolves to a path inside ``directory``."""
-    root = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(root, name))
-    if os.path.commonpath([root, path]) != root or path == root:
-        raise OSError(f"refusing to write {name!r}: outside {directory}")
-    return path
-
-
-def write_generation(rendered: RenderedConfig) -> None:
-    """Write the content-addressed generation directory, if it is not there yet.
-
-    Every file lands inside it (names are resolved and compared before anything is
-    written), whatever its name holds.
-    """
-    if os.path.isdir(rendered.generation_dir):
-        return
-    building = rendered.generation_dir + ".new"
-    paths = {name: inside(building, name) for name in rendered.generation_files}
-    shutil.rmtree(building, ignore_errors=True)
-    # Modes as the haproxy role writes them: maps readable, keys for the owner only.
-    os.mkdir(building)
-    os.chmod(building, 0o755)
-    os.mkdir(os.path.join(building, "certs"))
-    os.chmod(os.path.join(building, "certs"), 0o750)
-    for name, text in rendered.generation_files.items():
-        mode = 0o600 if name in rendered.secret_files else 0o644
-        write_file(paths[name], text, mode)
-    os.rename(building, rendered.generation_dir)
-
-
-def ensure_node_state(config_dir: str) -> None:
-    """The node's rotation map must exist (empty: in rotation) for the config to load."""
-    path = os.path.join(config_dir, "node-state.map")
-    if not os.path.exists(path):
-        write_file(path, "", 0o664)
-
-
-def remove_old_generations(config_dir: str, keep: set[str]) -> None:
-    for entry in os.listdir(config_dir):
-        path = os.path.join(config_dir, entry)
-        if entry.startswith("gen-") and path not in keep:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def structure_of(config: str, layout: SlotLayout) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """What a reload is needed for: everything but the server lines, and slot counts."""
-    slots = tuple(sorted((name, len(slots)) for name, slots in layout.items()))
-    return _SERVER_LINE.sub("", config), slots
-
-
-def runtime_commands(old: SlotLayout, new: SlotLayout) -> list[str]:
-    """Runtime API commands that take HAProxy from layout ``old`` to ``new``.
-
-    Only valid between layouts with the same backends and slot counts.
-    """
-    free_host, free_port = FREE_SLOT.rsplit(":", 1)
-    commands: list[str] = []
-    for backend, slots in new.items():
-        for index, (before, after) in enumerate(zip(old[backend], slots, strict=True), 1):
-            server = f"{backend}/s{index}"
-            if before == after:
-                continue
-            if after is None:
-                commands.append(f"set server {server} state maint")
-                commands.append(f"set server {server} addr {free_host} port {free_port}")
-                continue
-            if before is None or (before.address, before.port) != (after.address, after.port):
-                commands.append(f"set server {server} addr {after.address} port {after.port}")
-            if before is None or before.state != after.state:
-                commands.append(f"set weight {server} {0 if after.state == 'drain' else 1}")
-            if before is None:
-                commands.append(f"set server {server} state ready")
-    return commands
+@dataclass(frozen=True)
+class HAProxySettings:
+    config_dir: str = "/etc/haproxy/breakwater"
+    config_file: str = "/etc/haproxy/haproxy.cfg"
+    stats_socket: str = "/run/haproxy/admin.sock"
+    master_socket: str = "/run/haproxy/master.sock"
+    http_binds: tuple[str, ...] = (":80",)
+    https_binds: tuple[str, ...] = (":443",)
+    # Health endpoint for what balances across edge nodes (DNS, VRRP, a cloud LB):
+    # 200 in rotation, 503 out (breakwater.edge.edge_node). Empty: none.
+    monitor_binds: tuple[str, ...] = ()
+    maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
+    hard_stop_after: str = "5m"
+    timeout_connect: str = "5s"
+    timeout_client: str = "60s"
+    timeout_server: str = "60s"
+    log_target: str = "stdout"
+    user: str | None = None
+    group: str | None = None
+    socket_group: str | None = None  # group allowed on the stats socket (the watcher's)
+    template: str | None = None  # a path: the operator's own template
+    min_slots: int = 4
 
 
 @dataclass

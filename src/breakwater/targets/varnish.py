@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from breakwater import validate
-from breakwater.apply import ApplyResult, CheckFailed, FileTarget, write_file
-from breakwater.render import VarnishSettings, render_vcl
+from breakwater.render.vcl import render_vcl
+from breakwater.targets.staging import ApplyResult, CheckFailed, FileTarget, write_file
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,30 @@ def parse_vcl_list(text: str) -> list[LoadedVCL]:
         if len(fields) >= 5 and fields[0] in ("active", "available"):
             loaded.append(LoadedVCL(fields[4], fields[0] == "active"))
     return loaded
+
+
+@dataclass(frozen=True)
+class VarnishSettings:
+    """The Varnish tier: where HAProxy sends cacheable requests, and the way back.
+
+    Varnish's misses return to HAProxy through ``return_socket``, a unix socket
+    bound by HAProxy's internal frontend: no client can open it, so no header a
+    client sends can route around the cache or into the internal frontend.
+    """
+
+    enabled: bool = False
+    server: str = "127.0.0.1:6081"  # HAProxy server address of Varnish's listener
+    return_socket: str = "/run/haproxy/varnish-return.sock"
+    return_socket_mode: str = "660"
+    return_socket_group: str | None = "varnish"
+    admin: str = "127.0.0.1:6082"  # varnishd -T
+    secret_file: str = "/etc/varnish/secret"  # varnishd -S
+    vcl_file: str = "/etc/varnish/breakwater.vcl"
+    template: str | None = None  # a path: the operator's own VCL template
+    keep_vcls: int = 3  # loaded VCLs kept (the active one included)
+    varnishd: str = "varnishd"
+    nodes: tuple[str, ...] = ()  # admin addresses of every edge's Varnish, for ban/purge
+    health_interval: str = "1s"
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +52,7 @@ class EtcdSettings:
     cert_file: str | None = None
     key_file: str | None = None
     prefix: str = "/registry"
-    # Plain routes for backends outside Kubernetes (breakwater.routes); "" turns them off.
+    # Plain routes, backends outside Kubernetes (cluster.plain_routes); "" turns them off.
     routes_prefix: str = "/breakwater/routes/"
     timeout: float = 5.0
     backoff_initial: float = 0.2
@@ -284,14 +283,3 @@ class EtcdSource:
             return exc
         return SourceError(f"etcd {client.endpoint}: watch failed: {_describe(exc)}")
 
-
-def backoff_delays(initial: float, maximum: float) -> AsyncIterator[float]:
-    """Exponential backoff with jitter, for reconnecting."""
-
-    async def delays() -> AsyncIterator[float]:
-        delay = initial
-        while True:
-            yield delay * random.uniform(0.5, 1.0)
-            delay = min(delay * 2, maximum)
-
-    return delays()

@@ -1,0 +1,206 @@
+"""Build the catalog from the cluster, refresh it when only servers changed, and hold
+objects back from it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from breakwater import validate
+from breakwater.catalog.builder import Builder, as_mapping
+from breakwater.catalog.model import (
+    Backend,
+    Catalog,
+    CatalogSettings,
+    Problems,
+    describe,
+    problem_rejections,
+    reason_of,
+)
+from breakwater.catalog.servers import backend_servers
+from breakwater.catalog.sources import (
+    configmap_routes,
+    default_class,
+    ingress_is_ours,
+    ingress_routes,
+    plain_route,
+)
+from breakwater.cluster import plain_routes
+from breakwater.cluster.index import (
+    ClusterIndex,
+    Object,
+    index_objects,
+)
+
+
+def _creation_order(item: tuple[str, tuple[str, str], Object]) -> tuple[str, str, str]:
+    _kind, ident, obj = item
+    metadata = obj.get("metadata")
+    created = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    return (created if isinstance(created, str) else "", ident[0], ident[1])
+
+
+def _check_ident(kind: str, ident: tuple[str, str]) -> None:
+    """The names that become parts of backend, certificate and file names."""
+    namespace, name = ident
+    if kind == plain_routes.KIND:
+        validate.dns_label(name, "route name")
+        return
+    validate.dns_label(namespace, "namespace")
+    validate.dns_subdomain(name, f"{kind} name")
+
+
+def _is_route_configmap(configmap: Object, settings: CatalogSettings) -> bool:
+    metadata = as_mapping(configmap.get("metadata"), "metadata")
+    labels = as_mapping(metadata.get("labels"), "metadata.labels")
+    return bool(labels.get(settings.configmap_label) == settings.configmap_label_value)
+
+
+def _route_sources(
+    builder: Builder, index: ClusterIndex, settings: CatalogSettings
+) -> list[tuple[str, tuple[str, str], Object]]:
+    """The objects that make routes, in the order they claim hosts and paths."""
+    sources: list[tuple[str, tuple[str, str], Object]] = []
+    try:
+        default = default_class(index, settings)
+    except Exception as exc:  # a malformed class is not the default, and is named
+        builder.reject(describe("IngressClass", ("", settings.ingress_class)), reason_of(exc))
+        default = False
+    selectors: list[tuple[str, Any]] = [
+        ("ConfigMap", lambda obj: _is_route_configmap(obj, settings)),
+        ("Ingress", lambda obj: ingress_is_ours(obj, settings, default)),
+    ]
+    for kind, selected in selectors:
+        for ident, obj in index.all(kind):
+            try:
+                if selected(obj):
+                    sources.append((kind, ident, obj))
+            except Exception as exc:
+                builder.reject(describe(kind, ident), reason_of(exc))
+    sources.sort(key=_creation_order)
+    # Plain routes come after every Kubernetes object: a clash goes to Kubernetes.
+    sources.extend((plain_routes.KIND, *item) for item in index.all(plain_routes.KIND))
+    return sources
+
+
+_HANDLERS = {
+    "Ingress": ingress_routes,
+    "ConfigMap": configmap_routes,
+    plain_routes.KIND: plain_route,
+}
+
+
+def build_catalog(
+    objects: Iterable[Object] | ClusterIndex, settings: CatalogSettings | None = None
+) -> Catalog:
+    """The routing model of a set of decoded objects.  Pure: same input, same output.
+
+    Conflicts (two objects routing the same host and path) go to the older object
+    (creationTimestamp, then namespace/name); the newer one is rejected whole.  Plain
+    routes (:mod:`breakwater.cluster.plain_routes`) come after every Kubernetes object, by name.
+    Whatever goes wrong with one object -- a bad value, a malformed structure, a
+    limit passed -- is that object's rejection, never the others'.
+    """
+    settings = settings or CatalogSettings()
+    index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
+    builder = Builder(index, settings)
+    for kind, ident, obj in _route_sources(builder, index, settings):
+        try:
+            _check_ident(kind, ident)
+            _HANDLERS[kind](builder, ident, obj)
+        except Exception as exc:
+            builder.reject(describe(kind, ident), reason_of(exc))
+    catalog = builder.catalog
+    used = {route.backend for route in catalog.routes} | {catalog.default_backend}
+    catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
+    catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))
+    return catalog
+
+
+def refresh_servers(
+    catalog: Catalog,
+    index: ClusterIndex,
+    services: Iterable[tuple[str, str]],
+    settings: CatalogSettings | None = None,
+) -> tuple[Catalog, list[str]] | None:
+    """``catalog`` after a change to the EndpointSlices/Endpoints of ``services`` only.
+
+    The work is in proportion to the change, not to the cluster: only those services'
+    backends are recomputed, everything else is shared with ``catalog``.  The result
+    equals :func:`build_catalog` of the same objects (a unit test holds it to that).
+    Returns the new catalog and the backends whose servers changed, or None when the
+    change needs a full build (NodePort mode, where servers come from Nodes; a Service
+    whose servers were or become refused; a slice that is or was malformed).
+    """
+    settings = settings or CatalogSettings()
+    if settings.mode != "pods":
+        return None
+    backends: dict[str, Backend] | None = None
+    changed = []
+    for namespace, service in services:
+        key = (namespace, service)
+        if key in catalog.servers_rejected:
+            return None
+        problems: Problems = {}
+        for name, port in catalog.server_refs.get(key, ()):
+            try:
+                _label, servers = backend_servers(
+                    index, namespace, service, port, settings, problems
+                )
+            except Exception:
+                return None  # the Service itself changed: not a servers-only change
+            old = catalog.backends.get(name)
+            if old is not None and servers != old.servers:
+                if backends is None:
+                    backends = dict(catalog.backends)
+                backends[name] = replace(old, servers=servers)
+                changed.append(name)
+        if problem_rejections(problems) != catalog.server_problems.get(key, ()):
+            return None  # a slice became malformed, or stopped being: rejections change
+    if backends is None:
+        return catalog, []
+    return replace(catalog, backends=backends), changed
+
+
+def without_sources(catalog: Catalog, sources: set[str]) -> Catalog:
+    """``catalog`` without the routes and certificates of the objects ``sources`` names
+    (and the backends only they used): what is served when those objects are held back."""
+    if not sources:
+        return catalog
+    routes = [route for route in catalog.routes if route.source not in sources]
+    used = {route.backend for route in routes} | {catalog.default_backend}
+    return replace(
+        catalog,
+        routes=routes,
+        backends={name: b for name, b in catalog.backends.items() if name in used},
+        certificates={
+            name: cert for name, cert in catalog.certificates.items() if cert.source not in sources
+        },
+    )
+
+
+def route_sources(catalog: Catalog) -> list[str]:
+    """The objects that put routes or certificates into ``catalog``, in a stable order."""
+    return sorted(
+        {r.source for r in catalog.routes} | {c.source for c in catalog.certificates.values()}
+    )
+
+
+def source_fingerprints(catalog: Catalog, sources: set[str]) -> dict[str, str]:
+    """A digest of what each of ``sources`` contributes: it changes when the object does."""
+    parts: dict[str, list[str]] = {source: [] for source in sources}
+    for route in catalog.routes:
+        if route.source in parts:
+            backend = catalog.backends.get(route.backend)
+            options = backend.options if backend is not None else None
+            parts[route.source].append(repr((route, options)))
+    for certificate in catalog.certificates.values():
+        if certificate.source in parts:
+            parts[certificate.source].append(certificate.name)
+    return {
+        source: hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()
+        for source, texts in parts.items()
+        if texts
+    }

@@ -1,0 +1,78 @@
+"""The API server's etcd key layout: which kind lives under which key, and the identity a
+key gives its object (kind, namespace, name) -- checked against what the object says."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from breakwater import validate
+from breakwater.cluster.index import Object
+from breakwater.validate import InvalidValue
+
+# Resource directories under the key prefix (the API server's storage layout).
+RESOURCES: dict[str, str] = {
+    "services/specs/": "Service",
+    "services/endpoints/": "Endpoints",
+    "endpointslices/": "EndpointSlice",
+    "configmaps/": "ConfigMap",
+    "secrets/": "Secret",
+    "minions/": "Node",
+    "ingress/": "Ingress",
+    "ingressclasses/": "IngressClass",
+}
+
+
+def kind_of_key(key: str, prefix: str) -> str | None:
+    """The kind stored under ``key`` (``/registry/services/specs/ns/x`` -> Service)."""
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix) :].lstrip("/")
+    for directory, kind in RESOURCES.items():
+        if rest.startswith(directory):
+            return kind
+    return None
+
+
+CLUSTER_SCOPED = frozenset({"Node", "IngressClass"})
+
+
+def identity_of_key(key: str, prefix: str) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of the object stored under ``key``; None: not a kind we read.
+
+    The identity of an object is its key (the API server writes each object under
+    its own); raises :class:`InvalidValue` for a key Kubernetes could not have written.
+    """
+    kind = kind_of_key(key, prefix)
+    if kind is None:
+        return None
+    rest = key[len(prefix) :].lstrip("/")
+    directory = next(d for d, k in RESOURCES.items() if k == kind and rest.startswith(d))
+    parts = rest[len(directory) :].split("/")
+    if kind in CLUSTER_SCOPED:
+        if len(parts) != 1:
+            raise InvalidValue(f"key of a {kind} is {prefix}{directory}<name>")
+        namespace, name = "", parts[0]
+    else:
+        if len(parts) != 2:
+            raise InvalidValue(f"key of a {kind} is {prefix}{directory}<namespace>/<name>")
+        namespace, name = parts
+        validate.dns_label(namespace, "namespace")
+    if kind == "Service":
+        validate.service_name(name)
+    else:
+        validate.dns_subdomain(name, f"{kind} name")
+    return kind, namespace, name
+
+
+def metadata_disagreement(obj: Object, kind: str, namespace: str, name: str) -> str | None:
+    """Why ``obj`` cannot be the object its key names, or None when it is."""
+    meta = obj.get("metadata")
+    if obj.get("kind") != kind:
+        return f"kind {obj.get('kind')!r} stored under a key of {kind}s"
+    if not isinstance(meta, Mapping):
+        return "metadata is not an object"
+    if meta.get("name") != name:
+        return f"metadata.name {meta.get('name')!r} disagrees with its key"
+    if (meta.get("namespace") or "") != namespace:
+        return f"metadata.namespace {meta.get('namespace')!r} disagrees with its key"
+    return None

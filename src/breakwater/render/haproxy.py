@@ -1,0 +1,88 @@
+"""Render the routing model into HAProxy's files.
+
+One entry point, :func:`render_haproxy`, used by the watcher, the lookup plugins and
+the modules alike.  The result is a :class:`RenderedConfig`: ``haproxy.cfg`` plus its
+content-addressed generation directory (route maps, crt-list, PEM files).  The
+configuration names the generation directory, so identical ``haproxy.cfg`` bytes
+mean identical files everywhere, and a new set of maps can be checked with
+``haproxy -c`` before anything live is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from breakwater.catalog import Catalog, Rejection
+from breakwater.render.maps import route_lookup, route_maps
+from breakwater.render.screen import screen
+from breakwater.render.slots import FREE_SLOT, SlotLayout, server_lines
+from breakwater.render.templates import _template
+
+if TYPE_CHECKING:  # settings live beside their targets, which render through this module
+    from breakwater.targets.haproxy import HAProxySettings
+    from breakwater.targets.varnish import VarnishSettings
+
+
+@dataclass(frozen=True)
+class GenerationFiles:
+    """Absolute paths, inside the generation directory, named by the template."""
+
+    directory: str
+    exact_map: str
+    prefix_map: str
+    crt_list: str
+
+
+@dataclass
+class RenderedConfig:
+    config: str
+    generation_dir: str
+    generation_files: dict[str, str] = field(default_factory=dict)  # relative name -> text
+    secret_files: frozenset[str] = frozenset()  # relative names written with mode 0600
+    refused: tuple[Rejection, ...] = ()  # what the renderer would not write (see screen)
+
+
+def render_haproxy(
+    catalog: Catalog,
+    layout: SlotLayout,
+    settings: HAProxySettings,
+    header: str = "Rendered by Breakwater; edits are overwritten.",
+    varnish: VarnishSettings | None = None,
+) -> RenderedConfig:
+    """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog)."""
+    catalog, refused = screen(catalog)
+    exact_map, prefix_map = route_maps(catalog.routes)
+    generation: dict[str, str] = {"routes-exact.map": exact_map, "routes-prefix.map": prefix_map}
+    secrets = set()
+    for name, certificate in sorted(catalog.certificates.items()):
+        generation[f"certs/{name}.pem"] = certificate.pem
+        secrets.add(f"certs/{name}.pem")
+    digest = hashlib.sha256()
+    for name, text in sorted(generation.items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    directory = os.path.join(settings.config_dir, f"gen-{digest.hexdigest()[:16]}")
+    crt_list = "".join(
+        os.path.join(directory, f"certs/{name}.pem") + "\n" for name in sorted(catalog.certificates)
+    )
+    generation["crt-list"] = crt_list
+    files = GenerationFiles(
+        directory=directory,
+        exact_map=os.path.join(directory, "routes-exact.map"),
+        prefix_map=os.path.join(directory, "routes-prefix.map"),
+        crt_list=os.path.join(directory, "crt-list"),
+    )
+    config = _template(settings.template).render(
+        catalog=catalog,
+        lookup=route_lookup(catalog.routes, exact_map, prefix_map),
+        layout=layout,
+        settings=settings,
+        files=files,
+        free_slot=FREE_SLOT,
+        server_lines=server_lines,
+        header=header,
+        varnish=varnish if varnish is not None and varnish.enabled else None,
+    )
+    return RenderedConfig(config, directory, generation, frozenset(secrets), refused)

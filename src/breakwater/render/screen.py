@@ -1,0 +1,103 @@
+"""The renderer's own check at the exit: nothing it cannot write safely is written."""
+
+from __future__ import annotations
+
+import re
+
+from breakwater.catalog import Backend, Catalog, Rejection
+from breakwater.render.maps import map_key, map_value
+from breakwater.validate import config_word
+
+_MAP_WORD = re.compile(r"[!-~]+", re.ASCII)  # one word of a map line: no space, no control
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,250}", re.ASCII)
+
+
+# Words joined by newlines: a match is a character no word may hold, or an empty word.
+_NOT_CONFIG_WORDS = re.compile(r"[^!-~\n]|[\"'\\#]|\n\n|\A\n|\n\Z|\A\Z")
+
+
+_NOT_MAP_WORDS = re.compile(r"[^!-~\n]|\n\n|\A\n|\n\Z|\A\Z")
+
+
+def _backend_words(backend: Backend) -> list[str]:
+    options = backend.options
+    words = [backend.name, options.balance, options.health_check_interval]
+    words += [w for w in (options.health_check_path, options.timeout_connect) if w is not None]
+    words += [options.timeout_server] if options.timeout_server is not None else []
+    words += [server.endpoint for server in backend.servers]
+    return words
+
+
+def _backend_problem(backend: Backend) -> str | None:
+    bad = next((word for word in _backend_words(backend) if not config_word(word)), None)
+    return None if bad is None else f"{bad[:60]!r} is not one word of haproxy.cfg"
+
+
+def _all_clean(catalog: Catalog) -> bool:
+    """One pass over the whole catalog: the common case, where nothing is refused."""
+    words = [word for backend in catalog.backends.values() for word in _backend_words(backend)]
+    if words and _NOT_CONFIG_WORDS.search("\n".join(words)):
+        return False
+    entries = [text for route in catalog.routes for text in (map_key(route), map_value(route))]
+    if entries and _NOT_MAP_WORDS.search("\n".join(entries)):
+        return False
+    return all(_FILE_NAME.fullmatch(name) for name in catalog.certificates)
+
+
+def screen(catalog: Catalog) -> tuple[Catalog, tuple[Rejection, ...]]:
+    """The catalog without anything the renderer cannot write safely, and what it left out.
+
+    The catalog validates every value by Kubernetes' rules and HAProxy's; this is the
+    second line, at the exit: every word written into ``haproxy.cfg`` is printable ASCII
+    without whitespace, quotes, ``\\`` or ``#``, every map entry is two words, every
+    file name stays inside the generation directory.  What fails is left out with its
+    route's object named, never written -- and never expected to happen.
+    """
+    if _all_clean(catalog):
+        return catalog, ()
+    refused: list[Rejection] = []
+    bad_backends = {}
+    for name, backend in catalog.backends.items():
+        problem = _backend_problem(backend)
+        if problem is not None:
+            bad_backends[name] = problem
+    routes = []
+    for route in catalog.routes:
+        problem = bad_backends.get(route.backend)
+        if problem is None and not (
+            _MAP_WORD.fullmatch(map_key(route)) and _MAP_WORD.fullmatch(map_value(route))
+        ):
+            problem = f"route {map_key(route)[:60]!r} is not one word of a map file"
+        if problem is None:
+            routes.append(route)
+        else:
+            refused.append(Rejection(route.source, f"refused by the renderer: {problem}"))
+    certificates = {}
+    for name, certificate in catalog.certificates.items():
+        if _FILE_NAME.fullmatch(name):
+            certificates[name] = certificate
+        else:
+            problem = f"certificate file name {name[:60]!r}"
+            refused.append(Rejection(certificate.source, f"refused by the renderer: {problem}"))
+    if not refused and not bad_backends:
+        return catalog, ()
+    used = {route.backend for route in routes}
+    default = catalog.default_backend if catalog.default_backend not in bad_backends else None
+    backends = {
+        name: backend
+        for name, backend in catalog.backends.items()
+        if name not in bad_backends and (name in used or name == default)
+    }
+    routed = {route.backend for route in catalog.routes}
+    for name in sorted(set(bad_backends) - routed):
+        refused.append(Rejection(f"backend {name[:60]!r}", bad_backends[name]))
+    screened = Catalog(
+        routes=routes,
+        backends=backends,
+        certificates=certificates,
+        default_backend=default,
+        rejected=catalog.rejected,
+    )
+    return screened, tuple(dict.fromkeys(refused))
