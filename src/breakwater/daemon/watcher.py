@@ -1,64 +1,43 @@
 """The watcher daemon: etcd watch -> decode -> catalog -> render -> check -> swap -> reload.
 
-Two tasks share one :class:`ClusterState`:
+Three parts, each in its module, joined here:
 
-* the *source* task lists the resource prefixes at one revision, then watches from
-  the next one; it reconnects with backoff (rotating endpoints), resumes from the
-  last revision it saw, and re-lists when that revision was compacted;
-* the *sync* task waits for changes, coalesces a burst (quiet period, maximum wait),
-  builds the catalog and hands it to the HAProxy target.
+* the :class:`~breakwater.daemon.follower.Follower` lists the resource prefixes at one
+  revision, then watches from the next one; it reconnects with a jittered backoff
+  (rotating endpoints), resumes from the last revision it saw, and re-lists when that
+  revision was compacted;
+* the :class:`~breakwater.daemon.scheduler.Scheduler` says when to sync: a burst is
+  coalesced (quiet period, maximum wait), server-only changes go at once, the file
+  they leave stale is rewritten once they stop;
+* the :class:`~breakwater.daemon.reporter.Reporter` tells systemd and the status file.
 
-Faults never make the edge serve less: while etcd is away, or a value is bad, or a
-check fails, the last good configuration stays in place.  Signal handlers only set
-flags; SIGHUP re-reads the watcher's own configuration, SIGTERM exits cleanly.
+The sync hands the catalog to the targets (HAProxy, Varnish).  Faults never make the
+edge serve less: while etcd is away, or a value is bad, or a check fails, the last good
+configuration stays in place.  Signal handlers only set flags; SIGHUP re-reads the
+watcher's own configuration, SIGTERM exits cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
 import signal
-import socket
 import sys
-import threading
 import time
 from dataclasses import replace
+from typing import Any
 
-from breakwater.catalog import (
-    Catalog,
-)
-from breakwater.cluster.keys import RESOURCES
-from breakwater.cluster.source import Compacted, EtcdSource, SourceError
-from breakwater.cluster.state import ClusterState
+from breakwater.catalog import Catalog
 from breakwater.config import Config, ConfigError, load_config
+from breakwater.daemon.follower import Follower
+from breakwater.daemon.reporter import Reporter
+from breakwater.daemon.scheduler import Scheduler
 from breakwater.render.templates import clear_template_cache
 from breakwater.targets.haproxy import HAProxyTarget
 from breakwater.targets.staging import ApplyResult
 from breakwater.targets.varnish import VarnishTarget
 
 log = logging.getLogger("breakwater.watcher")
-
-
-def sd_notify(message: str) -> bool:
-    """Send a state line to systemd (sd_notify(3)); False when not under systemd.
-
-    The protocol is one datagram on $NOTIFY_SOCKET; the PyPI clients for it are
-    unmaintained, and this is the whole of it.
-    """
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(message.encode(), address)
-        except OSError:
-            return False
-    return True
 
 
 def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None = None) -> str:
@@ -92,109 +71,38 @@ def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None 
 
 
 class Watcher:
+    """The daemon: a follower, a scheduler, a reporter, and the targets they drive."""
+
     def __init__(self, config: Config, config_path: str | None, dry_run: bool = False) -> None:
         self.config = config
         self.config_path = config_path
         self.dry_run = dry_run
-        self.state = ClusterState.for_settings(config.etcd)
+        self.scheduler = Scheduler()
+        self.follower = Follower(config.etcd, self.scheduler.mark, self._on_outage)
+        self.reporter = Reporter(None if dry_run else config.watcher.status_file)
         self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=dry_run)
         self.varnish = VarnishTarget(config.varnish, dry_run=dry_run)
         self.vcl_pending = config.varnish.enabled
-        self.source = EtcdSource(config.etcd, list(RESOURCES))
-        self.catalog: Catalog | None = None
+        self.catalog: Catalog | None = None  # what is served now
         self.stopping = asyncio.Event()
-        self.changed = asyncio.Event()
-        self.synced_once = asyncio.Event()
         self.reload_requested = False
-        self.pending_keys: list[str] = []
-        self.first_change = 0.0
-        self.last_change = 0.0
         self.last_error: str | None = None
         self.last_sync: float | None = None
-        self.etcd_connected = False
-        self._background: set[asyncio.Future[None]] = set()
-        # Held while the state changes (follower) or a full build reads it (in a thread).
-        self._state_lock = asyncio.Lock()
         self._flushing: asyncio.Task[None] | None = None
-        self._status_lock = threading.Lock()
 
     # --- signals: flags only -------------------------------------------------------
 
     def _on_hup(self) -> None:
         self.reload_requested = True
-        self.changed.set()
+        self.scheduler.changed.set()
 
     def _on_term(self) -> None:
         self.stopping.set()
-        self.changed.set()
+        self.scheduler.changed.set()
 
-    # --- the source task -----------------------------------------------------------
-
-    def _mark_changed(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        if not self.pending_keys:
-            self.first_change = now
-        self.last_change = now
-        self.pending_keys.extend(keys)
-        self.changed.set()
-
-    async def follow(self) -> None:
-        """List, then watch; reconnect and resume or re-list, forever."""
-        settings = self.config.etcd
-        delay = settings.backoff_initial
-        listed = False
-        while not self.stopping.is_set():
-            try:
-                if not listed:
-                    state = await ClusterState.listed(self.source, settings)
-                    async with self._state_lock:
-                        self.state = state
-                    listed = True
-                    self.etcd_connected = True
-                    self._mark_changed([f"list at revision {self.state.revision}"])
-                async for batch in self.source.watch(self.state.revision + 1):
-                    self.etcd_connected = True
-                    delay = settings.backoff_initial
-                    async with self._state_lock:
-                        keys = self.state.apply(batch)
-                    self._mark_changed(keys)
-            except Compacted as exc:
-                log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)
-                listed = False
-            except Exception as exc:
-                # etcd away (SourceError, OSError) -- or anything else: following stops
-                # for nothing; it backs off, reconnects and, for the unexpected, re-lists.
-                self.etcd_connected = False
-                if isinstance(exc, SourceError | OSError):
-                    self.last_error = str(exc)
-                    log.error("etcd unavailable, serving the last good configuration: %s", exc)
-                else:
-                    listed = False
-                    self.last_error = f"following etcd failed: {exc!r}"
-                    log.exception("following etcd failed; re-listing after a backoff")
-                self._ready()  # running, and serving what HAProxy already has
-                await self.source.disconnect(rotate=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-                delay = min(delay * 2, settings.backoff_max)
-
-    def _ready(self) -> None:
-        if not self.synced_once.is_set():
-            self.synced_once.set()
-            sd_notify("READY=1")
-
-    # --- the sync task -------------------------------------------------------------
-
-    async def _coalesce(self) -> None:
-        if self.state.servers_only:
-            return  # runtime API only: cheap, so no reason to wait for more
-        quiet, maximum = self.config.coalesce.quiet_period, self.config.coalesce.max_wait
-        while not self.stopping.is_set():
-            now = time.monotonic()
-            wait = min(self.last_change + quiet, self.first_change + maximum) - now
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
+    def _on_outage(self, reason: str) -> None:
+        self.last_error = reason
+        self.reporter.ready()  # running, and serving what HAProxy already has
 
     def _reload_config(self) -> None:
         self.reload_requested = False
@@ -206,15 +114,17 @@ class Watcher:
         clear_template_cache()
         if config.etcd != self.config.etcd:
             log.info("SIGHUP: etcd settings changed, reconnecting")
-            self.source.settings = config.etcd
-            self._background.add(asyncio.ensure_future(self.source.disconnect()))
+            self.follower.reconfigure(config.etcd)
         if config.haproxy != self.config.haproxy or config.varnish != self.config.varnish:
             self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=self.dry_run)
         self.varnish = VarnishTarget(config.varnish, dry_run=self.dry_run)
         self.vcl_pending = config.varnish.enabled
         self.config = config
+        self.reporter.status_file = None if self.dry_run else config.watcher.status_file
         log.info("SIGHUP: configuration reloaded from %s", self.config_path or "defaults")
-        self._mark_changed(["configuration reloaded"])
+        self.scheduler.mark(["configuration reloaded"])
+
+    # --- syncing -------------------------------------------------------------------
 
     async def sync_vcl(self) -> None:
         """Load the VCL if it changed (start, SIGHUP); it never depends on the routes."""
@@ -231,49 +141,35 @@ class Watcher:
 
     async def sync(self) -> ApplyResult | None:
         await self.sync_vcl()
-        keys, self.pending_keys = self.pending_keys, []
+        keys = self.scheduler.take()
         try:
-            catalog, servers_only = await self._catalog()
+            catalog, servers_only = await self.follower.catalog(self.config)
             result = await self.target.apply(catalog, servers_only)
         except Exception as exc:
             self.last_error = f"sync failed: {exc!r}"
             log.exception("sync failed, keeping the last good configuration")
-            self.state.rebuild_next()  # what HAProxy missed is found by a full compare
-            await asyncio.to_thread(self._write_status, None)  # the status says so at once
+            self.follower.state.rebuild_next()  # what HAProxy missed: found by a full compare
+            await self.report(None)  # the status says so at once
             return None
         if result.refused:
             catalog = replace(catalog, rejected=[*catalog.rejected, *result.refused])
             for rejection in result.refused:
                 log.error("%s: %s", rejection.object, rejection.reason)
-        cause = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
         if result.action == "failed":
             self.last_error = result.detail
-            log.error("%s (after %s)", result.detail, cause)
+            log.error("%s (after %s)", result.detail, self.scheduler.cause(keys))
         else:
             if result.action != "none" or self.catalog is None:
-                log.info(
-                    "%s: %s (after %s)",
-                    result.action,
-                    summarize(self.catalog, catalog, servers_only),
-                    cause,
-                )
+                change = summarize(self.catalog, catalog, servers_only)
+                log.info("%s: %s (after %s)", result.action, change, self.scheduler.cause(keys))
             self.catalog = catalog
             self.last_error = None
             self.last_sync = time.time()
         if result.diff:
             print(result.diff, flush=True)
         if self.target.stale_since is None or result.action == "failed":
-            await asyncio.to_thread(self._write_status, result)  # else by flush()
+            await self.report(result)  # else with the deferred file write (flush)
         return result
-
-    async def _catalog(self) -> tuple[Catalog, list[str] | None]:
-        """The catalog after the pending changes.  A full build runs in a thread, with
-        the follower waiting: the event loop (etcd stream, watchdog) never waits on it."""
-        async with self._state_lock:
-            refreshed = self.state.refresh(self.config)
-            if refreshed is not None:
-                return refreshed
-            return await asyncio.to_thread(self.state.rebuild, self.config)
 
     async def flush(self) -> None:
         """Write the file (and the status) that server-only syncs left stale.
@@ -287,55 +183,39 @@ class Watcher:
             if result.action == "failed":
                 self.last_error = result.detail
                 log.error("%s (writing the file after runtime changes)", result.detail)
+                self.target.mark_stale(restart=True)  # retried after another delay
             elif result.action != "none":
                 log.info("%s: %s", result.action, result.detail)
-            if result.action == "failed":
-                self.target.mark_stale(restart=True)  # retried after another delay
-            await asyncio.to_thread(self._write_status, result)
+            await self.report(result)
         finally:
-            self.changed.set()  # the sync loop works out the next flush, if any
+            self.scheduler.changed.set()  # the sync loop works out the next flush, if any
 
     def _flush_timeout(self) -> float | None:
         if self._flushing is not None and not self._flushing.done():
             return None  # one at a time; it wakes the loop when it ends
         coalesce = self.config.coalesce
-        due = self.target.flush_due(coalesce.file_delay, coalesce.file_max_delay)
-        return None if due is None else max(0.0, due - time.monotonic())
+        return self.scheduler.flush_timeout(
+            self.target.flush_due(coalesce.file_delay, coalesce.file_max_delay)
+        )
 
-    def _write_status(self, result: ApplyResult | None) -> None:
-        """Write the status file (in a thread: at 10,000 backends it is megabytes)."""
-        path = self.config.watcher.status_file
-        if not path or self.dry_run:
-            return
-        with self._status_lock:
-            self._write_status_file(path, result)
-
-    def _write_status_file(self, path: str, result: ApplyResult | None) -> None:
-        status = {
-            "revision": self.state.revision,
-            "etcd_connected": self.etcd_connected,
+    async def report(self, result: ApplyResult | None) -> None:
+        """The status file, from what is served now and how the last sync went."""
+        catalog, state = self.catalog, self.follower.state
+        status: dict[str, Any] = {
+            "revision": state.revision,
+            "etcd_connected": self.follower.connected,
             "last_sync": self.last_sync,
             "last_action": result.action if result is not None else "failed",
             "last_error": self.last_error,
-            "rejected_keys_total": dict(self.state.rejected_keys),
-            "catalog": self.catalog.as_dict() if self.catalog else None,
+            "rejected_keys_total": dict(state.rejected_keys),
         }
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            staged = path + ".staged"
-            with open(staged, "w", encoding="utf-8") as handle:
-                json.dump(status, handle)
-            os.replace(staged, path)
-        except OSError as exc:
-            log.warning("cannot write status file %s: %s", path, exc)
 
-    async def _watchdog(self) -> None:
-        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
-        if not usec:
-            return
-        while not self.stopping.is_set():
-            sd_notify("WATCHDOG=1")
-            await asyncio.sleep(usec / 2_000_000)
+        def build() -> dict[str, Any]:  # in the writer's thread: the catalog is large
+            return {**status, "catalog": catalog.as_dict() if catalog else None}
+
+        await self.reporter.write_status(build)
+
+    # --- the main loop -------------------------------------------------------------
 
     async def run(self, once: bool = False) -> int:
         # File and status writes run in threads beside the event loop; a thread
@@ -347,40 +227,44 @@ class Watcher:
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
         loop.add_signal_handler(signal.SIGINT, self._on_term)
         if once:
-            self.state = await ClusterState.listed(self.source, self.config.etcd)
-            await self.source.disconnect()
-            self.pending_keys = [f"list at revision {self.state.revision}"]
+            await self.follower.list_once()
+            self.scheduler.mark([f"list at revision {self.follower.state.revision}"])
             result = await self.sync()
             return 0 if result is not None and result.action != "failed" else 1
-        follower = asyncio.create_task(self.follow())
-        watchdog = asyncio.create_task(self._watchdog())
+        follower = asyncio.create_task(self.follower.run(self.stopping))
+        watchdog = asyncio.create_task(self.reporter.watchdog(self.stopping))
         try:
-            while not self.stopping.is_set():
-                try:
-                    await asyncio.wait_for(self.changed.wait(), self._flush_timeout())
-                except TimeoutError:
-                    self._flushing = asyncio.create_task(self.flush())
-                    continue
-                self.changed.clear()
-                if self.reload_requested:
-                    self._reload_config()
-                if self.stopping.is_set():
-                    break
-                if not self.pending_keys:
-                    continue
-                await self._coalesce()
-                await self.sync()
-                self._ready()
-                sd_notify(f"STATUS=revision {self.state.revision}; {self.last_error or 'ok'}")
+            await self._loop()
         finally:
-            sd_notify("STOPPING=1")
+            self.reporter.stopping()
             follower.cancel()
             watchdog.cancel()
             await asyncio.gather(follower, watchdog, return_exceptions=True)
             if self._flushing is not None:
                 await asyncio.gather(self._flushing, return_exceptions=True)
             await self.flush()  # the file says what runs when the watcher is gone
-            await self.source.disconnect()
+            await self.follower.close()
             await self.target.close()
         log.info("stopped")
         return 0
+
+    async def _loop(self) -> None:
+        changed = self.scheduler.changed
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(changed.wait(), self._flush_timeout())
+            except TimeoutError:
+                self._flushing = asyncio.create_task(self.flush())
+                continue
+            changed.clear()
+            if self.reload_requested:
+                self._reload_config()
+            if self.stopping.is_set():
+                break
+            if not self.scheduler.pending:
+                continue
+            servers_only = self.follower.state.servers_only
+            await self.scheduler.coalesce(self.config.coalesce, self.stopping, servers_only)
+            await self.sync()
+            self.reporter.ready()
+            self.reporter.status_line(self.follower.state.revision, self.last_error)

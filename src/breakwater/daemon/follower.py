@@ -1,0 +1,122 @@
+"""Following etcd: list at one revision, then watch from the next; reconnect with a
+jittered backoff (rotating endpoints), resume from the last revision seen, re-list
+when it was compacted.  The follower keeps the :class:`ClusterState` and hands out
+catalogs of it; a full build runs in a thread while the follower waits, so the event
+loop (the etcd stream, the systemd watchdog) never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+
+from breakwater.catalog import Catalog
+from breakwater.cluster.keys import RESOURCES
+from breakwater.cluster.source import Compacted, EtcdSettings, EtcdSource, SourceError
+from breakwater.cluster.state import ClusterState
+from breakwater.config import Config
+
+log = logging.getLogger("breakwater.watcher")
+
+
+class Backoff:
+    """Exponential backoff with jitter: each delay is drawn from the upper half of the
+    current step, so many edges that lost etcd together do not return together."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.step = initial
+
+    def reset(self) -> None:
+        self.step = self.initial
+
+    def next(self) -> float:
+        delay = self.step * random.uniform(0.5, 1.0)
+        self.step = min(self.step * 2, self.maximum)
+        return delay
+
+
+class Follower:
+    """The cluster as etcd says, kept current; changes reported through ``on_change``."""
+
+    def __init__(
+        self,
+        settings: EtcdSettings,
+        on_change: Callable[[list[str]], None],
+        on_outage: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.source = EtcdSource(settings, list(RESOURCES))
+        self.state = ClusterState.for_settings(settings)
+        self.connected = False
+        self._on_change = on_change
+        self._on_outage = on_outage  # called with the reason, each time following stops
+        # Held while the state changes, or while a full build reads it (in a thread).
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Future[None]] = set()
+
+    async def list_once(self) -> None:
+        """One full list, then disconnect (``--once``)."""
+        self.state = await ClusterState.listed(self.source, self.settings)
+        await self.source.disconnect()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """List, then watch; reconnect and resume or re-list, until ``stopping``."""
+        backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        listed = False
+        while not stopping.is_set():
+            try:
+                if not listed:
+                    await self._list()
+                    listed = True
+                async for batch in self.source.watch(self.state.revision + 1):
+                    self.connected = True
+                    backoff.reset()
+                    async with self._lock:
+                        keys = self.state.apply(batch)
+                    self._on_change(keys)
+            except Compacted as exc:
+                log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)
+                listed = False
+            except Exception as exc:
+                # etcd away (SourceError, OSError) -- or anything else: following stops
+                # for nothing; it backs off, reconnects and, for the unexpected, re-lists.
+                self.connected = False
+                if isinstance(exc, SourceError | OSError):
+                    log.error("etcd unavailable, serving the last good configuration: %s", exc)
+                    self._on_outage(str(exc))
+                else:
+                    listed = False
+                    log.exception("following etcd failed; re-listing after a backoff")
+                    self._on_outage(f"following etcd failed: {exc!r}")
+                await self.source.disconnect(rotate=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), backoff.next())
+
+    async def _list(self) -> None:
+        state = await ClusterState.listed(self.source, self.settings)
+        async with self._lock:
+            self.state = state
+        self.connected = True
+        self._on_change([f"list at revision {state.revision}"])
+
+    async def catalog(self, config: Config) -> tuple[Catalog, list[str] | None]:
+        """The catalog after the changes so far, and the backends whose servers alone
+        changed (None after a full build, which runs in a thread)."""
+        async with self._lock:
+            refreshed = self.state.refresh(config)
+            if refreshed is not None:
+                return refreshed
+            return await asyncio.to_thread(self.state.rebuild, config)
+
+    def reconfigure(self, settings: EtcdSettings) -> None:
+        """New etcd settings (SIGHUP): the next connection uses them."""
+        self.settings = settings
+        self.source.settings = settings
+        self._background.add(asyncio.ensure_future(self.source.disconnect()))
+
+    async def close(self) -> None:
+        await self.source.disconnect()
