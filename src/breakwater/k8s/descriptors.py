@@ -8,7 +8,8 @@ from functools import cache
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
-from breakwater.k8s.schema import MESSAGES, SPECIAL_TYPES, Field
+from breakwater.k8s.fields import Field
+from breakwater.k8s.schema import MESSAGES, SPECIAL_TYPES
 
 PACKAGE = "breakwater.k8s"
 
