@@ -144,6 +144,29 @@ def cmd_invalidate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _add_invalidation_commands(commands: Any) -> None:
+    for name, text in (
+        ("ban", "ban cached objects of a host whose URL matches a pattern, on every node"),
+        ("purge", "remove cached objects of a host whose URL matches a pattern, on every node"),
+    ):
+        invalidation = commands.add_parser(name, help=text)
+        _add_config_flags(invalidation)
+        invalidation.add_argument(
+            "--host", required=True, help="the Host the objects were cached for"
+        )
+        invalidation.add_argument(
+            "--path", default="^/", help="regular expression on the URL (default: all)"
+        )
+        invalidation.add_argument(
+            "--node",
+            action="append",
+            default=[],
+            help="a Varnish admin address host:port (repeatable; default: varnish.nodes)",
+        )
+        invalidation.add_argument("--secret", help="the Varnish secret file (varnishd -S)")
+        invalidation.set_defaults(func=cmd_invalidate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakwater", description="The Kubernetes edge, driven from the cluster's etcd."
@@ -174,27 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode_cmd.add_argument("--key", help="the etcd key, named in errors")
     decode_cmd.set_defaults(func=cmd_decode)
 
-    for name, text in (
-        ("ban", "ban cached objects of a host whose URL matches a pattern, on every node"),
-        ("purge", "remove cached objects of a host whose URL matches a pattern, on every node"),
-    ):
-        invalidation = commands.add_parser(name, help=text)
-        _add_config_flags(invalidation)
-        invalidation.add_argument(
-            "--host", required=True, help="the Host the objects were cached for"
-        )
-        invalidation.add_argument(
-            "--path", default="^/", help="regular expression on the URL (default: all)"
-        )
-        invalidation.add_argument(
-            "--node",
-            action="append",
-            default=[],
-            help="a Varnish admin address host:port (repeatable; default: varnish.nodes)",
-        )
-        invalidation.add_argument("--secret", help="the Varnish secret file (varnishd -S)")
-        invalidation.set_defaults(func=cmd_invalidate)
-
+    _add_invalidation_commands(commands)
     lab = commands.add_parser(
         "lab-seed",
         help="LAB ONLY: write manifests into etcd as the API server stores them",
