@@ -15,7 +15,7 @@ from breakwater.cluster.source import SourceError
 from breakwater.config import Config, ConfigError, as_dict, load_config
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.render.haproxy import render_haproxy
-from breakwater.targets.varnish import VarnishError
+from breakwater.targets.varnish_cli import VarnishError
 from breakwater.validate import InvalidValue
 
 log = logging.getLogger("breakwater")
@@ -129,7 +129,7 @@ def cmd_lab_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_invalidate(args: argparse.Namespace) -> int:
-    from breakwater.targets.varnish import invalidate, node_secret
+    from breakwater.targets.invalidate import invalidate, node_secret
 
     config = _config(args)
     nodes = args.node or list(config.varnish.nodes) or [config.varnish.admin]

@@ -22,7 +22,8 @@ from harness import (
     watcher_config,
 )
 
-from breakwater.targets.varnish import VarnishCLI, VarnishTarget, parse_vcl_list, read_secret
+from breakwater.targets.varnish import VarnishTarget
+from breakwater.targets.varnish_cli import VarnishCLI, parse_vcl_list, read_secret
 
 
 def get(edge: Edge, host: str, path: str = "/", headers: dict[str, str] | None = None):

@@ -80,18 +80,41 @@ class FileTarget:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(trial)
 
-    async def write_checked(self, text: str, mode: int = 0o644, check: bool = True) -> None:
-        """Stage beside the target, check (unless told not to), rename over it (atomic)."""
+    async def stage(self, text: str, mode: int = 0o644, check: bool = True) -> None:
+        """Write ``text`` beside the target and check it (unless told not to).
+
+        A staged file that cannot be written or fails its check is removed.
+        """
         staged = self.staged_path()
-        # In a thread: a large file's write and fsync must not stall the event loop.
-        await asyncio.to_thread(write_file, staged, text, mode)
         try:
+            # In a thread: a large file's write and fsync must not stall the event loop.
+            await asyncio.to_thread(write_file, staged, text, mode)
             if check:
                 await self.check(staged)
-            os.replace(staged, self.path)
-        finally:
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staged)
+            raise
+
+    def swap(self) -> None:
+        """Rename the staged file over the target (atomic)."""
+        staged = self.staged_path()
+        try:
+            os.replace(staged, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            raise
+
+    def restore(self, previous: str | None) -> None:
+        """Put back the file as it was before a swap that the daemon did not take."""
+        if previous is not None:
+            write_file(self.path, previous, 0o644)
+
+    async def write_checked(self, text: str, mode: int = 0o644, check: bool = True) -> None:
+        """Stage beside the target, check (unless told not to), rename over it (atomic)."""
+        await self.stage(text, mode, check)
+        self.swap()
 
 
 def write_file(path: str, text: str, mode: int) -> None:

@@ -1,139 +1,31 @@
-"""Varnish: its management CLI, VCL reloads without restarts, bans and purges.
-
-The CLI protocol (``varnishd -T``) is spoken directly, so the controller and the
-watcher need no ``varnishadm``: a line per command, answers framed as
-``<status> <length>\\n<body>\\n``, and a challenge-response login with the shared
-secret file (``-S``), which never crosses the wire.
-"""
+"""Varnish as a target: render the VCL, check it (``varnishd -C``), load it under a new
+name and use it -- never a restart, which would empty the cache -- and discard the old
+ones.  Its settings live here, beside it; its CLI is :mod:`.varnish_cli`, bans and
+purges :mod:`.invalidate`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import logging
-import os
-import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from breakwater import validate
+from breakwater.catalog import Catalog
 from breakwater.render.vcl import render_vcl
-from breakwater.targets.staging import ApplyResult, CheckFailed, FileTarget, write_file
+from breakwater.targets import Plan, Target
+
+# Re-exported: their importers (cli.py, the varnish_ban module, tests) predate the split.
+from breakwater.targets.invalidate import ban_expression as ban_expression
+from breakwater.targets.invalidate import invalidate as invalidate
+from breakwater.targets.invalidate import node_secret as node_secret
+from breakwater.targets.staging import ApplyResult, CheckFailed, FileTarget
+from breakwater.targets.varnish_cli import VarnishCLI as VarnishCLI
+from breakwater.targets.varnish_cli import VarnishError as VarnishError
+from breakwater.targets.varnish_cli import parse_vcl_list as parse_vcl_list
+from breakwater.targets.varnish_cli import read_secret as read_secret
 
 log = logging.getLogger(__name__)
 
 VCL_PREFIX = "bw_"
-_STATUS_OK = 200
-_STATUS_AUTH = 107
-
-
-class VarnishError(Exception):
-    """A Varnish CLI command failed; names the node, the command and Varnish's answer."""
-
-
-def split_address(address: str, default_port: int = 6082) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        return address, default_port
-    return host.strip("[]"), int(port)
-
-
-class VarnishCLI:
-    """One authenticated session on a Varnish management interface."""
-
-    def __init__(self, address: str, secret: bytes, timeout: float = 30.0) -> None:
-        self.address = address
-        self.secret = secret
-        self.timeout = timeout
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def __aenter__(self) -> VarnishCLI:
-        host, port = split_address(self.address)
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.timeout
-            )
-            status, body = await self._read()
-            if status == _STATUS_AUTH:
-                challenge = body.split("\n", 1)[0]
-                digest = hashlib.sha256(
-                    challenge.encode() + b"\n" + self.secret + challenge.encode() + b"\n"
-                ).hexdigest()
-                status, body = await self._send(f"auth {digest}")
-            if status != _STATUS_OK:
-                raise VarnishError(f"varnish {self.address}: login refused ({status}: {body})")
-        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-            await self.close()
-            raise VarnishError(f"varnish {self.address}: cannot connect: {exc!r}") from exc
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def _read(self) -> tuple[int, str]:
-        assert self._reader is not None
-        header = await asyncio.wait_for(self._reader.readline(), self.timeout)
-        parts = header.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not parts[1].isdigit():
-            raise VarnishError(f"varnish {self.address}: unexpected answer {header!r}")
-        body = await asyncio.wait_for(self._reader.readexactly(int(parts[1]) + 1), self.timeout)
-        return int(parts[0]), body[:-1].decode(errors="replace")
-
-    async def _send(self, line: str) -> tuple[int, str]:
-        assert self._writer is not None
-        self._writer.write(line.encode() + b"\n")
-        await self._writer.drain()
-        return await self._read()
-
-    async def command(self, *words: str) -> str:
-        """Run a command; arguments are quoted for the CLI.  Raises on a non-200 answer."""
-        line = " ".join(quote(word) for word in words)
-        try:
-            status, body = await self._send(line)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-            raise VarnishError(f"varnish {self.address}: {words[0]}: {exc!r}") from exc
-        if status != _STATUS_OK:
-            raise VarnishError(f"varnish {self.address}: {words[0]} failed ({status}): {body}")
-        return body
-
-
-def quote(word: str) -> str:
-    """Quote one CLI argument (backslash and double quote escaped)."""
-    if word and re.fullmatch(r"[A-Za-z0-9_.:/=~!&|<>-]+", word):
-        return word
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def read_secret(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-@dataclass(frozen=True)
-class LoadedVCL:
-    name: str
-    active: bool
-
-
-def parse_vcl_list(text: str) -> list[LoadedVCL]:
-    """``vcl.list``: ``active|available|discarded  auto|cold|warm  temp  busy  name [...]``."""
-    loaded = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 5 and fields[0] in ("active", "available"):
-            loaded.append(LoadedVCL(fields[4], fields[0] == "active"))
-    return loaded
 
 
 @dataclass(frozen=True)
@@ -160,8 +52,15 @@ class VarnishSettings:
     health_interval: str = "1s"
 
 
+@dataclass(kw_only=True)
+class VarnishPlan(Plan):
+    """``none``: Varnish uses this VCL already; ``reload``: load it; ``dry-run``."""
+
+    vcl: str
+
+
 @dataclass
-class VarnishTarget:
+class VarnishTarget(Target[VarnishPlan]):
     """Render, check (``varnishd -C``), load under a new name, use, discard the old."""
 
     settings: VarnishSettings
@@ -184,32 +83,86 @@ class VarnishTarget:
         active = next((vcl.name for vcl in loaded if vcl.active), None)
         return await cli.command("vcl.show", active) if active else None
 
-    async def apply(self, vcl: str | None = None) -> ApplyResult:
-        vcl = render_vcl(self.settings) if vcl is None else vcl
+    async def apply(
+        self,
+        catalog: Catalog | str | None = None,
+        servers_only: list[str] | None = None,
+        *,
+        vcl: str | None = None,
+    ) -> ApplyResult:
+        """Bring Varnish to the VCL the settings render (or to ``vcl``).
+
+        The VCL does not depend on the catalog.  A string in its place is the VCL
+        itself (``apply(vcl)``, as tests and benchmarks call it).
+        """
+        if isinstance(catalog, str):
+            catalog, vcl = None, catalog
         try:
-            async with self._cli() as cli:
-                source = await self.active_source(cli)
-                if source is not None and source.rstrip("\n") == vcl.rstrip("\n"):
-                    return ApplyResult("none")
-                if self.dry_run:
-                    return ApplyResult("dry-run", "would load a new VCL")
-                previous = self.file.current()
-                try:
-                    await self.file.write_checked(vcl)
-                except (CheckFailed, OSError) as exc:
-                    return ApplyResult("failed", f"VCL not loaded, the active one stays: {exc}")
-                name = f"{VCL_PREFIX}{time.time_ns()}"
-                try:
-                    await cli.command("vcl.load", name, self.settings.vcl_file)
-                    await cli.command("vcl.use", name)
-                except VarnishError as exc:
-                    if previous is not None:
-                        write_file(self.settings.vcl_file, previous, 0o644)
-                    return ApplyResult("failed", f"VCL not loaded, the active one stays: {exc}")
-                await self.discard_old(cli, name)
+            plan = await self.plan(catalog, servers_only, vcl=vcl)
         except (VarnishError, OSError) as exc:
             return ApplyResult("failed", str(exc))
+        try:
+            await self.check(plan)
+            await self.swap(plan)
+        except (CheckFailed, OSError) as exc:
+            return ApplyResult("failed", f"VCL not loaded, the active one stays: {exc}")
+        try:
+            return await self.activate(plan)
+        except (VarnishError, OSError) as exc:
+            self.file.restore(plan.previous)
+            return ApplyResult("failed", f"VCL not loaded, the active one stays: {exc}")
+
+    async def plan(
+        self,
+        catalog: Catalog | None = None,
+        servers_only: list[str] | None = None,
+        *,
+        vcl: str | None = None,
+    ) -> VarnishPlan:
+        """Render the VCL and compare it with the one Varnish uses (asks Varnish)."""
+        vcl = render_vcl(self.settings) if vcl is None else vcl
+        async with self._cli() as cli:
+            source = await self.active_source(cli)
+        if source is not None and source.rstrip("\n") == vcl.rstrip("\n"):
+            return VarnishPlan(action="none", vcl=vcl)
+        if self.dry_run:
+            return VarnishPlan(action="dry-run", vcl=vcl)
+        return VarnishPlan(action="reload", vcl=vcl, previous=self.file.current())
+
+    async def check(self, plan: VarnishPlan) -> None:
+        """Stage the VCL beside the file and compile it (``varnishd -C``)."""
+        if plan.action == "reload":
+            await self.file.stage(plan.vcl)
+
+    async def swap(self, plan: VarnishPlan) -> None:
+        if plan.action == "reload":
+            self.file.swap()
+
+    async def activate(self, plan: VarnishPlan) -> ApplyResult:
+        """``vcl.load`` under a new name, ``vcl.use``, discard the old ones.
+
+        Raises :class:`VarnishError` when Varnish did not take the VCL.
+        """
+        if plan.action == "dry-run":
+            return ApplyResult("dry-run", "would load a new VCL")
+        if plan.action != "reload":
+            return ApplyResult("none")
+        name = f"{VCL_PREFIX}{time.time_ns()}"
+        async with self._cli() as cli:
+            await cli.command("vcl.load", name, self.settings.vcl_file)
+            await cli.command("vcl.use", name)
+            try:
+                await self.discard_old(cli, name)
+            except VarnishError as exc:  # the new VCL is in use: only the old ones stay
+                return ApplyResult("failed", str(exc))
         return ApplyResult("reload", f"VCL {name} loaded and in use")
+
+    async def flush(self, catalog: Catalog) -> ApplyResult:
+        """Nothing to do: the VCL never changes without a reload."""
+        return ApplyResult("none")
+
+    async def close(self) -> None:
+        """Nothing to close: a CLI session lasts one step."""
 
     async def discard_old(self, cli: VarnishCLI, current: str) -> None:
         """Keep the newest ``keep_vcls`` (the active one included); discard the rest."""
@@ -223,73 +176,3 @@ class VarnishTarget:
                 await cli.command("vcl.discard", name)
             except VarnishError as exc:  # a label or a busy VCL: try again next time
                 log.warning("cannot discard VCL %s: %s", name, exc)
-
-
-# --- invalidation -----------------------------------------------------------------------
-
-
-def _regex(value: str, what: str) -> str:
-    if not value or len(value) > 1024 or not value.isprintable():
-        raise validate.InvalidValue(f"{what} {value!r} must be a printable regular expression")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise validate.InvalidValue(f"{what} {value!r} is not a regular expression: {exc}") from exc
-    return value
-
-
-def ban_expression(host: str, path_pattern: str, lurker: bool) -> list[str]:
-    """CLI words of a ban on ``host`` and URLs matching ``path_pattern``.
-
-    ``lurker``: match on object headers (``obj.http.*``) so Varnish's ban lurker
-    removes the objects in the background -- a purge by pattern.  Otherwise match on
-    the request (``req.*``): objects are dropped when next requested.
-    """
-    host = validate.hostname(host)
-    pattern = _regex(path_pattern, "path pattern")
-    if lurker:
-        return [
-            "obj.http.X-Breakwater-Host",
-            "==",
-            host,
-            "&&",
-            "obj.http.X-Breakwater-Url",
-            "~",
-            pattern,
-        ]
-    return ["req.http.host", "==", host, "&&", "req.url", "~", pattern]
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    node: str
-    ok: bool
-    detail: str
-
-
-async def invalidate(
-    nodes: Sequence[str],
-    secret: bytes,
-    host: str,
-    path_pattern: str,
-    purge: bool,
-    timeout: float = 10.0,
-) -> list[NodeResult]:
-    """Ban (or purge) on every node at once; one result per node, failures included."""
-    words = ["ban", *ban_expression(host, path_pattern, lurker=purge)]
-
-    async def one(node: str) -> NodeResult:
-        try:
-            async with VarnishCLI(node, secret, timeout) as cli:
-                await cli.command(*words)
-        except VarnishError as exc:
-            return NodeResult(node, False, str(exc))
-        return NodeResult(node, True, "purged" if purge else "banned")
-
-    return list(await asyncio.gather(*(one(node) for node in nodes)))
-
-
-def node_secret(path: str) -> bytes:
-    if not os.path.exists(path):
-        raise VarnishError(f"secret file {path} does not exist")
-    return read_secret(path)
