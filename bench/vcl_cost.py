@@ -59,7 +59,7 @@ async def loads(varnish: Varnish, count: int) -> list[float]:
         # A new header each time, so each load is a real compile and load.
         vcl = render_vcl(varnish.settings, header=f"bench load {index} {time.time_ns()}")
         start = time.perf_counter()
-        result = await target.apply(vcl)
+        result = await target.apply(vcl=vcl)
         seconds.append(time.perf_counter() - start)
         assert result.action == "reload", result
     return seconds

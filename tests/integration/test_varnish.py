@@ -215,7 +215,7 @@ def test_old_vcls_never_pile_up(cached_edge) -> None:
     target = VarnishTarget(edge.varnish.settings)
     base = Path(edge.varnish.settings.vcl_file).read_text()
     for index in range(50):
-        result = asyncio.run(target.apply(base + f"\n# reload {index}\n"))
+        result = asyncio.run(target.apply(vcl=base + f"\n# reload {index}\n"))
         assert result.action == "reload", result.detail
     loaded = vcl_names(edge)
     assert len(loaded) <= edge.varnish.settings.keep_vcls

@@ -14,14 +14,8 @@ from breakwater.render.vcl import render_vcl
 from breakwater.targets import Plan, Target
 
 # Re-exported: their importers (cli.py, the varnish_ban module, tests) predate the split.
-from breakwater.targets.invalidate import ban_expression as ban_expression
-from breakwater.targets.invalidate import invalidate as invalidate
-from breakwater.targets.invalidate import node_secret as node_secret
 from breakwater.targets.staging import ApplyResult, CheckFailed, FileTarget
-from breakwater.targets.varnish_cli import VarnishCLI as VarnishCLI
-from breakwater.targets.varnish_cli import VarnishError as VarnishError
-from breakwater.targets.varnish_cli import parse_vcl_list as parse_vcl_list
-from breakwater.targets.varnish_cli import read_secret as read_secret
+from breakwater.targets.varnish_cli import VarnishCLI, VarnishError, parse_vcl_list, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +79,15 @@ class VarnishTarget(Target[VarnishPlan]):
 
     async def apply(
         self,
-        catalog: Catalog | str | None = None,
+        catalog: Catalog | None = None,
         servers_only: list[str] | None = None,
         *,
         vcl: str | None = None,
     ) -> ApplyResult:
         """Bring Varnish to the VCL the settings render (or to ``vcl``).
 
-        The VCL does not depend on the catalog.  A string in its place is the VCL
-        itself (``apply(vcl)``, as tests and benchmarks call it).
+        The VCL does not depend on the catalog.
         """
-        if isinstance(catalog, str):
-            catalog, vcl = None, catalog
         try:
             plan = await self.plan(catalog, servers_only, vcl=vcl)
         except (VarnishError, OSError) as exc:
