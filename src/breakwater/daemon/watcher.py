@@ -244,7 +244,8 @@ class Watcher:
                 await asyncio.gather(self._flushing, return_exceptions=True)
             await self.flush()  # the file says what runs when the watcher is gone
             await self.follower.close()
-            await self.target.close()
+            for target in (self.target, self.varnish):
+                await target.close()
         log.info("stopped")
         return 0
 
