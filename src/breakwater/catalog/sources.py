@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from breakwater import validate
 from breakwater.catalog.builder import Builder, as_list, as_mapping
@@ -11,6 +12,7 @@ from breakwater.catalog.model import (
     Backend,
     BackendOptions,
     CatalogSettings,
+    Certificate,
     MatchType,
     Rejected,
     Route,
@@ -19,13 +21,14 @@ from breakwater.catalog.model import (
 )
 from breakwater.catalog.options import (
     ANNOTATION_PREFIX,
-    BACKEND_OPTION_KEYS,
     CONFIGMAP_KEYS,
     INGRESS_ANNOTATIONS,
+    OPTION,
     RouteOptions,
     normalise_prefix,
     parse_backend_options,
     parse_route_options,
+    plain_route_strings,
     split_list,
     with_bypass,
 )
@@ -75,11 +78,8 @@ def _ingress_backend(
     )
 
 
-def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) -> None:
-    owner = describe("Ingress", ident)
-    namespace = ident[0]
-    spec = as_mapping(ingress.get("spec"), "spec")
-    metadata = as_mapping(ingress.get("metadata"), "metadata")
+def _annotation_values(metadata: Mapping[str, object]) -> dict[str, str]:
+    """The Ingress's ``breakwater.io/`` annotations, by option key; an unknown one rejects."""
     annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
     ours = {
         key[len(ANNOTATION_PREFIX) :]: str(value)
@@ -89,21 +89,12 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
     unknown = sorted(set(ours) - set(INGRESS_ANNOTATIONS))
     if unknown:
         raise Rejected(f"unknown annotation {ANNOTATION_PREFIX}{unknown[0]}")
-    options = parse_backend_options(ours)
-    route_options = parse_route_options(ours)
-    rules = as_list(spec.get("rules"), "spec.rules")
-    http_paths = [
-        (
-            rule,
-            as_list(
-                as_mapping(as_mapping(rule, "a rule").get("http"), "http").get("paths"), "paths"
-            ),
-        )
-        for rule in rules
-    ]
-    path_count = sum(len(paths) for _rule, paths in http_paths)
-    bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
-    builder.check_counts(len(rules), path_count, path_count + bypass)
+    return ours
+
+
+def _ingress_certificates(
+    builder: Builder, namespace: str, spec: Mapping[str, object], owner: str
+) -> list[Certificate]:
     certificates = []
     for tls in as_list(spec.get("tls"), "spec.tls"):
         for host in as_list(as_mapping(tls, "a tls entry").get("hosts"), "tls.hosts"):
@@ -115,6 +106,17 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
                 # Documented: the routes stay, served over HTTP and with the edge's other
                 # certificates; the object is listed with the reason.
                 builder.reject(owner, f"TLS not served: {exc}")
+    return certificates
+
+
+def _ingress_path_routes(
+    builder: Builder,
+    namespace: str,
+    http_paths: list[tuple[Any, list[Any]]],
+    options: BackendOptions,
+    route_options: RouteOptions,
+    owner: str,
+) -> list[Route]:
     routes = []
     for rule, paths in http_paths:
         host = validate.hostname(rule["host"]) if rule.get("host") else "*"
@@ -139,6 +141,31 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
                     route_options.cache,
                 )
             )
+    return routes
+
+
+def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) -> None:
+    owner = describe("Ingress", ident)
+    namespace = ident[0]
+    spec = as_mapping(ingress.get("spec"), "spec")
+    ours = _annotation_values(as_mapping(ingress.get("metadata"), "metadata"))
+    options = parse_backend_options(ours)
+    route_options = parse_route_options(ours)
+    rules = as_list(spec.get("rules"), "spec.rules")
+    http_paths = [
+        (
+            rule,
+            as_list(
+                as_mapping(as_mapping(rule, "a rule").get("http"), "http").get("paths"), "paths"
+            ),
+        )
+        for rule in rules
+    ]
+    path_count = sum(len(paths) for _rule, paths in http_paths)
+    bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
+    builder.check_counts(len(rules), path_count, path_count + bypass)
+    certificates = _ingress_certificates(builder, namespace, spec, owner)
+    routes = _ingress_path_routes(builder, namespace, http_paths, options, route_options, owner)
     default = spec.get("defaultBackend")
     default_name = (
         _ingress_backend(builder, namespace, default, options, owner) if default else None
@@ -175,13 +202,11 @@ class _RouteKeys:
         bypass = len(route_options.bypass_paths)
         builder.check_counts(len(hosts), paths, len(hosts) * (paths + bypass))
         return cls(
-            hosts=[validate.hostname(host) for host in hosts],
-            prefixes=[normalise_prefix(validate.path(p)) for p in prefixes],
-            exact=[validate.path(p) for p in exact],
+            hosts=list(OPTION["hosts"].value(data["hosts"])),
+            prefixes=list(OPTION["paths"].value(data.get("paths", "/"))),
+            exact=list(OPTION["exact-paths"].value(data.get("exact-paths", ""))),
             route_options=route_options,
-            backend_options=parse_backend_options(
-                {k: v for k, v in data.items() if k in BACKEND_OPTION_KEYS}
-            ),
+            backend_options=parse_backend_options(data),
         )
 
     def add_routes(self, builder: Builder, backend: str, owner: str) -> None:
@@ -222,11 +247,13 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
         first = as_mapping(ports[0], "a port") if ports else {}
         port = (first.get("name") or first.get("port")) if ports else 0
     certificate = (
-        secret_certificate(builder.index, namespace, data["tls-secret"])
+        secret_certificate(builder.index, namespace, OPTION["tls-secret"].value(data["tls-secret"]))
         if data.get("tls-secret")
         else None
     )
     owner = describe("ConfigMap", ident)
+    service_name = OPTION["service"].value(service_name)
+    port = OPTION["port"].value(port)
     backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
     keys.add_routes(builder, backend, owner)
     if certificate:
@@ -240,20 +267,8 @@ def _plain_servers(entries: object, limit: int) -> tuple[Server, ...]:
         raise Rejected(
             f"{len(entries)} servers, more than catalog.max_servers_per_backend ({limit})"
         )
-    servers = {}
-    for entry in entries:
-        if not isinstance(entry, Mapping) or set(entry) - {"address", "port", "state"}:
-            raise Rejected("each server is {address, port, state}")
-        state = entry.get("state", "ready")
-        if state not in ("ready", "drain"):
-            raise Rejected(f"server state {state!r} is not ready or drain")
-        server = Server(
-            validate.ip_address(entry.get("address")),
-            validate.port_number(entry.get("port")),
-            state,
-        )
-        servers[(server.address, server.port)] = server
-    return tuple(sorted(servers.values(), key=lambda s: (s.address, s.port)))
+    servers: tuple[Server, ...] = OPTION["servers"].value(entries)
+    return servers
 
 
 def plain_route(builder: Builder, ident: tuple[str, str], route: Object) -> None:
@@ -261,7 +276,7 @@ def plain_route(builder: Builder, ident: tuple[str, str], route: Object) -> None
     owner = describe(plain_routes.KIND, ident)
     name = validate.dns_label(ident[1], "route name")
     spec = as_mapping(route.get("spec"), "spec")
-    keys = _RouteKeys.parse(plain_routes.as_option_strings(spec), builder)
+    keys = _RouteKeys.parse(plain_route_strings(spec), builder)
     servers = _plain_servers(spec.get("servers"), builder.settings.max_servers_per_backend)
     tls = spec.get("tls")
     certificate = plain_certificate(tls, name, owner) if tls is not None else None

@@ -332,7 +332,7 @@ def test_tls_secret_becomes_a_certificate() -> None:
     ("secrets", "reason"),
     [
         ([], "does not exist"),
-        ([tls_secret("shop", "www-tls", cert="www", key="other")], "do not load together"),
+        ([tls_secret("shop", "www-tls", cert="www", key="other")], "does not match the cert"),
     ],
 )
 def test_missing_or_invalid_tls_secret_keeps_the_route(secrets: list, reason: str) -> None:
