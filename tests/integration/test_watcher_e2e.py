@@ -240,7 +240,7 @@ def test_compaction_past_the_watchers_revision_relists(etcd, haproxy, backends, 
     old = ingress("shop", "old", "old.example.com", "web")
     store(etcd, old)
     config = watcher_config(
-        tmp_path, etcd, haproxy, etcd={"endpoints": [etcd.endpoint], "backoff_initial": 2.0}
+        tmp_path, etcd, haproxy, etcd={"endpoints": [etcd.endpoint], "backoff_initial": 8.0}
     )
     process = WatcherProcess(config, tmp_path / "watcher.log")
     process.start()
@@ -248,7 +248,9 @@ def test_compaction_past_the_watchers_revision_relists(etcd, haproxy, backends, 
         wait_for(lambda: serves(haproxy, "old.example.com", "web"), what="route")
         etcd.stop(signal.SIGKILL)
         wait_for(lambda: "etcd unavailable" in process.log(), what="the watcher to notice")
-        etcd.start()  # the watcher waits ~1-2 s before reconnecting: change and compact now
+        # The watcher waits 4-8 s (half its first backoff step at least, for jitter)
+        # before it reconnects: change and compact now, so its revision is gone.
+        etcd.start()
         store(etcd, endpoint_slice("shop", "web", [moved.endpoint]))
         store(etcd, ingress("shop", "new", "new.example.com", "web"))
         etcd.delete(storage_key(old))
