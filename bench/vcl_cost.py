@@ -27,7 +27,7 @@ from breakwater.catalog import build_catalog
 from breakwater.render.haproxy import render_haproxy
 from breakwater.render.slots import assign_slots
 from breakwater.render.vcl import render_vcl
-from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.settings import HAProxySettings
 from breakwater.targets.varnish import VarnishTarget
 
 

@@ -28,8 +28,7 @@ import yaml
 
 from breakwater.catalog import CatalogSettings
 from breakwater.cluster.source import EtcdSettings, parse_endpoint
-from breakwater.targets.haproxy import HAProxySettings
-from breakwater.targets.varnish import VarnishSettings
+from breakwater.targets.settings import HAProxySettings, VarnishSettings
 
 DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
 ETCDCTL_FALLBACKS = {

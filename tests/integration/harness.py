@@ -28,9 +28,8 @@ from breakwater.catalog import Catalog
 from breakwater.lab import storage_key, storage_value
 from breakwater.render.haproxy import render_haproxy
 from breakwater.render.vcl import render_vcl
-from breakwater.targets.haproxy import HAProxySettings
 from breakwater.targets.haproxy_api import parse_show_proc
-from breakwater.targets.varnish import VarnishSettings
+from breakwater.targets.settings import HAProxySettings, VarnishSettings
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from breakwater.catalog import CatalogSettings, build_catalog
 from breakwater.render.haproxy import render_haproxy
 from breakwater.render.slots import assign_slots, runtime_commands
-from breakwater.targets.haproxy import HAProxySettings
 from breakwater.targets.haproxy_api import check_command
+from breakwater.targets.settings import HAProxySettings
 from breakwater.targets.staging import ensure_node_state, write_generation
 
 pytestmark = pytest.mark.integration

@@ -30,8 +30,8 @@ from breakwater.config import Config
 from breakwater.lab import storage_key, storage_value
 from breakwater.render.haproxy import RenderedConfig, render_haproxy
 from breakwater.render.slots import assign_slots, runtime_commands
-from breakwater.targets.haproxy import HAProxySettings
 from breakwater.targets.haproxy_api import HAProxyError, check_command
+from breakwater.targets.settings import HAProxySettings
 from breakwater.targets.staging import inside, write_generation
 
 MARKER = "pwned"

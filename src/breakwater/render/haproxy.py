@@ -13,17 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from breakwater.catalog import Catalog, Rejection
 from breakwater.render.maps import route_lookup, route_maps
 from breakwater.render.screen import screen
 from breakwater.render.slots import FREE_SLOT, SlotLayout, server_lines
 from breakwater.render.templates import _template
-
-if TYPE_CHECKING:  # settings live beside their targets, which render through this module
-    from breakwater.targets.haproxy import HAProxySettings
-    from breakwater.targets.varnish import VarnishSettings
+from breakwater.targets.settings import HAProxySettings, VarnishSettings
 
 
 @dataclass(frozen=True)

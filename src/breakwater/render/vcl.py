@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from breakwater.render.templates import DEFAULT_VCL_TEMPLATE, _template
-
-if TYPE_CHECKING:  # the settings live beside the Varnish target
-    from breakwater.targets.varnish import VarnishSettings
+from breakwater.targets.settings import VarnishSettings
 
 
 def render_vcl(

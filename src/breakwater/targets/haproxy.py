@@ -31,6 +31,7 @@ from breakwater.render.slots import (
 from breakwater.targets import Plan, Target
 from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, reload, runtime_reply_ok
 from breakwater.targets.isolate import find_culprits
+from breakwater.targets.settings import HAProxySettings, VarnishSettings
 from breakwater.targets.staging import (
     ApplyResult,
     CheckFailed,
@@ -39,36 +40,11 @@ from breakwater.targets.staging import (
     remove_old_generations,
     write_generation,
 )
-from breakwater.targets.varnish import VarnishSettings
 
 log = logging.getLogger(__name__)
 
 Layout = dict[str, list[Server | None]]
 Structure = tuple[str, tuple[tuple[str, int], ...]]  # see render.slots.structure_of
-
-
-@dataclass(frozen=True)
-class HAProxySettings:
-    config_dir: str = "/etc/haproxy/breakwater"
-    config_file: str = "/etc/haproxy/haproxy.cfg"
-    stats_socket: str = "/run/haproxy/admin.sock"
-    master_socket: str = "/run/haproxy/master.sock"
-    http_binds: tuple[str, ...] = (":80",)
-    https_binds: tuple[str, ...] = (":443",)
-    # Health endpoint for what balances across edge nodes (DNS, VRRP, a cloud LB):
-    # 200 in rotation, 503 out (breakwater.edge.edge_node). Empty: none.
-    monitor_binds: tuple[str, ...] = ()
-    maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
-    hard_stop_after: str = "5m"
-    timeout_connect: str = "5s"
-    timeout_client: str = "60s"
-    timeout_server: str = "60s"
-    log_target: str = "stdout"
-    user: str | None = None
-    group: str | None = None
-    socket_group: str | None = None  # group allowed on the stats socket (the watcher's)
-    template: str | None = None  # a path: the operator's own template
-    min_slots: int = 4
 
 
 @dataclass(kw_only=True)

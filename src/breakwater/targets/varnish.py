@@ -14,36 +14,13 @@ from breakwater.render.vcl import render_vcl
 from breakwater.targets import Plan, Target
 
 # Re-exported: their importers (cli.py, the varnish_ban module, tests) predate the split.
+from breakwater.targets.settings import VarnishSettings
 from breakwater.targets.staging import ApplyResult, CheckFailed, FileTarget
 from breakwater.targets.varnish_cli import VarnishCLI, VarnishError, parse_vcl_list, read_secret
 
 log = logging.getLogger(__name__)
 
 VCL_PREFIX = "bw_"
-
-
-@dataclass(frozen=True)
-class VarnishSettings:
-    """The Varnish tier: where HAProxy sends cacheable requests, and the way back.
-
-    Varnish's misses return to HAProxy through ``return_socket``, a unix socket
-    bound by HAProxy's internal frontend: no client can open it, so no header a
-    client sends can route around the cache or into the internal frontend.
-    """
-
-    enabled: bool = False
-    server: str = "127.0.0.1:6081"  # HAProxy server address of Varnish's listener
-    return_socket: str = "/run/haproxy/varnish-return.sock"
-    return_socket_mode: str = "660"
-    return_socket_group: str | None = "varnish"
-    admin: str = "127.0.0.1:6082"  # varnishd -T
-    secret_file: str = "/etc/varnish/secret"  # varnishd -S
-    vcl_file: str = "/etc/varnish/breakwater.vcl"
-    template: str | None = None  # a path: the operator's own VCL template
-    keep_vcls: int = 3  # loaded VCLs kept (the active one included)
-    varnishd: str = "varnishd"
-    nodes: tuple[str, ...] = ()  # admin addresses of every edge's Varnish, for ban/purge
-    health_interval: str = "1s"
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from builders import (
 from breakwater.catalog import CachePolicy, CatalogSettings, Server, build_catalog
 from breakwater.render.haproxy import render_haproxy, route_maps
 from breakwater.render.slots import assign_slots
-from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.settings import HAProxySettings
 
 
 def web_cluster() -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from breakwater.catalog import Backend, BackendOptions, Catalog, Route, Server
 from breakwater.render.haproxy import render_haproxy
 from breakwater.render.slots import assign_slots, runtime_commands, structure_of
-from breakwater.targets.haproxy import HAProxySettings
+from breakwater.targets.settings import HAProxySettings
 
 SETTINGS = HAProxySettings(config_dir="/etc/bw")
 
@@ -85,7 +85,7 @@ def test_generation_directory_is_content_addressed() -> None:
 
 def test_vcl_does_not_grow_with_routes() -> None:
     from breakwater.render.vcl import render_vcl
-    from breakwater.targets.varnish import VarnishSettings
+    from breakwater.targets.settings import VarnishSettings
 
     settings = VarnishSettings(enabled=True, return_socket="/run/haproxy/return.sock")
     vcl = render_vcl(settings)
@@ -95,7 +95,7 @@ def test_vcl_does_not_grow_with_routes() -> None:
 
 
 def test_haproxy_sends_cacheable_routes_to_varnish() -> None:
-    from breakwater.targets.varnish import VarnishSettings
+    from breakwater.targets.settings import VarnishSettings
 
     varnish = VarnishSettings(enabled=True, server="127.0.0.1:6081", return_socket="/run/r.sock")
     catalog = catalog_with(A)

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from breakwater.catalog import Backend, BackendOptions, Catalog, Route, Server
-from breakwater.targets.haproxy import HAProxySettings, HAProxyTarget
+from breakwater.targets.haproxy import HAProxyTarget
+from breakwater.targets.settings import HAProxySettings
 
 BACKEND = "be_shop_web_http"
 A, B = Server("10.0.0.1", 8080, "ready"), Server("10.0.0.2", 8080, "ready")

@@ -1,0 +1,54 @@
+"""The settings of each target, as the watcher's configuration holds them: what the
+renderer writes into the files and what the targets use to reach the daemons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HAProxySettings:
+    config_dir: str = "/etc/haproxy/breakwater"
+    config_file: str = "/etc/haproxy/haproxy.cfg"
+    stats_socket: str = "/run/haproxy/admin.sock"
+    master_socket: str = "/run/haproxy/master.sock"
+    http_binds: tuple[str, ...] = (":80",)
+    https_binds: tuple[str, ...] = (":443",)
+    # Health endpoint for what balances across edge nodes (DNS, VRRP, a cloud LB):
+    # 200 in rotation, 503 out (breakwater.edge.edge_node). Empty: none.
+    monitor_binds: tuple[str, ...] = ()
+    maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
+    hard_stop_after: str = "5m"
+    timeout_connect: str = "5s"
+    timeout_client: str = "60s"
+    timeout_server: str = "60s"
+    log_target: str = "stdout"
+    user: str | None = None
+    group: str | None = None
+    socket_group: str | None = None  # group allowed on the stats socket (the watcher's)
+    template: str | None = None  # a path: the operator's own template
+    min_slots: int = 4
+
+
+@dataclass(frozen=True)
+class VarnishSettings:
+    """The Varnish tier: where HAProxy sends cacheable requests, and the way back.
+
+    Varnish's misses return to HAProxy through ``return_socket``, a unix socket
+    bound by HAProxy's internal frontend: no client can open it, so no header a
+    client sends can route around the cache or into the internal frontend.
+    """
+
+    enabled: bool = False
+    server: str = "127.0.0.1:6081"  # HAProxy server address of Varnish's listener
+    return_socket: str = "/run/haproxy/varnish-return.sock"
+    return_socket_mode: str = "660"
+    return_socket_group: str | None = "varnish"
+    admin: str = "127.0.0.1:6082"  # varnishd -T
+    secret_file: str = "/etc/varnish/secret"  # varnishd -S
+    vcl_file: str = "/etc/varnish/breakwater.vcl"
+    template: str | None = None  # a path: the operator's own VCL template
+    keep_vcls: int = 3  # loaded VCLs kept (the active one included)
+    varnishd: str = "varnishd"
+    nodes: tuple[str, ...] = ()  # admin addresses of every edge's Varnish, for ban/purge
+    health_interval: str = "1s"
