@@ -12,8 +12,9 @@ description:
     watcher runs, so a role's first configuration equals what the watcher would write.
   - O(output=catalog) gives the routing model (routes, backends, servers, rejected
     objects with reasons); O(output=haproxy) gives C(haproxy.cfg) and the files of its
-    generation directory; O(output=vcl) gives the VCL (no etcd access).
-  - Every result also carries C(settings), the effective watcher configuration.
+    generation directory (for M(breakwater.edge.haproxy_config)); O(output=vcl) gives
+    the VCL (no etcd access); O(output=settings) gives only C(settings) (no etcd access).
+  - Every result carries C(settings), the effective watcher configuration.
 extends_documentation_fragment:
   - breakwater.edge.etcd.lookup
 options:
@@ -27,7 +28,7 @@ options:
   output:
     description: What to return.
     type: str
-    choices: [catalog, haproxy, vcl]
+    choices: [catalog, haproxy, vcl, settings]
     default: catalog
   current_config:
     description: The C(haproxy.cfg) now on the node; its server slots are kept.
@@ -43,6 +44,10 @@ EXAMPLES = r"""
 - name: Render haproxy.cfg as the watcher would
   ansible.builtin.set_fact:
     rendered: "{{ lookup('breakwater.edge.catalog', output='haproxy', settings=breakwater_settings) }}"
+
+- name: The effective configuration alone (defaults filled in; no etcd read)
+  ansible.builtin.set_fact:
+    effective: "{{ lookup('breakwater.edge.catalog', output='settings', settings=breakwater_settings)['settings'] }}"
 """
 
 RETURN = r"""

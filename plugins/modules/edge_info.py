@@ -52,12 +52,11 @@ servers:
             "admin": "ready", "up": true, "weight": 1, "sessions": 3}]
 """
 
-import asyncio
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
     NODE_ARGUMENT_SPEC,
+    edge,
     require_breakwater,
 )
 
@@ -71,10 +70,8 @@ def main():
         supports_check_mode=True,
     )
     require_breakwater(module)
-    from breakwater.operations import edge_info
-
     try:
-        info = asyncio.run(edge_info(module.params["socket"], module.params["status_file"]))
+        info = edge().edge_info(module.params["socket"], module.params["status_file"])
     except Exception as exc:
         module.fail_json(msg=f"edge info via {module.params['socket']}: {exc}")
     module.exit_json(changed=False, **info)

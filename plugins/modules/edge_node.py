@@ -59,12 +59,11 @@ in_rotation:
   sample: false
 """
 
-import asyncio
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
     NODE_ARGUMENT_SPEC,
+    edge,
     require_breakwater,
 )
 
@@ -81,16 +80,12 @@ def main():
         supports_check_mode=True,
     )
     require_breakwater(module)
-    from breakwater.operations import set_node_rotation
-
     params = module.params
     wanted = params["state"] == "in_rotation"
     try:
-        was, now = asyncio.run(
-            set_node_rotation(
-                params["socket"], params["config_dir"], wanted, params["wait"],
-                params["timeout"], check_mode=module.check_mode,
-            )
+        was, now = edge().set_node_rotation(
+            params["socket"], params["config_dir"], wanted, params["wait"],
+            params["timeout"], check_mode=module.check_mode,
         )
     except Exception as exc:
         module.fail_json(msg=f"node rotation via {params['socket']}: {exc}")

@@ -74,13 +74,11 @@ servers:
             "admin": "drain", "up": true, "weight": 1, "sessions": 0}]
 """
 
-import asyncio
-from dataclasses import asdict
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
     NODE_ARGUMENT_SPEC,
+    edge,
     require_breakwater,
 )
 
@@ -98,24 +96,20 @@ def main():
         supports_check_mode=True,
     )
     require_breakwater(module)
-    from breakwater.operations import set_server_state
-
     params = module.params
     target = f"{params['backend']}/{params['server'] or '*'}"
     try:
-        before, after = asyncio.run(
-            set_server_state(
-                params["socket"], params["backend"], params["server"], params["state"],
-                params["wait"], params["timeout"], module.check_mode,
-            )
+        before, after = edge().set_server_state(
+            params["socket"], params["backend"], params["server"], params["state"],
+            params["wait"], params["timeout"], module.check_mode,
         )
     except Exception as exc:
         module.fail_json(msg=f"{target} via {params['socket']}: {exc}")
-    changed = any(s.admin != params["state"] for s in before)
-    states = {s.server: s.admin for s in before}
+    changed = any(s["admin"] != params["state"] for s in before)
+    states = {s["server"]: s["admin"] for s in before}
     module.exit_json(
         changed=changed,
-        servers=[asdict(s) for s in after],
+        servers=after,
         diff={
             "before": "".join(f"{params['backend']}/{n}: {a}\n" for n, a in sorted(states.items())),
             "after": "".join(f"{params['backend']}/{n}: {params['state']}\n" for n in sorted(states)),

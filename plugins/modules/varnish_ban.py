@@ -70,12 +70,12 @@ nodes:
   sample: [{"node": "10.0.1.11:6082", "ok": true, "detail": "purged"}]
 """
 
-import asyncio
-from dataclasses import asdict
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import require_breakwater
+from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
+    edge,
+    require_breakwater,
+)
 
 
 def main():
@@ -90,23 +90,17 @@ def main():
         supports_check_mode=True,
     )
     require_breakwater(module)
-    from breakwater.targets.varnish import ban_expression, invalidate, node_secret
-
     params = module.params
     try:
-        ban_expression(params["host"], params["path"], params["mode"] == "purge")  # validates
-        secret = node_secret(params["secret_file"])
+        nodes = edge().varnish_ban(
+            params["nodes"], params["secret_file"], params["host"], params["path"],
+            params["mode"] == "purge", check_mode=module.check_mode,
+        )
     except Exception as exc:
         module.fail_json(msg=str(exc))
-    if module.check_mode:
-        module.exit_json(changed=True, nodes=[{"node": n, "ok": True, "detail": "check mode"} for n in params["nodes"]])
-    results = asyncio.run(
-        invalidate(params["nodes"], secret, params["host"], params["path"], params["mode"] == "purge")
-    )
-    nodes = [asdict(result) for result in results]
-    failed = [r.node for r in results if not r.ok]
+    failed = [n["node"] for n in nodes if not n["ok"]]
     if failed:
-        module.fail_json(msg=f"{len(failed)} of {len(results)} nodes failed: {', '.join(failed)}", nodes=nodes, changed=True)
+        module.fail_json(msg=f"{len(failed)} of {len(nodes)} nodes failed: {', '.join(failed)}", nodes=nodes, changed=True)
     module.exit_json(changed=True, nodes=nodes)
 
 

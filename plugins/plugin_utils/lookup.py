@@ -10,7 +10,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
-    BREAKWATER_IMPORT_ERROR,
+    BREAKWATER_IMPORT_EXCEPTION,
     edge,
     etcd_options,
 )
@@ -27,8 +27,8 @@ class BreakwaterLookup(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        if BREAKWATER_IMPORT_ERROR is not None:
-            raise AnsibleLookupError(missing_required_lib("breakwater"), orig_exc=BREAKWATER_IMPORT_ERROR)
+        if BREAKWATER_IMPORT_EXCEPTION is not None:
+            raise AnsibleLookupError(missing_required_lib("breakwater")) from BREAKWATER_IMPORT_EXCEPTION
         etcd = etcd_options(self.get_option)
         try:
             return self.answer(edge(), terms, etcd)

@@ -1,8 +1,9 @@
-"""What the Ansible plugins ask of Breakwater, in one place.
+"""What the Ansible plugins ask of Breakwater, in one place: their one face.
 
-The lookups and modules are thin faces over these functions, which call the same
-source, decode, catalog and render code the watcher runs -- so the first
-configuration a role writes is byte for byte what the watcher would write.
+The lookups and modules call nothing else of the package.  These functions are
+thin: they call the same source, decode, catalog, render and staging code the
+watcher runs -- so the first configuration a role writes is byte for byte what the
+watcher would write, and written the way the watcher writes it.
 """
 
 from __future__ import annotations
@@ -12,23 +13,23 @@ import base64
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from aetcd import rpc
-from aetcd.utils import prefix_range_end
-
-from breakwater import validate
+from breakwater import operations, validate
 from breakwater.catalog import Catalog, build_catalog
 from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
-from breakwater.cluster.source import EtcdSource
+from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
 from breakwater.cluster.state import ClusterState, read_cluster
 from breakwater.config import Config, as_dict, load_config
 from breakwater.k8s.decode import decode
-from breakwater.render.haproxy import render_haproxy
+from breakwater.render.haproxy import RenderedConfig, render_haproxy
 from breakwater.render.slots import assign_slots, layout_from_config
 from breakwater.render.vcl import render_vcl
+from breakwater.targets.invalidate import ban_expression, invalidate, node_secret
+
+T = TypeVar("T")
 
 ETCD_OPTIONS = ("endpoints", "ca_file", "cert_file", "key_file", "prefix", "routes_prefix")
 
@@ -76,12 +77,15 @@ def edge_view(
     output: str = "catalog",
     current_config: str | None = None,
 ) -> dict[str, Any]:
-    """The routing model (``catalog``), HAProxy's files (``haproxy``) or the VCL (``vcl``).
+    """The routing model (``catalog``), HAProxy's files (``haproxy``), the VCL (``vcl``)
+    or nothing more (``settings``: no etcd read).
 
-    Every answer also carries ``settings``: the effective configuration.
+    Every answer carries ``settings``: the effective configuration.
     """
     config = edge_config(settings, etcd)
     result: dict[str, Any] = {"settings": as_dict(config)}
+    if output == "settings":
+        return result
     if output == "vcl":
         result["vcl"] = render_vcl(config.varnish)
         return result
@@ -161,7 +165,7 @@ def k8s_objects(
         if name:
             directory += validate.dns_subdomain(name, "name")
     settings = dataclasses.replace(config.etcd, routes_prefix="")
-    values = asyncio.run(_list(EtcdSource(settings, [directory])))
+    _revision, values = _with_source(settings, [directory], lambda source: source.list_all())
     matches = label_matcher(selector)
     found = []
     for key, value in sorted(values.items()):
@@ -182,38 +186,34 @@ def k8s_objects(
 REDACTED = "<redacted>"
 
 
-async def _list(source: EtcdSource) -> dict[str, bytes]:
-    try:
-        return (await source.list_all())[1]
-    finally:
-        await source.disconnect()
+def _with_source(
+    settings: EtcdSettings,
+    resources: Sequence[str],
+    action: Callable[[EtcdSource], Awaitable[T]],
+) -> T:
+    """``action`` on a source connected for this call alone."""
+
+    async def run() -> T:
+        source = EtcdSource(settings, resources)
+        try:
+            return await action(source)
+        finally:
+            await source.disconnect()
+
+    return asyncio.run(run())
 
 
 def etcd_keys(etcd: Mapping[str, Any], keys: Sequence[str], prefix: bool) -> list[dict[str, Any]]:
     """Raw keys (or every key under each prefix): key, value (text or base64), revisions."""
     config = edge_config({}, etcd)
 
-    async def read() -> list[dict[str, Any]]:
-        source = EtcdSource(config.etcd, [])
-        client = await source.connect()
-        found = []
-        try:
-            for key in keys:
-                range_end = prefix_range_end(key.encode()) if prefix else b""
-                response = await client.kvstub.Range(
-                    rpc.RangeRequest(key=key.encode(), range_end=range_end),
-                    timeout=config.etcd.timeout,
-                )
-                for kv in response.kvs:
-                    found.append(_kv_dict(kv))
-        finally:
-            await source.disconnect()
-        return found
+    async def read(source: EtcdSource) -> list[KeyValue]:
+        return [kv for key in keys for kv in await source.range(key, prefix)]
 
-    return asyncio.run(read())
+    return [_kv_dict(kv) for kv in _with_source(config.etcd, [], read)]
 
 
-def _kv_dict(kv: Any) -> dict[str, Any]:
+def _kv_dict(kv: KeyValue) -> dict[str, Any]:
     try:
         value, encoding = kv.value.decode("utf-8"), "utf-8"
         if not value.isprintable() and not all(c.isprintable() or c in "\n\t\r" for c in value):
@@ -221,7 +221,7 @@ def _kv_dict(kv: Any) -> dict[str, Any]:
     except UnicodeDecodeError:
         value, encoding = base64.b64encode(kv.value).decode("ascii"), "base64"
     return {
-        "key": kv.key.decode(errors="replace"),
+        "key": kv.key,
         "value": value,
         "encoding": encoding,
         "mod_revision": kv.mod_revision,
@@ -241,17 +241,8 @@ def route_key(etcd: Mapping[str, Any], name: str) -> tuple[Config, str]:
 
 def read_route(etcd: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     config, key = route_key(etcd, name)
-
-    async def read() -> dict[str, Any] | None:
-        source = EtcdSource(config.etcd, [])
-        client = await source.connect()
-        try:
-            found = await client.get(key.encode())
-        finally:
-            await source.disconnect()
-        return None if found is None else dict(json.loads(found.value))
-
-    return asyncio.run(read())
+    found = _with_source(config.etcd, [], lambda source: source.get(key))
+    return None if found is None else dict(json.loads(found.value))
 
 
 def check_route(name: str, spec: Mapping[str, Any]) -> list[str]:
@@ -265,15 +256,95 @@ def write_route(etcd: Mapping[str, Any], name: str, spec: Mapping[str, Any] | No
     """Store (or, with ``spec=None``, delete) a plain route."""
     config, key = route_key(etcd, name)
 
-    async def write() -> None:
-        source = EtcdSource(config.etcd, [])
-        client = await source.connect()
-        try:
-            if spec is None:
-                await client.delete(key.encode())
-            else:
-                await client.put(key.encode(), encode_route(spec))
-        finally:
-            await source.disconnect()
+    async def write(source: EtcdSource) -> None:
+        if spec is None:
+            await source.delete(key)
+        else:
+            await source.put(key, encode_route(spec))
 
-    asyncio.run(write())
+    _with_source(config.etcd, [], write)
+
+
+# --- on an LB node: HAProxy's files and runtime API (the modules run there) ------------
+
+
+def install_haproxy_config(
+    config_file: str,
+    config: str,
+    generation_dir: str,
+    files: Mapping[str, str],
+    secret_files: Mapping[str, str],
+    check_mode: bool = False,
+) -> dict[str, Any]:
+    """Put the catalog lookup's ``haproxy`` output in place as the watcher would: the
+    generation directory, ``node-state.map``, haproxy.cfg staged, checked and swapped,
+    older generations pruned.  Says what changed (or would, in ``check_mode``)."""
+    both = set(files) & set(secret_files)
+    if both:
+        raise ValueError(f"{', '.join(sorted(both))}: in both files and secret_files")
+    rendered = RenderedConfig(
+        config=config,
+        generation_dir=generation_dir,
+        generation_files={**files, **secret_files},
+        secret_files=frozenset(secret_files),
+    )
+    change = asyncio.run(operations.install_haproxy_config(config_file, rendered, check_mode))
+    return {**dataclasses.asdict(change), "changed": change.changed}
+
+
+def set_server_state(
+    socket: str,
+    backend: str,
+    server: str | None,
+    state: operations.AdminState,
+    wait: bool = False,
+    timeout: float = 300.0,
+    check_mode: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Drain, ready or maintenance for one server or a backend: (before, after)."""
+    before, after = asyncio.run(
+        operations.set_server_state(socket, backend, server, state, wait, timeout, check_mode)
+    )
+    return [dataclasses.asdict(s) for s in before], [dataclasses.asdict(s) for s in after]
+
+
+def set_node_rotation(
+    socket: str,
+    config_dir: str,
+    in_rotation: bool,
+    wait: bool = False,
+    timeout: float = 300.0,
+    check_mode: bool = False,
+) -> tuple[bool, bool]:
+    """The node in or out of rotation: (was in rotation, is in rotation)."""
+    return asyncio.run(
+        operations.set_node_rotation(
+            socket, config_dir, in_rotation, wait, timeout, check_mode=check_mode
+        )
+    )
+
+
+def edge_info(socket: str, status_file: str | None) -> dict[str, Any]:
+    """The watcher's status and HAProxy's live servers."""
+    return asyncio.run(operations.edge_info(socket, status_file))
+
+
+# --- Varnish ---------------------------------------------------------------------------
+
+
+def varnish_ban(
+    nodes: Sequence[str],
+    secret_file: str,
+    host: str,
+    path: str,
+    purge: bool,
+    check_mode: bool = False,
+) -> list[dict[str, Any]]:
+    """Ban (or purge) on every node at once; one result per node, failures included.
+    The expression and the secret are checked first, also in ``check_mode``."""
+    ban_expression(host, path, purge)  # raises on a bad host or pattern
+    secret = node_secret(secret_file)
+    if check_mode:
+        return [{"node": node, "ok": True, "detail": "check mode"} for node in nodes]
+    results = asyncio.run(invalidate(nodes, secret, host, path, purge))
+    return [dataclasses.asdict(result) for result in results]

@@ -1,24 +1,35 @@
-"""Day-2 operations on a running edge node, through HAProxy's runtime API.
+"""Operations on an edge node: installing a rendered HAProxy configuration the way
+the watcher does, and day-2 operations through HAProxy's runtime API.
 
-Used by the Ansible modules ``haproxy_server``, ``edge_node`` and ``edge_info``.
-Runtime states (drain, maintenance) last until HAProxy next reloads, like every
-runtime API change; to take a server away for good, change its source (scale the
-workload, or set ``state: drain`` on a plain route's server).
+Used by the Ansible modules ``haproxy_config``, ``haproxy_server``, ``edge_node`` and
+``edge_info``, through :mod:`breakwater.edge`.  Runtime states (drain, maintenance)
+last until HAProxy next reloads, like every runtime API change; to take a server
+away for good, change its source (scale the workload, or set ``state: drain`` on a
+plain route's server).
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from breakwater.render.haproxy import RenderedConfig
 from breakwater.render.slots import FREE_SLOT
 from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, runtime_reply_ok
+from breakwater.targets.staging import (
+    FileTarget,
+    ensure_node_state,
+    remove_old_generations,
+    write_generation,
+)
 
 AdminState = Literal["ready", "drain", "maint"]
 NODE_STATE_MAP = "node-state.map"
@@ -27,6 +38,70 @@ DRAINING_KEY = "draining"
 # show servers state: srv_admin_state bits (HAProxy's SRV_ADMF_*)
 _FORCED_MAINT, _INHERITED_MAINT, _CONFIG_MAINT, _FORCED_DRAIN = 0x01, 0x02, 0x04, 0x08
 _DRAIN_BITS = 0x08 | 0x10 | 0x40
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """What installing a rendered haproxy.cfg changed (or, in check mode, would)."""
+
+    before: str | None  # haproxy.cfg as it was (None: there was none)
+    after: str
+    written: tuple[str, ...]  # paths written: node-state.map, the generation, haproxy.cfg
+    pruned: tuple[str, ...]  # older generation directories removed
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.pruned)
+
+
+_GENERATION = re.compile(r"gen-[0-9a-f]{16}")
+
+
+async def install_haproxy_config(
+    config_file: str,
+    rendered: RenderedConfig,
+    check_mode: bool = False,
+    haproxy_binary: str = "haproxy",
+) -> ConfigChange:
+    """Install ``rendered`` with the watcher's own staging steps: the generation
+    directory and ``node-state.map`` first, then haproxy.cfg staged beside itself,
+    checked with ``haproxy -c`` and renamed over the old one (only when its bytes
+    differ), then every other generation directory beside it removed.
+
+    HAProxy is not reloaded (the caller does that).  A failed check raises
+    :class:`~breakwater.targets.staging.CheckFailed` and leaves haproxy.cfg as it was.
+    """
+    generation_dir = os.path.normpath(rendered.generation_dir)
+    config_dir, name = os.path.split(generation_dir)
+    if not os.path.isabs(generation_dir) or not _GENERATION.fullmatch(name):
+        raise ValueError(f"{generation_dir} is not a generation directory (/…/gen-<16 hex digits>)")
+    rendered = dataclasses.replace(rendered, generation_dir=generation_dir)
+    target = FileTarget(config_file, [haproxy_binary, "-c", "-f", "{}"])
+    before = target.current()
+    node_state = os.path.join(config_dir, NODE_STATE_MAP)
+    written = [
+        path
+        for path, missing in (
+            (node_state, not os.path.exists(node_state)),
+            (generation_dir, not os.path.isdir(generation_dir)),
+            (config_file, before != rendered.config),
+        )
+        if missing
+    ]
+    existing = sorted(os.listdir(config_dir)) if os.path.isdir(config_dir) else []
+    pruned = [
+        os.path.join(config_dir, entry)
+        for entry in existing
+        if entry.startswith("gen-") and entry != name
+    ]
+    if not check_mode:
+        os.makedirs(config_dir, mode=0o755, exist_ok=True)
+        ensure_node_state(config_dir)
+        write_generation(rendered)
+        if before != rendered.config:
+            await target.write_checked(rendered.config)
+        remove_old_generations(config_dir, {generation_dir})
+    return ConfigChange(before, rendered.config, tuple(written), tuple(pruned))
 
 
 @dataclass(frozen=True)

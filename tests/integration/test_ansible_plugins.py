@@ -285,3 +285,66 @@ def test_edge_node_rotation_survives_reloads(etcd, haproxy, backends, watcher, t
     back = {"breakwater.edge.edge_node": {"state": "in_rotation", **settings}}
     assert play(tmp_path, [back])["result_0"]["changed"]
     assert monitor(haproxy) == 200
+
+
+def test_haproxy_config_module_puts_the_lookups_output_in_place(etcd, tmp_path) -> None:
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [("127.0.0.1", 8080)]))
+    store(etcd, tls_secret("shop", "www-tls"))
+    store(etcd, ingress("shop", "web", "www.example.com", "web", tls_secret="www-tls"))
+    config_dir = tmp_path / "breakwater"
+    config_file = config_dir / "haproxy.cfg"
+    settings = {
+        "haproxy": {
+            "config_dir": str(config_dir),
+            "config_file": str(config_file),
+            "stats_socket": str(tmp_path / "admin.sock"),
+            "master_socket": str(tmp_path / "master.sock"),
+        },
+        "catalog": {"allow_special_addresses": True},
+    }
+    # As the haproxy role does it (roles/haproxy/tasks/configure.yml).
+    tasks = [
+        {
+            "ansible.builtin.set_fact": {
+                "effective": "{{ lookup('breakwater.edge.catalog', output='settings', "
+                "settings=s)['settings'] }}",
+                "rendered": "{{ lookup('breakwater.edge.catalog', output='haproxy', settings=s, "
+                "current_config=lookup('ansible.builtin.file', f, errors='ignore') "
+                "| default('', true), "
+                "endpoints=e) }}",
+            },
+            "vars": {"s": settings, "e": [etcd.endpoint], "f": str(config_file)},
+            "no_log": True,
+        },
+        {
+            "breakwater.edge.haproxy_config": {
+                "config": "{{ rendered.config }}",
+                "generation_dir": "{{ rendered.generation_dir }}",
+                "files": "{{ rendered.files | rejectattr('secret') "
+                "| items2dict(key_name='name', value_name='content') }}",
+                "secret_files": "{{ rendered.files | selectattr('secret') "
+                "| items2dict(key_name='name', value_name='content') }}",
+                "config_file": "{{ effective.haproxy.config_file }}",
+                "owner": "{{ lookup('ansible.builtin.pipe', 'id -un') }}",
+                "group": "{{ lookup('ansible.builtin.pipe', 'id -gn') }}",
+            },
+            "diff": True,
+        },
+    ]
+    check = play(tmp_path, tasks, check=True)["result_1"]
+    assert check["changed"] and not config_dir.exists()
+    assert check["diff"]["before"] == "" and "be_shop_web_http" in check["diff"]["after"]
+    first = play(tmp_path, tasks)["result_1"]
+    assert first["changed"] and first["written"][-1] == str(config_file)
+    assert config_file.read_text() == check["diff"]["after"]
+    assert (Path(first["generation_dir"]) / "certs").is_dir()
+    secret_text = next(path.read_text() for path in Path(first["generation_dir"]).rglob("*.pem"))
+    assert secret_text not in json.dumps(first), "secret files are never logged"
+    second = play(tmp_path, tasks)["result_1"]
+    assert not second["changed"] and second["written"] == [] and second["pruned"] == []
+
+    store(etcd, ingress("shop", "more", "more.example.com", "web"))
+    third = play(tmp_path, tasks)["result_1"]
+    assert third["changed"] and third["pruned"] == [first["generation_dir"]]
+    assert [p.name for p in config_dir.glob("gen-*")] == [Path(third["generation_dir"]).name]

@@ -53,4 +53,3 @@ def decode_route(key: str, value: bytes, routes_prefix: str) -> dict[str, Any]:
 def encode_route(spec: Mapping[str, Any]) -> bytes:
     """The stored form: compact JSON with sorted keys (so equal routes are equal bytes)."""
     return json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
-

@@ -2,11 +2,13 @@
 
 Built on aetcd (asyncio, fast protobuf, watch from a revision, typed errors for a
 compacted revision and a lost connection).  aetcd opens only plaintext channels to
-one host and has no paginated or point-in-time list, so :class:`EtcdClient` adds
-TLS (CA, client certificate and key) and failover across several endpoints, and
-:meth:`EtcdSource.list` pages through each prefix at one revision.
+one host and has no paginated or point-in-time read, so :class:`EtcdClient`, the one
+small adapter over it, adds TLS (CA, client certificate and key) and paged reads at
+a revision; :class:`EtcdSource` adds failover across several endpoints and pages
+through each prefix at one revision.  Nothing outside this module touches aetcd.
 
-The source only reads: it never writes to the cluster's etcd.
+The source reads; it writes (:meth:`EtcdSource.put`, :meth:`EtcdSource.delete`)
+only when a caller asks -- the plain-route module does, the watcher never does.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +62,16 @@ class EtcdSettings:
 
 
 @dataclass(frozen=True)
+class KeyValue:
+    """One key as etcd holds it."""
+
+    key: str
+    value: bytes
+    mod_revision: int  # revision of its last change
+    version: int  # changes since it was created
+
+
+@dataclass(frozen=True)
 class Change:
     key: str
     value: bytes | None  # None: the key was deleted
@@ -74,6 +86,14 @@ def parse_endpoint(endpoint: str) -> tuple[str, int, bool]:
     return url.hostname, url.port or 2379, url.scheme == "https"
 
 
+def key_range(key: str, prefix: bool = False) -> tuple[bytes, bytes]:
+    """The Range over ``key`` alone, or over every key under it: (start, end)."""
+    start = key.encode()
+    if not start:
+        raise ValueError("an etcd key is never empty")
+    return start, prefix_range_end(start) if prefix else b""
+
+
 def _read(path: str | None) -> bytes | None:
     if path is None:
         return None
@@ -82,12 +102,15 @@ def _read(path: str | None) -> bytes | None:
 
 
 class EtcdClient(aetcd.Client):  # type: ignore[misc]
-    """aetcd's client with TLS and a channel to the endpoint we choose."""
+    """aetcd's client with TLS, a channel to the endpoint we choose, and the two
+    requests aetcd has no method for: a status check and one page of a Range at a
+    revision.  The only code that knows aetcd's internals."""
 
     def __init__(self, endpoint: str, settings: EtcdSettings) -> None:
         host, port, tls = parse_endpoint(endpoint)
         super().__init__(host=host, port=port, timeout=settings.timeout)
         self.endpoint = endpoint
+        self.timeout = settings.timeout
         self._credentials = None
         if tls or settings.ca_file:
             self._credentials = grpc.ssl_channel_credentials(
@@ -109,6 +132,17 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         self.maintenancestub = rpc.MaintenanceStub(self.channel)
         self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout)
         self._connected.set()
+
+    async def check(self) -> None:
+        """Ask the endpoint for its status; raises when it does not answer in time."""
+        status = self.maintenancestub.Status(rpc.StatusRequest(), timeout=self.timeout)
+        await asyncio.wait_for(status, self.timeout + 1)
+
+    def range_page(self, start: bytes, end: bytes, revision: int) -> Awaitable[Any]:
+        """One page (:data:`PAGE_SIZE` keys) of [start, end) at ``revision`` (0: now);
+        an etcd RangeResponse, raising grpc's errors as they are."""
+        request = rpc.RangeRequest(key=start, range_end=end, limit=PAGE_SIZE, revision=revision)
+        return self.kvstub.Range(request, timeout=self.timeout)  # type: ignore[no-any-return]
 
 
 def _describe(exc: BaseException) -> str:
@@ -145,12 +179,7 @@ class EtcdSource:
             client = EtcdClient(endpoint, self.settings)
             try:
                 await client.connect()
-                await asyncio.wait_for(
-                    client.maintenancestub.Status(
-                        rpc.StatusRequest(), timeout=self.settings.timeout
-                    ),
-                    self.settings.timeout + 1,
-                )
+                await client.check()
             except (TimeoutError, grpc.aio.AioRpcError, OSError, etcd_errors.ClientError) as exc:
                 errors.append(f"{endpoint}: {_describe(exc)}")
                 await client.close()
@@ -188,34 +217,78 @@ class EtcdSource:
         """
         client = await self.connect()
         revision = 0
-        pending: asyncio.Future[Any] | None = None
+        for prefix in self.prefixes:
+            async for response in self._range(
+                client, prefix, prefix_range_end(prefix), revision, "list"
+            ):
+                revision = revision or response.header.revision
+                yield revision, [(kv.key.decode(), kv.value) for kv in response.kvs]
 
-        def request(start: bytes, end: bytes) -> asyncio.Future[Any]:
-            range_request = rpc.RangeRequest(
-                key=start, range_end=end, limit=PAGE_SIZE, revision=revision
+    async def range(self, key: str, prefix: bool = False) -> list[KeyValue]:
+        """``key``, or with ``prefix`` every key under it, read at one revision."""
+        client = await self.connect()
+        start, end = key_range(key, prefix)
+        found: list[KeyValue] = []
+        async for response in self._range(client, start, end, 0, f"read {key}"):
+            found.extend(
+                KeyValue(kv.key.decode(errors="replace"), kv.value, kv.mod_revision, kv.version)
+                for kv in response.kvs
             )
-            call = client.kvstub.Range(range_request, timeout=self.settings.timeout)
-            future: asyncio.Future[Any] = asyncio.ensure_future(call)
-            return future
+        return found
 
+    async def get(self, key: str) -> KeyValue | None:
+        """``key`` as stored, or None when it does not exist."""
+        found = await self.range(key)
+        return found[0] if found else None
+
+    async def put(self, key: str, value: bytes) -> int:
+        """Store ``value`` at ``key`` (only when a caller asks); the new revision."""
+        client = await self.connect()
         try:
-            for prefix in self.prefixes:
-                end = prefix_range_end(prefix)
-                pending = request(prefix, end)
-                while pending is not None:
-                    try:
-                        response = await pending
-                    except grpc.aio.AioRpcError as exc:
-                        if "compacted" in (exc.details() or ""):
-                            raise Compacted(_describe(exc)) from exc
-                        raise SourceError(
-                            f"etcd {client.endpoint}: list failed: {_describe(exc)}"
-                        ) from exc
-                    pending = None
-                    revision = revision or response.header.revision
-                    if response.more and response.kvs:
-                        pending = request(response.kvs[-1].key + b"\x00", end)
-                    yield revision, [(kv.key.decode(), kv.value) for kv in response.kvs]
+            result = await client.put(key_range(key)[0], value)
+        except (grpc.aio.AioRpcError, etcd_errors.ClientError, TimeoutError) as exc:
+            raise SourceError(
+                f"etcd {client.endpoint}: put {key} failed: {_describe(exc)}"
+            ) from exc
+        return int(result.header.revision)
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key`` (only when a caller asks); whether it existed."""
+        client = await self.connect()
+        try:
+            result = await client.delete(key_range(key)[0])
+        except (grpc.aio.AioRpcError, etcd_errors.ClientError, TimeoutError) as exc:
+            raise SourceError(
+                f"etcd {client.endpoint}: delete {key} failed: {_describe(exc)}"
+            ) from exc
+        return result is not None
+
+    @staticmethod
+    async def _range(
+        client: EtcdClient, start: bytes, end: bytes, revision: int, what: str
+    ) -> AsyncIterator[Any]:
+        """The RangeResponses of [start, end), page by page, all at one revision (the
+        first page's when ``revision`` is 0).  The next page is already requested while
+        the caller works on this one."""
+        pending: asyncio.Future[Any] | None = asyncio.ensure_future(
+            client.range_page(start, end, revision)
+        )
+        try:
+            while pending is not None:
+                try:
+                    response = await pending
+                except grpc.aio.AioRpcError as exc:
+                    if "compacted" in (exc.details() or ""):
+                        raise Compacted(_describe(exc)) from exc
+                    raise SourceError(
+                        f"etcd {client.endpoint}: {what} failed: {_describe(exc)}"
+                    ) from exc
+                pending = None
+                revision = revision or response.header.revision
+                if response.more and response.kvs:
+                    following = response.kvs[-1].key + b"\x00"
+                    pending = asyncio.ensure_future(client.range_page(following, end, revision))
+                yield response
         finally:
             if pending is not None:
                 pending.cancel()
@@ -282,4 +355,3 @@ class EtcdSource:
         if isinstance(exc, (Compacted, SourceError)):
             return exc
         return SourceError(f"etcd {client.endpoint}: watch failed: {_describe(exc)}")
-

@@ -5,17 +5,25 @@
 
 from __future__ import annotations
 
+import yaml
+from ansible.module_utils.basic import env_fallback
+from ansible_collections.breakwater.edge.plugins.doc_fragments.etcd import ModuleDocFragment
 from ansible_collections.breakwater.edge.plugins.module_utils.breakwater import (
     ETCD_ARGUMENT_SPEC,
     etcd_options,
 )
 
+ENVIRONMENT = {
+    "endpoints": "ETCDCTL_ENDPOINTS",
+    "ca_file": "ETCDCTL_CACERT",
+    "cert_file": "ETCDCTL_CERT",
+    "key_file": "ETCDCTL_KEY",
+}
 
-def test_environment_fallbacks(monkeypatch):
-    monkeypatch.setenv("ETCDCTL_ENDPOINTS", "https://a:2379, https://b:2379")
-    monkeypatch.setenv("ETCDCTL_CACERT", "/pki/ca.crt")
+
+def test_options_are_taken_as_given_and_endpoints_stripped():
     given = {
-        "endpoints": None,
+        "endpoints": ["https://a:2379", " https://b:2379", ""],
         "ca_file": None,
         "cert_file": "/pki/edge.crt",
         "key_file": None,
@@ -23,18 +31,28 @@ def test_environment_fallbacks(monkeypatch):
     }
     assert etcd_options(given.get) == {
         "endpoints": ["https://a:2379", "https://b:2379"],
-        "ca_file": "/pki/ca.crt",
         "cert_file": "/pki/edge.crt",
         "prefix": "/registry",
     }
 
 
-def test_explicit_options_win(monkeypatch):
+def test_the_environment_is_not_read_a_second_time(monkeypatch):
+    # The fallbacks are Ansible's (argument spec, doc fragment); etcd_options never
+    # looks at the environment itself.
     monkeypatch.setenv("ETCDCTL_ENDPOINTS", "https://env:2379")
-    given = {"endpoints": ["https://given:2379"], "prefix": "/custom"}
-    assert etcd_options(given.get) == {"endpoints": ["https://given:2379"], "prefix": "/custom"}
+    monkeypatch.setenv("ETCDCTL_CACERT", "/pki/ca.crt")
+    assert etcd_options({"prefix": "/custom"}.get) == {"prefix": "/custom"}
 
 
-def test_argument_spec_has_every_connection_option():
+def test_module_fallbacks_are_in_the_argument_spec():
     assert set(ETCD_ARGUMENT_SPEC) == {"endpoints", "ca_file", "cert_file", "key_file", "prefix"}
     assert ETCD_ARGUMENT_SPEC["key_file"]["type"] == "path"
+    for option, variable in ENVIRONMENT.items():
+        assert ETCD_ARGUMENT_SPEC[option]["fallback"] == (env_fallback, [variable])
+
+
+def test_lookup_fallbacks_are_the_doc_fragments_env_entries():
+    options = yaml.safe_load(ModuleDocFragment.LOOKUP)["options"]
+    assert set(options) == set(ETCD_ARGUMENT_SPEC)
+    for option, variable in ENVIRONMENT.items():
+        assert options[option]["env"] == [{"name": variable}]
