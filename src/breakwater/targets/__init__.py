@@ -55,28 +55,21 @@ class Target(Protocol[PlanT]):
 
         ``servers_only``: the backends whose servers changed when nothing else did.
         """
-        ...
 
     async def check(self, plan: PlanT) -> None:
         """Stage what the plan needs and run the daemon's checker; raises CheckFailed."""
-        ...
 
     async def swap(self, plan: PlanT) -> None:
         """Put the staged file in place (atomic rename)."""
-        ...
 
     async def activate(self, plan: PlanT) -> ApplyResult:
         """Make the daemon run what the plan says."""
-        ...
 
     async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
         """plan, check, swap, activate -- and what to do when one of them fails."""
-        ...
 
     async def flush(self, catalog: Catalog) -> ApplyResult:
         """Rewrite a file that runtime changes left stale."""
-        ...
 
     async def close(self) -> None:
         """Close the control connections the target keeps open."""
-        ...

@@ -307,7 +307,9 @@ class HAProxyTarget(Target[HAProxyPlan]):
 
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, Layout]:
         rendered, layout = self._render_trial(self._holding_back(catalog))
-        held = tuple(Rejection(source, reason) for source, (reason, _) in self.held_back.items())
+        held = tuple(
+            Rejection(source, reason) for source, (reason, _fingerprint) in self.held_back.items()
+        )
         self.refused = rendered.refused + held
         return rendered, layout
 
