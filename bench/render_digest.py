@@ -28,6 +28,7 @@ from builders import (  # noqa: E402
 )
 from scale import cluster_objects  # noqa: E402
 
+from breakwater.catalog.live import LiveCatalog  # noqa: E402
 from breakwater.cluster.plain_routes import encode_route  # noqa: E402
 from breakwater.cluster.source import Change  # noqa: E402
 from breakwater.cluster.state import ClusterState  # noqa: E402
@@ -93,7 +94,7 @@ def render(objects: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str,
     changes = [Change(storage_key(obj), storage_value(obj), 1) for obj in objects]
     changes.append(Change("/breakwater/routes/billing", encode_route(PLAIN_ROUTE), 1))
     state.apply(changes)
-    catalog, _ = state.update(config)
+    catalog, _ = LiveCatalog().update(state, config.catalog)
     layout = assign_slots(catalog, {}, config.haproxy.min_slots)
     varnish = config.varnish if config.varnish.enabled else None
     rendered = render_haproxy(catalog, layout, config.haproxy, varnish=varnish)

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from breakwater.catalog.live import LiveCatalog
 from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.source import Change, EtcdSource
 from breakwater.cluster.state import ClusterState
@@ -44,7 +45,7 @@ async def loop_stall_during_rebuild(state: ClusterState, config: Config) -> floa
 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
-    await asyncio.to_thread(state.rebuild, config)
+    await asyncio.to_thread(LiveCatalog().rebuild, state, config.catalog)
     building = False
     await task
     return max(gaps) * 1000
@@ -59,7 +60,8 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
     objects, revision = len(state.objects), state.revision
     times["list + decode"] = time.perf_counter() - start
     start = time.perf_counter()
-    catalog, _ = state.update(config)
+    live = LiveCatalog()
+    catalog, _ = live.update(state, config.catalog)
     times["catalog"] = time.perf_counter() - start
     stall_ms = await loop_stall_during_rebuild(state, config)
 
@@ -101,7 +103,7 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
             revision += 1
             cpu, wall = time.process_time(), time.perf_counter()
             state.apply([Change(key, value, revision)])
-            catalog, changed = state.update(config)
+            catalog, changed = live.update(state, config.catalog)
             result = await target.apply(catalog, changed)
             cpu_ms.append((time.process_time() - cpu) * 1000)
             wall_ms.append((time.perf_counter() - wall) * 1000)

@@ -93,12 +93,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
+    from breakwater.catalog.live import full_catalog
     from breakwater.cluster.state import read_cluster
 
     config = _config(args)
     _setup_logging("WARNING")
     state = asyncio.run(read_cluster(config.etcd))
-    catalog = state.catalog(config)
+    catalog = full_catalog(state, config.catalog)
     document = catalog.as_dict()
     document["revision"] = state.revision
     print(json.dumps(document, indent=2))

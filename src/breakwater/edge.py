@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from breakwater import operations, validate
 from breakwater.catalog import Catalog, build_catalog
+from breakwater.catalog.live import full_catalog
 from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
 from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
@@ -90,7 +91,7 @@ def edge_view(
         result["vcl"] = render_vcl(config.varnish)
         return result
     state = cluster(config)
-    catalog = state.catalog(config)
+    catalog = full_catalog(state, config.catalog)
     result["revision"] = state.revision
     if output == "haproxy":
         result.update(haproxy_files(config, catalog, current_config))

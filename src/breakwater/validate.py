@@ -52,6 +52,15 @@ class InvalidValue(ValueError):
     """A value that must not reach a configuration file; the message says why."""
 
 
+def reason_of(exc: Exception) -> str:
+    """An exception as a rejection reason: ours say why; others say the object is malformed."""
+    if isinstance(exc, InvalidValue):
+        return str(exc)
+    text = str(exc)
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"malformed object ({type(exc).__name__}: {text})"
+
+
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -24,6 +24,7 @@ from breakwater.catalog import (
     Server,
     build_catalog,
 )
+from breakwater.catalog.live import LiveCatalog
 from breakwater.cluster.source import Change
 from breakwater.cluster.state import ClusterState
 from breakwater.config import Config
@@ -333,7 +334,7 @@ def test_a_copy_under_another_key_does_not_replace_the_real_object() -> None:
     copy = service("shop", "web")
     copy["spec"]["ports"] = []
     put(state, "/registry/services/specs/shop/web2", copy, 10)
-    catalog, _ = state.update(Config())
+    catalog, _ = LiveCatalog().update(state, Config().catalog)
     assert_good_route_serves(catalog)
     reason = rejected(catalog)["/registry/services/specs/shop/web2"]
     assert "metadata.name 'web' disagrees with its key" in reason
@@ -354,7 +355,7 @@ def test_a_key_kubernetes_could_not_have_written_is_rejected(key: str) -> None:
     for revision, obj in enumerate(good_route(), 1):
         put(state, storage_key(obj), obj, revision)
     put(state, key, tls_secret("shop", "www"), 10)
-    catalog, _ = state.update(Config())
+    catalog, _ = LiveCatalog().update(state, Config().catalog)
     assert_good_route_serves(catalog)
     assert key in rejected(catalog)
 
@@ -380,7 +381,7 @@ def test_a_value_that_cannot_be_read_is_that_keys_rejection_and_following_goes_o
     put(state, "/registry/ingress/shop/bad", value, 10)
     later = ingress("shop", "later", [("later.example.com", "/", "Prefix", "web")])
     put(state, storage_key(later), later, 11)
-    catalog, _ = state.update(Config())
+    catalog, _ = LiveCatalog().update(state, Config().catalog)
     assert_good_route_serves(catalog)
     assert "later.example.com" in {r.host for r in catalog.routes}
     assert "/registry/ingress/shop/bad" in rejected(catalog)

@@ -17,7 +17,6 @@ from breakwater.catalog.model import (
     Problems,
     describe,
     problem_rejections,
-    reason_of,
 )
 from breakwater.catalog.servers import backend_servers
 from breakwater.catalog.sources import (
@@ -33,6 +32,7 @@ from breakwater.cluster.index import (
     Object,
     index_objects,
 )
+from breakwater.validate import reason_of
 
 
 def _creation_order(item: tuple[str, tuple[str, str], Object]) -> tuple[str, str, str]:

@@ -20,12 +20,12 @@ from breakwater.catalog.model import (
     Server,
     ServerState,
     problem_rejections,
-    reason_of,
 )
 from breakwater.catalog.servers import backend_name, backend_servers, node_addresses
 from breakwater.cluster.index import (
     ClusterIndex,
 )
+from breakwater.validate import reason_of
 
 
 @dataclass

@@ -142,22 +142,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Rejected(Exception):
+class Rejected(InvalidValue):
     """Raised inside the catalog to reject one object; carries the reason."""
 
 
 def describe(kind: str, ident: tuple[str, str]) -> str:
     namespace, name = ident
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
-
-
-def reason_of(exc: Exception) -> str:
-    """An exception as a rejection reason: ours say why; others say the object is malformed."""
-    if isinstance(exc, Rejected | InvalidValue):
-        return str(exc)
-    text = str(exc)
-    text = text if len(text) <= 120 else text[:117] + "..."
-    return f"malformed object ({type(exc).__name__}: {text})"
 
 
 Problems = dict[str, str]

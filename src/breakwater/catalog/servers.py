@@ -16,12 +16,12 @@ from breakwater.catalog.model import (
     Server,
     ServerState,
     describe,
-    reason_of,
 )
 from breakwater.cluster.index import (
     ClusterIndex,
     Object,
 )
+from breakwater.validate import reason_of
 
 
 def _service_port(service: Object, port: int | str) -> Mapping[str, Any]:

@@ -6,25 +6,16 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from breakwater.catalog import (
-    Catalog,
-    CatalogSettings,
-    Rejected,
-    Rejection,
-    build_catalog,
-    refresh_servers,
-)
-from breakwater.catalog.model import reason_of
 from breakwater.cluster.index import ClusterIndex, Object, served_service
 from breakwater.cluster.keys import RESOURCES, identity_of_key, metadata_disagreement
 from breakwater.cluster.plain_routes import decode_route
 from breakwater.cluster.source import Change, EtcdSettings, EtcdSource
-from breakwater.config import Config
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.memory import collector_paused
+from breakwater.validate import InvalidValue, reason_of
 
 log = logging.getLogger("breakwater.cluster")
 
@@ -33,9 +24,10 @@ log = logging.getLogger("breakwater.cluster")
 class ClusterState:
     """Decoded objects by etcd key, and the keys whose values could not be decoded.
 
-    The objects are also kept indexed (:class:`ClusterIndex`), and the changes since
-    the last :meth:`update` are remembered, so that a change to EndpointSlices alone
-    recomputes only the backends of their Services (:func:`refresh_servers`).
+    The objects are also kept indexed (:class:`ClusterIndex`), and what changed since
+    the catalog last read it is remembered (:attr:`changed_services`,
+    :attr:`structural`), so that a change to EndpointSlices alone recomputes only the
+    backends of their Services (:class:`breakwater.catalog.live.LiveCatalog`).
     """
 
     prefix: str
@@ -46,10 +38,10 @@ class ClusterState:
     _idents: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (ns, name)
     revision: int = 0
     index: ClusterIndex = field(default_factory=ClusterIndex)
-    _base: Catalog | None = None  # the last catalog, without the undecodable keys
-    _base_settings: CatalogSettings | None = None
-    _services: set[tuple[str, str]] = field(default_factory=set)  # servers changed
-    _structural = True  # something other than servers changed since the last update
+    # Since the catalog last read the state: Services whose servers changed, and
+    # whether anything else changed (True until a first full build).
+    changed_services: set[tuple[str, str]] = field(default_factory=set)
+    structural: bool = True
 
     @classmethod
     def for_settings(cls, settings: EtcdSettings) -> ClusterState:
@@ -61,7 +53,7 @@ class ClusterState:
             self.index.discard(old, self._idents.pop(key))
             self._note(old)
         if self.undecodable.pop(key, None) is not None:
-            self._structural = True  # its rejection goes away
+            self.structural = True  # its rejection goes away
         if value is None:
             return
         try:
@@ -72,7 +64,7 @@ class ClusterState:
             reason = exc.reason if isinstance(exc, DecodeError) else reason_of(exc)
             self.undecodable[key] = f"{cause}: {reason}"
             self.rejected_keys[cause] = self.rejected_keys.get(cause, 0) + 1
-            self._structural = True
+            self.structural = True
             log.warning("%s %s: %s", cause, key, reason)
             return
         if read is None:
@@ -99,24 +91,19 @@ class ClusterState:
         obj = decode(key, value, lean=True)
         disagreement = metadata_disagreement(obj, kind, namespace, name)
         if disagreement is not None:
-            raise Rejected(disagreement)
+            raise InvalidValue(disagreement)
         return obj, (namespace, name)
 
     def rebuild_next(self) -> None:
-        """Make the next :meth:`update` a full build (after a sync that failed)."""
-        self._structural = True
-
-    @property
-    def servers_only(self) -> bool:
-        """True when the changes since the last update only touch servers."""
-        return not self._structural and self._base is not None
+        """Make the next catalog a full build (after a sync that failed)."""
+        self.structural = True
 
     def _note(self, obj: Object) -> None:
         service = served_service(obj)
         if service is None:
-            self._structural = True
+            self.structural = True
         else:
-            self._services.add(service)
+            self.changed_services.add(service)
 
     @classmethod
     async def listed(cls, source: EtcdSource, settings: EtcdSettings) -> ClusterState:
@@ -148,47 +135,6 @@ class ClusterState:
             self.revision = max(self.revision, change.revision)
             keys.append(change.key)
         return keys
-
-    def catalog(self, config: Config) -> Catalog:
-        """The catalog of every object, built afresh."""
-        with collector_paused():
-            return self._with_undecodable(build_catalog(self.index, config.catalog))
-
-    def update(self, config: Config) -> tuple[Catalog, list[str] | None]:
-        """The catalog after the changes since the last call, and what they touched.
-
-        The second value lists the backends whose servers changed when nothing else
-        did, and is None after a full build.
-        """
-        refreshed = self.refresh(config)
-        return refreshed if refreshed is not None else self.rebuild(config)
-
-    def refresh(self, config: Config) -> tuple[Catalog, list[str]] | None:
-        """:meth:`update` when only servers changed (cheap); None: it takes :meth:`rebuild`."""
-        if self._structural or self._base is None or self._base_settings != config.catalog:
-            return None
-        refreshed = refresh_servers(self._base, self.index, self._services, config.catalog)
-        if refreshed is None:
-            return None
-        self._services = set()
-        self._base, changed = refreshed
-        return self._with_undecodable(self._base), changed
-
-    def rebuild(self, config: Config) -> tuple[Catalog, None]:
-        """The catalog built afresh from every object (:meth:`update`'s full build)."""
-        self._services, self._structural = set(), False
-        with collector_paused():
-            self._base = build_catalog(self.index, config.catalog)
-        self._base_settings = config.catalog
-        return self._with_undecodable(self._base), None
-
-    def _with_undecodable(self, catalog: Catalog) -> Catalog:
-        if not self.undecodable:
-            return catalog
-        rejected = catalog.rejected + [
-            Rejection(key, reason) for key, reason in sorted(self.undecodable.items())
-        ]
-        return replace(catalog, rejected=rejected)
 
 
 async def read_cluster(settings: EtcdSettings) -> ClusterState:

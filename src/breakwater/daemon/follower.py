@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 
 from breakwater.catalog import Catalog
+from breakwater.catalog.live import LiveCatalog
 from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.source import Compacted, EtcdSettings, EtcdSource, SourceError
 from breakwater.cluster.state import ClusterState
@@ -51,6 +52,7 @@ class Follower:
         self.settings = settings
         self.source = EtcdSource(settings, list(RESOURCES))
         self.state = ClusterState.for_settings(settings)
+        self.live = LiveCatalog()  # the catalog of the state, kept between changes
         self.connected = False
         self._on_change = on_change
         self._on_outage = on_outage  # called with the reason, each time following stops
@@ -107,10 +109,15 @@ class Follower:
         """The catalog after the changes so far, and the backends whose servers alone
         changed (None after a full build, which runs in a thread)."""
         async with self._lock:
-            refreshed = self.state.refresh(config)
+            refreshed = self.live.refresh(self.state, config.catalog)
             if refreshed is not None:
                 return refreshed
-            return await asyncio.to_thread(self.state.rebuild, config)
+            return await asyncio.to_thread(self.live.rebuild, self.state, config.catalog)
+
+    @property
+    def servers_only(self) -> bool:
+        """Only servers changed since the last catalog (no need to wait for more)."""
+        return self.live.servers_only(self.state)
 
     def reconfigure(self, settings: EtcdSettings) -> None:
         """New etcd settings (SIGHUP): the next connection uses them."""

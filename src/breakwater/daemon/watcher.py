@@ -264,7 +264,7 @@ class Watcher:
                 break
             if not self.scheduler.pending:
                 continue
-            servers_only = self.follower.state.servers_only
+            servers_only = self.follower.servers_only
             await self.scheduler.coalesce(self.config.coalesce, self.stopping, servers_only)
             await self.sync()
             self.reporter.ready()

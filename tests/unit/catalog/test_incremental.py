@@ -8,6 +8,7 @@ from typing import Any
 from builders import READY, endpoint_slice, ingress, route_configmap, service
 
 from breakwater.catalog import build_catalog
+from breakwater.catalog.live import LiveCatalog
 from breakwater.cluster.source import Change
 from breakwater.cluster.state import ClusterState
 from breakwater.config import Config
@@ -38,7 +39,7 @@ def delete(state: ClusterState, obj: dict[str, Any], revision: int) -> None:
 
 def test_servers_only_changes_equal_full_builds_and_name_what_changed() -> None:
     config = Config()
-    state = ClusterState("/registry/")
+    state, live = ClusterState("/registry/"), LiveCatalog()
     names = [f"svc{i}" for i in range(6)]
     revision = 1
     for name in names:
@@ -47,7 +48,7 @@ def test_servers_only_changes_equal_full_builds_and_name_what_changed() -> None:
     put(state, route_configmap("ns", "svc4", {"hosts": "four.example"}), 3)
     # svc5 has no slice: its servers come from its Endpoints object.
     put(state, route_configmap("ns", "svc5", {"hosts": "five.example"}), 4)
-    catalog, changed = state.update(config)
+    catalog, changed = live.update(state, config.catalog)
     assert changed is None  # the first build is a full one
     rng = random.Random(7)
     full_builds = 0
@@ -70,7 +71,7 @@ def test_servers_only_changes_equal_full_builds_and_name_what_changed() -> None:
         if action > 0.95:  # now and then something that is not a server change
             put(state, service("ns", rng.choice(names)), revision)
         before = catalog
-        catalog, changed = state.update(config)
+        catalog, changed = live.update(state, config.catalog)
         expected = build_catalog(state.objects.values(), config.catalog)
         assert catalog == expected, f"step {step}"
         if changed is None:
@@ -85,19 +86,19 @@ def test_servers_only_changes_equal_full_builds_and_name_what_changed() -> None:
 
 def test_an_undecodable_slice_is_reported_and_its_servers_go() -> None:
     config = Config()
-    state = ClusterState("/registry/")
+    state, live = ClusterState("/registry/"), LiveCatalog()
     put(state, service("ns", "web"), 1)
     put(state, ingress("ns", "web", [("web.example", "/", "Prefix", "web")]), 2)
     good = endpoint_slice("ns", "web", [("10.0.0.1", READY)])
     put(state, good, 3)
-    catalog, _ = state.update(config)
+    catalog, _ = live.update(state, config.catalog)
     assert [s.address for s in catalog.backends["be_ns_web_http"].servers] == ["10.0.0.1"]
     state.apply([Change(storage_key(good), b"k8s\x00\x0a\x03bad", 4)])
-    catalog, changed = state.update(config)
+    catalog, changed = live.update(state, config.catalog)
     assert changed is None
     assert catalog.backends["be_ns_web_http"].servers == ()
     assert [r.object for r in catalog.rejected] == [storage_key(good)]
     put(state, good, 5)
-    catalog, _ = state.update(config)
+    catalog, _ = live.update(state, config.catalog)
     assert catalog.rejected == []
     assert [s.address for s in catalog.backends["be_ns_web_http"].servers] == ["10.0.0.1"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from builders import READY, endpoint_slice, ingress, node, service
 
+from breakwater.catalog.live import LiveCatalog
 from breakwater.cluster.index import ClusterIndex
 from breakwater.cluster.keys import identity_of_key, kind_of_key, metadata_disagreement
 from breakwater.cluster.source import Change
@@ -80,21 +81,21 @@ def test_slices_are_indexed_by_their_service() -> None:
 
 
 def test_the_state_follows_puts_and_deletes_and_knows_server_only_changes() -> None:
-    state = ClusterState("/registry/")
+    state, live = ClusterState("/registry/"), LiveCatalog()
     objects = [
         service("shop", "web"),
         endpoint_slice("shop", "web", [("10.0.0.1", READY)]),
         ingress("shop", "web", [("a.example.com", "/", "Prefix", "web")]),
     ]
     state.apply([Change(storage_key(o), storage_value(o), i) for i, o in enumerate(objects, 1)])
-    catalog, changed = state.update(Config())
+    catalog, changed = live.update(state, Config().catalog)
     assert changed is None and [r.host for r in catalog.routes] == ["a.example.com"]
     moved = endpoint_slice("shop", "web", [("10.0.0.2", READY)])
     state.apply([Change(storage_key(moved), storage_value(moved), 10)])
-    assert state.servers_only
-    catalog, changed = state.update(Config())
+    assert live.servers_only(state)
+    catalog, changed = live.update(state, Config().catalog)
     assert changed == ["be_shop_web_http"]
     state.apply([Change(storage_key(objects[2]), None, 11)])
-    assert not state.servers_only
-    catalog, changed = state.update(Config())
+    assert not live.servers_only(state)
+    catalog, changed = live.update(state, Config().catalog)
     assert changed is None and catalog.routes == [] and state.revision == 11
