@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from breakwater.cluster.keys import RESOURCES
-from breakwater.cluster.source import EtcdClient, EtcdSettings
+from breakwater.cluster.source import EtcdSettings, EtcdSource
 from breakwater.k8s.encode import encode_protobuf
 
 _DIRECTORIES = {kind: directory.rstrip("/") for directory, kind in RESOURCES.items()}
@@ -64,21 +64,23 @@ async def seed(
     Returns (action, key) pairs; a value already stored byte for byte is left alone
     ("unchanged"), so seeding twice changes nothing.
     """
-    client = EtcdClient(settings.endpoints[0], settings)
+    source = EtcdSource(settings, [])
     actions = []
-    async with client:
+    try:
         for obj in objects:
             key = storage_key(obj, settings.prefix)
-            current = await client.get(key.encode())
+            current = await source.get(key)
             if delete:
                 if current is not None:
-                    await client.delete(key.encode())
+                    await source.delete(key)
                 actions.append(("deleted" if current is not None else "absent", key))
                 continue
             value = storage_value(obj, encoding)
             if current is not None and current.value == value:
                 actions.append(("unchanged", key))
                 continue
-            await client.put(key.encode(), value)
+            await source.put(key, value)
             actions.append(("stored", key))
+    finally:
+        await source.disconnect()
     return actions
