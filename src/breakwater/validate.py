@@ -25,10 +25,13 @@ MAX_HAPROXY_MS = 2_147_483_647
 # Varnish TTL and grace from a route: a year is already far beyond any useful TTL.
 MAX_CACHE_SECONDS = 365 * 86400
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DNS_SUBDOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
-_DNS_LABEL_RE = re.compile(_LABEL, re.ASCII)
-_DNS1035_LABEL_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+# Kubernetes' name patterns, as regular expressions to build others from.
+DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DNS_SUBDOMAIN = rf"{DNS_LABEL}(?:\.{DNS_LABEL})*"
+DNS1035_LABEL = r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_SUBDOMAIN_RE = re.compile(DNS_SUBDOMAIN, re.ASCII)
+_DNS_LABEL_RE = re.compile(DNS_LABEL, re.ASCII)
+_DNS1035_LABEL_RE = re.compile(DNS1035_LABEL, re.ASCII)
 _IANA_SVC_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?", re.ASCII)
 # RFC 3986 path characters, without '?' and '#' (they end a path) and without '%'
 # unless it starts a valid escape.

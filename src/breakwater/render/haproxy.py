@@ -49,8 +49,10 @@ def render_haproxy(
     varnish: VarnishSettings | None = None,
 ) -> RenderedConfig:
     """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog)."""
-    catalog, refused = screen(catalog)
     exact_map, prefix_map = route_maps(catalog.routes)
+    catalog, refused = screen(catalog, (exact_map, prefix_map))
+    if refused:
+        exact_map, prefix_map = route_maps(catalog.routes)
     generation: dict[str, str] = {"routes-exact.map": exact_map, "routes-prefix.map": prefix_map}
     secrets = set()
     for name, certificate in sorted(catalog.certificates.items()):
