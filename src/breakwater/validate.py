@@ -88,7 +88,13 @@ def hostname(value: object) -> str:
     return host
 
 
+_DIGITS_AND_DOTS_RE = re.compile(r"[0-9.]+", re.ASCII)
+
+
 def _is_ip(text: str) -> bool:
+    # A DNS subdomain can only be an IP address if it is digits and dots (no ':').
+    if not _DIGITS_AND_DOTS_RE.fullmatch(text):
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
