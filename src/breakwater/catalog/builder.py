@@ -148,7 +148,7 @@ class Builder:
 
 def as_mapping(value: object, what: str) -> Mapping[str, Any]:
     """``value`` if it is a mapping (or absent: empty); a malformed object otherwise."""
-    if type(value) is dict:  # what decoding makes: skip the slower ABC check
+    if isinstance(value, dict):  # what decoding makes: skip the slower ABC check
         return value
     if value is None:
         return {}

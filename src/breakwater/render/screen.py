@@ -62,7 +62,9 @@ def _all_clean(catalog: Catalog, map_texts: tuple[str, ...]) -> bool:
     if not _words_clean(words):
         return False
     ports = (server.port for b in catalog.backends.values() for server in b.servers)
-    if not all(type(port) is int and 0 < port < 65536 for port in ports):
+    if not all(
+        isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 for port in ports
+    ):
         return False
     if not all(_map_clean(text) for text in map_texts):
         return False
