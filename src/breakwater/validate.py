@@ -287,16 +287,14 @@ def balance(value: object) -> str:
 
 # --- the last check before a value is written: the renderer's and the runtime API's ---
 
-_CONFIG_WORD_RE = re.compile(r"[!-~]+", re.ASCII)
-_CONFIG_WORD_FORBIDDEN = frozenset("\"'\\#")
+# The characters of one word of haproxy.cfg: printable ASCII without whitespace,
+# quotes, backslash or '#' (a regular-expression class, for the renderer's checks too).
+CONFIG_WORD_CHARS = r"!$-&(-\[\]-~"
+_CONFIG_WORD_RE = re.compile(rf"[{CONFIG_WORD_CHARS}]+", re.ASCII)
 
 
 def config_word(value: object) -> bool:
     """Whether ``value`` is one word HAProxy reads as written: printable ASCII, no
     whitespace, quotes, backslash or ``#``.  The renderer's own check (not Kubernetes'
     rules): everything it writes between spaces must pass it."""
-    return (
-        isinstance(value, str)
-        and _CONFIG_WORD_RE.fullmatch(value) is not None
-        and not _CONFIG_WORD_FORBIDDEN.intersection(value)
-    )
+    return isinstance(value, str) and _CONFIG_WORD_RE.fullmatch(value) is not None
