@@ -33,7 +33,6 @@ from breakwater.lab import storage_value
 
 MARKERS = (b"pwned", b"disable frontend", b"escaped")
 EVIL_PORT_NAME = "http\n    http-request return status 200 content-type text/plain string pwned\n"
-NOT_READY = {"ready": False, "serving": False, "terminating": False}
 
 
 class Client(threading.Thread):
@@ -225,12 +224,6 @@ def test_hostile_values_never_stop_the_watcher_or_the_good_route(
     problems: list[str] = []
     hostile = hostile_values(one.port)
     try:
-        # A ready endpoint on 127.0.0.1 would be a real (dead) server, as loopback is
-        # allowed here: written not ready, it only shows the slice is read and harmless.
-        loop = builders.endpoint_slice(
-            "shop", "web", [("127.0.0.1", dict(NOT_READY))], port=one.port, suffix="loop"
-        )
-        store(etcd, loop, encoding="json")
         for what, key, value, _ in hostile:
             revision = etcd.put(key, value)
             try:
