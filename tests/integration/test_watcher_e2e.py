@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -231,6 +232,52 @@ def test_etcd_outage_keeps_serving_and_recovers(etcd, haproxy, backends, watcher
     etcd.start()
     store(etcd, endpoint_slice("shop", "web", [other.endpoint]))
     wait_for(lambda: serves(haproxy, "outage.example.com", "other"), timeout=20, what="convergence")
+
+
+def _reconnect_delays(log: str) -> list[float]:
+    return [float(d) for d in re.findall(r"reconnecting to etcd in ([\d.]+) s", log)]
+
+
+def test_etcd_back_after_a_long_outage_resets_the_backoff_and_the_status(
+    etcd, haproxy, backends, tmp_path
+):
+    web, other = backends("web"), backends("other")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "blip.example.com", "web"))
+    config = watcher_config(
+        tmp_path, etcd, haproxy, etcd={"backoff_initial": 0.2, "backoff_max": 3.0}
+    )
+    status_file = tmp_path / "status.json"
+    process = WatcherProcess(config, tmp_path / "watcher.log")
+    process.start()
+    try:
+        wait_for(lambda: serves(haproxy, "blip.example.com", "web"), what="route")
+        # A long outage: the delays between attempts grow to the maximum.
+        etcd.stop(signal.SIGKILL)
+        wait_for(lambda: max(_reconnect_delays(process.log()), default=0) > 1.5, timeout=30)
+        assert json.loads(status_file.read_text())["etcd_connected"] is False
+        assert process.log().count("etcd unavailable, serving") == 1  # not a line per try
+        etcd.start()
+        wait_for(lambda: "etcd reachable again" in process.log(), timeout=30, what="reconnect")
+        # Nothing changed in the cluster, and still the status says connected at once.
+        wait_for(
+            lambda: json.loads(status_file.read_text())["etcd_connected"] is True,
+            what="the status to say connected",
+        )
+        assert json.loads(status_file.read_text())["last_error"] is None
+
+        # A short blip now is retried at the first step again, not at the maximum.
+        seen = len(_reconnect_delays(process.log()))
+        etcd.stop(signal.SIGKILL)
+        wait_for(lambda: len(_reconnect_delays(process.log())) > seen, what="a retry")
+        assert _reconnect_delays(process.log())[seen] <= 0.2
+        etcd.start()
+        store(etcd, endpoint_slice("shop", "web", [other.endpoint]))
+        wait_for(lambda: serves(haproxy, "blip.example.com", "other"), timeout=20)
+    finally:
+        assert process.stop() == 0
+        print(process.log()[-3000:])
 
 
 def test_compaction_past_the_watchers_revision_relists(etcd, haproxy, backends, tmp_path):

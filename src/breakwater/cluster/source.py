@@ -58,7 +58,7 @@ class EtcdSettings:
     routes_prefix: str = "/breakwater/routes/"
     timeout: float = 5.0
     backoff_initial: float = 0.2
-    backoff_max: float = 10.0
+    backoff_max: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,8 @@ class EtcdSource:
                 pending.cancel()
 
     async def watch(self, start_revision: int) -> AsyncIterator[list[Change]]:
-        """Batches of changes from ``start_revision`` on, across all prefixes.
+        """Batches of changes from ``start_revision`` on, across all prefixes; the
+        first batch is empty and comes as soon as etcd has accepted every watch.
 
         Raises :class:`Compacted` when ``start_revision`` is gone and
         :class:`SourceError` when the stream breaks.
@@ -327,6 +328,7 @@ class EtcdSource:
                 log.debug("watching %d prefixes from revision %d", len(watches), start_revision)
             except BaseException as exc:
                 raise self._translate(client, exc) from exc
+            yield []  # every watch is established: the follower is connected again
             while True:
                 item = await queue.get()
                 log.debug("watch item %r", item)

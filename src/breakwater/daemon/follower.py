@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from breakwater.catalog import Catalog
@@ -25,10 +26,17 @@ log = logging.getLogger("breakwater.watcher")
 
 class Backoff:
     """Exponential backoff with jitter: each delay is drawn from the upper half of the
-    current step, so many edges that lost etcd together do not return together."""
+    current step, so many edges that lost etcd together do not return together.
+
+    The step doubles from ``initial`` up to ``maximum`` and goes back to ``initial``
+    as soon as a list or a watch is established, so a short blip after a long outage
+    is retried as quickly as the first one.  After etcd is reachable again the
+    follower is back within one delay: at most ``maximum``, and less than the outage
+    itself (the steps double, so the last one is shorter than the time already waited).
+    """
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self.initial, self.maximum = initial, maximum
+        self.initial, self.maximum = initial, max(initial, maximum)
         self.step = initial
 
     def reset(self) -> None:
@@ -40,6 +48,46 @@ class Backoff:
         return delay
 
 
+class Outage:
+    """An etcd outage as the log tells it: its first failure at once, then one line a
+    minute while it lasts, and its end with how long it took -- not a line for each of
+    the hundreds of retries a long outage takes."""
+
+    REPEAT = 60.0  # seconds between "still unavailable" lines
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # monotonic time of the first failure
+        self.attempts = 0
+        self._logged = 0.0
+
+    def failed(self, reason: str) -> None:
+        now = time.monotonic()
+        self.attempts += 1
+        if self.since is None:
+            self.since, self._logged = now, now
+            log.error("etcd unavailable, serving the last good configuration: %s", reason)
+        elif now - self._logged >= self.REPEAT:
+            self._logged = now
+            log.error(
+                "etcd still unavailable after %.0f s (%d attempts): %s",
+                now - self.since,
+                self.attempts,
+                reason,
+            )
+        else:
+            log.debug("etcd unavailable (attempt %d): %s", self.attempts, reason)
+
+    def ended(self, how: str) -> None:
+        if self.since is not None:
+            log.info(
+                "etcd reachable again after %.1f s (%d failed attempts): %s",
+                time.monotonic() - self.since,
+                self.attempts,
+                how,
+            )
+        self.since, self.attempts = None, 0
+
+
 class Follower:
     """The cluster as etcd says, kept current; changes reported through ``on_change``."""
 
@@ -48,14 +96,18 @@ class Follower:
         settings: EtcdSettings,
         on_change: Callable[[list[str]], None],
         on_outage: Callable[[str], None],
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.source = EtcdSource(settings, list(RESOURCES))
         self.state = ClusterState.for_settings(settings)
         self.live = LiveCatalog()  # the catalog of the state, kept between changes
         self.connected = False
+        self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self.outage = Outage()
         self._on_change = on_change
         self._on_outage = on_outage  # called with the reason, each time following stops
+        self._on_connected = on_connected  # called when a list or watch is established
         # Held while the state changes, or while a full build reads it (in a thread).
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Future[None]] = set()
@@ -67,7 +119,6 @@ class Follower:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """List, then watch; reconnect and resume or re-list, until ``stopping``."""
-        backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
         listed = False
         while not stopping.is_set():
             try:
@@ -75,8 +126,10 @@ class Follower:
                     await self._list()
                     listed = True
                 async for batch in self.source.watch(self.state.revision + 1):
-                    self.connected = True
-                    backoff.reset()
+                    if not self.connected:
+                        self._established(f"watching from revision {self.state.revision + 1}")
+                    if not batch:
+                        continue
                     async with self._lock:
                         keys = self.state.apply(batch)
                     self._on_change(keys)
@@ -88,21 +141,31 @@ class Follower:
                 # for nothing; it backs off, reconnects and, for the unexpected, re-lists.
                 self.connected = False
                 if isinstance(exc, SourceError | OSError):
-                    log.error("etcd unavailable, serving the last good configuration: %s", exc)
+                    self.outage.failed(str(exc))
                     self._on_outage(str(exc))
                 else:
                     listed = False
                     log.exception("following etcd failed; re-listing after a backoff")
                     self._on_outage(f"following etcd failed: {exc!r}")
                 await self.source.disconnect(rotate=True)
+                delay = self.backoff.next()
+                log.debug("reconnecting to etcd in %.2f s", delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), backoff.next())
+                    await asyncio.wait_for(stopping.wait(), delay)
+
+    def _established(self, how: str) -> None:
+        """A list or a watch is established: connected, and the backoff starts afresh."""
+        self.connected = True
+        self.backoff.reset()
+        self.outage.ended(how)
+        if self._on_connected is not None:
+            self._on_connected()
 
     async def _list(self) -> None:
         state = await ClusterState.listed(self.source, self.settings)
         async with self._lock:
             self.state = state
-        self.connected = True
+        self._established(f"listed at revision {state.revision}")
         self._on_change([f"list at revision {state.revision}"])
 
     async def catalog(self, config: Config) -> tuple[Catalog, list[str] | None]:
@@ -122,6 +185,7 @@ class Follower:
     def reconfigure(self, settings: EtcdSettings) -> None:
         """New etcd settings (SIGHUP): the next connection uses them."""
         self.settings = settings
+        self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.source.settings = settings
         self._background.add(asyncio.ensure_future(self.source.disconnect()))
 

@@ -78,7 +78,9 @@ class Watcher:
         self.config_path = config_path
         self.dry_run = dry_run
         self.scheduler = Scheduler()
-        self.follower = Follower(config.etcd, self.scheduler.mark, self._on_outage)
+        self.follower = Follower(
+            config.etcd, self.scheduler.mark, self._on_outage, self._on_connected
+        )
         self.reporter = Reporter(None if dry_run else config.watcher.status_file)
         self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=dry_run)
         self.varnish = VarnishTarget(config.varnish, dry_run=dry_run)
@@ -88,6 +90,9 @@ class Watcher:
         self.reload_requested = False
         self.last_error: str | None = None
         self.last_sync: float | None = None
+        self.last_result: ApplyResult | None = None  # of the last sync or file write
+        self._outage: str | None = None  # why following etcd stopped, while it is stopped
+        self._reports: set[asyncio.Task[None]] = set()
         self._flushing: asyncio.Task[None] | None = None
 
     # --- signals: flags only -------------------------------------------------------
@@ -101,8 +106,27 @@ class Watcher:
         self.scheduler.changed.set()
 
     def _on_outage(self, reason: str) -> None:
-        self.last_error = reason
+        first = self._outage is None
+        self.last_error = self._outage = reason
         self.reporter.ready()  # running, and serving what HAProxy already has
+        if first:  # the status says so once an outage begins, not at every retry
+            self._report_soon()
+
+    def _on_connected(self) -> None:
+        """etcd is back: the status says so at once, even in a cluster where nothing
+        changes (the next sync would otherwise be the first to say it)."""
+        if self._outage is not None and self.last_error == self._outage:
+            self.last_error = None
+        self._outage = None
+        self._report_soon()
+
+    def _report_soon(self) -> None:
+        """The status line and file, written beside whatever the loop is doing."""
+        self.reporter.status_line(self.follower.state.revision, self.last_error)
+        if self.catalog is not None:  # before the first sync there is nothing to report
+            task = asyncio.ensure_future(self.report(self.last_result))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
     def _reload_config(self) -> None:
         self.reload_requested = False
@@ -200,6 +224,7 @@ class Watcher:
 
     async def report(self, result: ApplyResult | None) -> None:
         """The status file, from what is served now and how the last sync went."""
+        self.last_result = result
         catalog, state = self.catalog, self.follower.state
         status: dict[str, Any] = {
             "revision": state.revision,

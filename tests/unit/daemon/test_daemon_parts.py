@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 
 import pytest
 
 from breakwater.config import CoalesceSettings
-from breakwater.daemon.follower import Backoff
+from breakwater.daemon.follower import Backoff, Outage
 from breakwater.daemon.reporter import Reporter, sd_notify
 from breakwater.daemon.scheduler import Scheduler
 
@@ -24,6 +25,21 @@ def test_backoff_doubles_with_jitter_up_to_its_maximum_and_resets() -> None:
     assert len({round(d / s, 6) for d, s in zip(delays, steps, strict=True)}) > 1  # jittered
     backoff.reset()
     assert 0.1 <= backoff.next() <= 0.2
+
+
+def test_an_outage_is_one_log_line_and_its_end_another(caplog) -> None:
+    outage = Outage()
+    with caplog.at_level(logging.DEBUG, logger="breakwater.watcher"):
+        for _ in range(50):
+            outage.failed("connection refused")
+        outage.ended("watching from revision 9")
+        outage.failed("connection refused")
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "etcd unavailable, serving the last good configuration: connection refused"
+    ] * 2  # the first failure of each outage; the retries between are debug lines
+    ended = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(ended) == 1 and "50 failed attempts" in ended[0]
 
 
 def test_a_burst_waits_for_the_quiet_period_and_never_past_the_maximum() -> None:
