@@ -28,7 +28,7 @@ import yaml
 
 from breakwater.catalog import CatalogSettings
 from breakwater.cluster.source import EtcdSettings, parse_endpoint
-from breakwater.targets.settings import HAProxySettings, VarnishSettings
+from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
 
 DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
 ETCDCTL_FALLBACKS = {
@@ -148,6 +148,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         raise ConfigError(f"haproxy.template: {config.haproxy.template} does not exist")
     if check_files and config.varnish.template and not os.path.isfile(config.varnish.template):
         raise ConfigError(f"varnish.template: {config.varnish.template} does not exist")
+    if config.haproxy.backend_log not in BACKEND_LOG_LEVELS:
+        choices = ", ".join(sorted(BACKEND_LOG_LEVELS))
+        raise ConfigError(
+            f"haproxy.backend_log: {config.haproxy.backend_log!r} is not one of {choices}"
+        )
     if config.varnish.keep_vcls < 1:
         raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
     if config.coalesce.max_wait < config.coalesce.quiet_period:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import aetcd
+import pytest
 from harness import (
     HAProxy,
     WatcherProcess,
@@ -380,3 +381,36 @@ def test_a_burst_of_changes_is_one_reload(etcd, haproxy, backends, tmp_path):
         assert haproxy.processes().reloads - before == 1
     finally:
         assert watcher.stop() == 0
+
+
+@pytest.mark.parametrize("backend_log", ["errors", "all"])
+def test_what_backends_log_at_a_reload_and_when_servers_go(
+    etcd, haproxy, backends, tmp_path, backend_log
+):
+    """HAProxy's log target gets no line per backend at a reload unless backend_log is
+    "all"; a server taken out still shows.  (HAProxy 2.6 also prints each stopped
+    proxy on its stderr, whatever the configuration: the "[WARNING]" copies.)"""
+    web, other = backends("web"), backends("other")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint, other.endpoint]))
+    store(etcd, ingress("shop", "first", "first.example.com", "web"))
+    config = watcher_config(tmp_path, etcd, haproxy, haproxy={"backend_log": backend_log})
+    process = WatcherProcess(config, tmp_path / "watcher.log")
+    process.start()
+    haproxy_log = haproxy.directory / "haproxy.log"
+    try:
+        wait_for(lambda: serves(haproxy, "first.example.com", "web"), what="first route")
+        store(etcd, ingress("shop", "second", "second.example.com", "web"))  # a reload
+        wait_for(
+            lambda: re.search(r"\[WARNING\].*Proxy be_\S+ stopped", haproxy_log.read_text()),
+            what="the old worker to stop its backends",
+        )
+        store(etcd, endpoint_slice("shop", "web", [web.endpoint]))  # one server out
+        wait_for(
+            lambda: re.search(r"(?m)^Server be_\S+ is going DOWN", haproxy_log.read_text()),
+            what="the server taken out to be logged",
+        )
+        stopped = re.findall(r"(?m)^Proxy (be_\S+) stopped", haproxy_log.read_text())
+        assert bool(stopped) == (backend_log == "all"), stopped
+    finally:
+        assert process.stop() == 0

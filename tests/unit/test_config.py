@@ -43,6 +43,7 @@ def test_etcdctl_variables_are_fallbacks() -> None:
         ("coalesce:\n  max_wait: soon\n", "coalesce.max_wait"),
         ("coalesce:\n  file_delay: 5\n  file_max_delay: 2\n", "coalesce.file_max_delay"),
         ("etcd:\n  endpoints: ['ftp://x']\n", "etcd.endpoints"),
+        ("haproxy:\n  backend_log: quiet\n", "haproxy.backend_log: 'quiet' is not one of"),
         ("etcd:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", "does not exist"),
     ],
 )

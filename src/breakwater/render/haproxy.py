@@ -19,7 +19,7 @@ from breakwater.render.maps import route_lookup, route_maps
 from breakwater.render.screen import screen
 from breakwater.render.slots import FREE_SLOT, SlotLayout, server_lines
 from breakwater.render.templates import _template
-from breakwater.targets.settings import HAProxySettings, VarnishSettings
+from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
 
 
 @dataclass(frozen=True)
@@ -82,5 +82,6 @@ def render_haproxy(
         server_lines=server_lines,
         header=header,
         varnish=varnish if varnish is not None and varnish.enabled else None,
+        backend_log_level=BACKEND_LOG_LEVELS.get(settings.backend_log, "err"),
     )
     return RenderedConfig(config, directory, generation, frozenset(secrets), refused)

@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+BACKEND_LOG_LEVELS = {"all": None, "errors": "err", "none": ""}
+"""``backend_log``: HAProxy's highest log level sent (None: every level, "": none).
+HAProxy 2.6 logs a server down or into maintenance at ``alert``, a backend without
+servers at ``emerg``, a stopped proxy at ``warning`` and a server up at ``notice``."""
+
+
 @dataclass(frozen=True)
 class HAProxySettings:
     config_dir: str = "/etc/haproxy/breakwater"
@@ -23,6 +29,11 @@ class HAProxySettings:
     timeout_client: str = "60s"
     timeout_server: str = "60s"
     log_target: str = "stdout"
+    # What backends log to log_target (request logs come from the frontends, always):
+    # "errors": servers going down or into maintenance, a backend left without
+    # servers; "all": also servers coming up and one "Proxy ... stopped" line per
+    # backend at each reload (10,000 lines a reload at 10,000 backends); "none".
+    backend_log: str = "errors"
     user: str | None = None
     group: str | None = None
     socket_group: str | None = None  # group allowed on the stats socket (the watcher's)

@@ -117,3 +117,21 @@ def test_layout_survives_a_round_trip_through_the_file() -> None:
     assert layout_from_config(config) == layout
     again = render_haproxy(catalog, assign_slots(catalog, layout_from_config(config), 4), SETTINGS)
     assert again.config == config
+
+
+def test_backends_log_what_backend_log_says_and_frontends_log_requests() -> None:
+    def sections(backend_log: str) -> tuple[str, str]:
+        settings = HAProxySettings(config_dir="/etc/bw", backend_log=backend_log)
+        catalog = catalog_with(Server("10.0.0.1", 8080, "ready"))
+        config = render_haproxy(catalog, assign_slots(catalog, {}, 4), settings).config
+        # The defaults section in force for each: the last one above it.
+        first, _, rest = config.partition("\nfrontend bw_public")
+        backends, _, _ = rest.rpartition("\nbackend be_ns_web_http")
+        return first.rpartition("\ndefaults")[2], backends.rpartition("\ndefaults")[2]
+
+    for backend_log in ("all", "errors", "none"):
+        frontend_defaults, _ = sections(backend_log)
+        assert "\n    log global\n" in frontend_defaults  # request logs, always
+    assert "\n    log global\n" in sections("all")[1]
+    assert "\n    log stdout format raw local0 err\n" in sections("errors")[1]
+    assert "\n    log " not in sections("none")[1]
