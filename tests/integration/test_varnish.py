@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import http.client
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,8 @@ def test_internal_frontend_is_not_reachable_over_tcp(cached_edge) -> None:
     # The public binds and the monitor (no HTTPS: no certificate yet); nothing else.
     assert ours == sorted([*settings.http_binds, *settings.monitor_binds])
     config = Path(edge.haproxy.settings.config_file).read_text()
-    internal = config.split("frontend bw_internal", 1)[1].split("\nbackend ", 1)[0]
+    # The section: up to the next line that starts a section (not indented).
+    internal = re.split(r"\n(?=\S)", config.split("frontend bw_internal", 1)[1])[0]
     binds = [line.split()[1] for line in internal.splitlines() if line.strip().startswith("bind ")]
     assert binds == [f"unix@{edge.varnish.settings.return_socket}"]
 

@@ -185,7 +185,8 @@ class Watcher:
         else:
             if result.action != "none" or self.catalog is None:
                 change = summarize(self.catalog, catalog, servers_only)
-                log.info("%s: %s (after %s)", result.action, change, self.scheduler.cause(keys))
+                action = f"{result.action} ({result.cause})" if result.cause else result.action
+                log.info("%s: %s (after %s)", action, change, self.scheduler.cause(keys))
             self.catalog = catalog
             self.last_error = None
             self.last_sync = time.time()

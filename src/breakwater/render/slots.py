@@ -1,12 +1,14 @@
 """Server slots: each backend keeps free, disabled slots, so servers are added, removed
 and drained through the runtime API while the rendered file says exactly what HAProxy
-runs.  Placing servers into slots, the ``server`` lines, the one parser of them, the
-runtime commands between two layouts, and what a reload is needed for."""
+runs; a backend that outgrows its slots gets more through the runtime API too
+(HAProxy's dynamic servers, ``add server``).  Placing servers into slots, the
+``server`` lines, the one parser of them, the runtime commands between two layouts,
+and what a reload is needed for."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from breakwater.catalog import Catalog, Server
 
@@ -108,21 +110,98 @@ def layout_from_config(config: str) -> dict[str, list[Server | None]]:
     return layout
 
 
+# A whole server line, its end included: a backend with more slots has the same rest.
+_SLOT_LINE_WHOLE = re.compile(_SLOT_LINE.pattern + r"\n?", re.MULTILINE)
+
+
 def structure_of(config: str, layout: SlotLayout) -> tuple[str, tuple[tuple[str, int], ...]]:
     """What a reload is needed for: everything but the server lines, and slot counts."""
     slots = tuple(sorted((name, len(slots)) for name, slots in layout.items()))
-    return _SLOT_LINE.sub("", config), slots
+    return _SLOT_LINE_WHOLE.sub("", config), slots
 
 
-def runtime_commands(old: SlotLayout, new: SlotLayout) -> list[str]:
+# What ``add server`` needs to know of a backend, from the configuration HAProxy loaded.
+_STATIC_BALANCE = frozenset({"static-rr"})
+_DYNAMIC_BALANCE = frozenset({"roundrobin", "leastconn", "first", "random"})
+
+
+def added_server_options(config: str, backends: Iterable[str]) -> dict[str, str | None]:
+    """For each of ``backends`` in ``config``: what a server added at runtime must be
+    given to be the server its ``server`` line would make, or None when it cannot be
+    added so (or the backend is not there).
+
+    HAProxy adds servers only to backends with a dynamic algorithm (not ``static-rr``,
+    nor a hash without ``hash-type consistent``), and a server added at runtime takes
+    nothing from ``default-server`` lines: their options are given with it.  (A
+    keyword ``add server`` does not know makes HAProxy refuse it; the watcher then
+    reloads, as it would have without dynamic servers.)  Only the sections concerned
+    are read: this runs on the event path, and the file may hold 10,000 backends.
+    """
+    result: dict[str, str | None] = {}
+    for name in backends:
+        at = config.find(f"\nbackend {name}\n")
+        if at < 0:
+            result[name] = None
+            continue
+        # The defaults section in force: the last one above (a new one starts afresh).
+        defaults_at = max(config.rfind("\ndefaults\n", 0, at), config.rfind("\ndefaults ", 0, at))
+        settings: dict[str, list[str]] = {"balance": [], "hash-type": [], "default-server": []}
+        sections = [_section(config, defaults_at)] if defaults_at >= 0 else []
+        for lines in [*sections, _section(config, at)]:
+            for words in lines:
+                if words[0] == "default-server":
+                    settings["default-server"].extend(words[1:])
+                elif words[0] in settings:
+                    settings[words[0]] = words[1:]
+        balance = (settings["balance"] or ["roundrobin"])[0]
+        consistent = settings["hash-type"][:1] == ["consistent"]
+        dynamic = balance in _DYNAMIC_BALANCE or (balance not in _STATIC_BALANCE and consistent)
+        result[name] = " ".join(settings["default-server"]) if dynamic else None
+    return result
+
+
+_NEXT_SECTION = re.compile(r"\n(?=[^\s#])")
+
+
+def _section(config: str, at: int) -> list[list[str]]:
+    """The lines of the section whose header follows ``config[at]`` (a newline), as
+    words, header and comments left out."""
+    header_end = config.find("\n", at + 1)
+    if header_end < 0:
+        return []
+    following = _NEXT_SECTION.search(config, header_end)
+    body = config[header_end : following.start() if following else len(config)]
+    return [
+        words
+        for line in body.splitlines()
+        if (words := line.split()) and not words[0].startswith("#")
+    ]
+
+
+def runtime_commands(
+    old: SlotLayout, new: SlotLayout, added: Mapping[str, str | None] | None = None
+) -> list[str]:
     """Runtime API commands that take HAProxy from layout ``old`` to ``new``.
 
-    Only valid between layouts with the same backends and slot counts.
+    Valid between layouts with the same backends, each with as many slots or more in
+    ``new``: the slots beyond ``old``'s are added (``add server``) with the options
+    ``added`` gives for their backend (see :func:`added_server_options`), in
+    maintenance, and made ready once in place.
     """
     free_host, free_port = FREE_SLOT.rsplit(":", 1)
     commands: list[str] = []
     for backend, slots in new.items():
-        for index, (before, after) in enumerate(zip(old[backend], slots, strict=True), 1):
+        previous = old[backend]
+        if len(slots) > len(previous):
+            options = (added or {}).get(backend)
+            if options is None:
+                raise ValueError(f"{backend}: servers cannot be added at runtime")
+            # After the slots it has are placed, below.
+            commands_after = _added_slots(backend, slots, len(previous), options)
+        else:
+            commands_after = []
+        kept = slots[: len(previous)]
+        for index, (before, after) in enumerate(zip(previous, kept, strict=True), 1):
             server = f"{backend}/s{index}"
             if before == after:
                 continue
@@ -136,4 +215,26 @@ def runtime_commands(old: SlotLayout, new: SlotLayout) -> list[str]:
                 commands.append(f"set weight {server} {0 if after.state == 'drain' else 1}")
             if before is None:
                 commands.append(f"set server {server} state ready")
+        commands.extend(commands_after)
+    return commands
+
+
+def _added_slots(backend: str, slots: list[Server | None], start: int, options: str) -> list[str]:
+    """``add server`` for the slots from ``start`` on: each added in maintenance (as
+    HAProxy adds them), its health check enabled when it has one, and made ready
+    when it holds a server."""
+    extra = f" {options}" if options else ""
+    check = "check" in options.split()
+    commands = []
+    for index, slot in enumerate(slots[start:], start + 1):
+        server = f"{backend}/s{index}"
+        if slot is None:
+            commands.append(f"add server {server} {FREE_SLOT} disabled{extra}")
+        else:
+            weight = " weight 0" if slot.state == "drain" else ""
+            commands.append(f"add server {server} {slot.endpoint}{weight}{extra}")
+        if check:
+            commands.append(f"enable health {server}")
+        if slot is not None:
+            commands.append(f"set server {server} state ready")
     return commands

@@ -23,6 +23,7 @@ from breakwater.catalog import (
 from breakwater.memory import collector_paused
 from breakwater.render.haproxy import RenderedConfig, render_haproxy
 from breakwater.render.slots import (
+    added_server_options,
     assign_slots,
     layout_from_config,
     runtime_commands,
@@ -54,6 +55,7 @@ class HAProxyPlan(Plan):
     left stale); ``reload``: anything else; ``dry-run``: ``diff``."""
 
     layout: Layout  # slots after the plan (runtime without rendered: those backends')
+    cause: str = "config"  # of a reload: see ApplyResult.cause
     structure: Structure | None = None
     rendered: RenderedConfig | None = None
     commands: list[str] = field(default_factory=list)
@@ -112,7 +114,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
             result = await self._runtime(plan)
             if result is not None:
                 return result
-            plan = replace(plan, action="reload")  # the runtime API refused a command
+            plan = replace(plan, action="reload", cause="runtime-refused")
         try:
             await self.check(plan)
             await self.swap(plan)
@@ -170,8 +172,20 @@ class HAProxyTarget(Target[HAProxyPlan]):
         plan = HAProxyPlan(
             action="reload", layout=layout, structure=structure, rendered=rendered, previous=current
         )
-        if self.structure is not None and structure == self.structure:
+        if self.structure is None or structure[0] != self.structure[0]:
+            return plan
+        plan.cause = "slots"  # unless they can grow at runtime, below
+        if structure == self.structure:
             plan.action, plan.commands = "runtime", runtime_commands(self.layout, layout)
+            return plan
+        # The same file but for server lines, and backends with more slots than
+        # HAProxy runs (slots never shrink): they grow at runtime if they can.
+        before = dict(self.structure[1])
+        grown = [name for name, count in structure[1] if count != before.get(name)]
+        added = self._added_options(grown)
+        if all(added.get(name) is not None for name in grown):
+            plan.action = "runtime"
+            plan.commands = runtime_commands(self.layout, layout, added)
         return plan
 
     def _plan_servers(self, catalog: Catalog, names: list[str]) -> HAProxyPlan | None:
@@ -183,12 +197,29 @@ class HAProxyTarget(Target[HAProxyPlan]):
             return None
         old = {name: self.layout[name] for name in backends}
         new = assign_slots(Catalog(backends=backends), old, self.settings.min_slots)
-        if any(len(new[name]) != len(old[name]) for name in backends):
-            return None  # a backend outgrew its slots: that takes a reload
-        commands = runtime_commands(old, new)
-        return HAProxyPlan(
-            action="runtime", layout=new, structure=self.structure, commands=commands
-        )
+        grown = [name for name in backends if len(new[name]) != len(old[name])]
+        if not grown:
+            commands = runtime_commands(old, new)
+            return HAProxyPlan(
+                action="runtime", layout=new, structure=self.structure, commands=commands
+            )
+        # Backends that outgrew their slots get more through the runtime API.
+        added = self._added_options(grown)
+        if any(added[name] is None for name in grown):
+            return None  # one cannot (its algorithm, say): that takes a reload
+        text, counts = self.structure
+        sizes = dict(counts)
+        sizes.update((name, len(new[name])) for name in grown)
+        structure = (text, tuple(sorted(sizes.items())))
+        commands = runtime_commands(old, new, added)
+        return HAProxyPlan(action="runtime", layout=new, structure=structure, commands=commands)
+
+    def _added_options(self, names: list[str]) -> dict[str, str | None]:
+        """What servers added to ``names`` at runtime are given (None: they cannot be),
+        from the configuration HAProxy loaded."""
+        if self.structure is None:
+            return dict.fromkeys(names)
+        return added_server_options(self.structure[0], names)
 
     async def check(self, plan: HAProxyPlan) -> None:
         """Write the generation directory and the staged file, and run ``haproxy -c``.
@@ -239,17 +270,29 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if plan.previous:
             keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", plan.previous))
         remove_old_generations(self.settings.config_dir, keep)
-        return ApplyResult("reload", "configuration reloaded")
+        return ApplyResult("reload", "configuration reloaded", cause=plan.cause)
 
     def _settle(self, plan: HAProxyPlan) -> None:
         """HAProxy runs the whole plan, and the file says so."""
         self.layout, self.structure, self.stale_since = plan.layout, plan.structure, None
 
     async def _send(self, plan: HAProxyPlan) -> ApplyResult:
-        for command in plan.commands:
-            reply = await self.session.command(command)
-            if not runtime_reply_ok(command, reply):
+        for attempt in (1, 2):
+            for command in plan.commands:
+                reply = await self.session.command(command)
+                if runtime_reply_ok(command, reply):
+                    continue
+                if attempt == 1 and reply.startswith("Proxy is disabled"):
+                    # The session is on an old worker: HAProxy was reloaded by someone
+                    # else (an operator, a handler).  None of these commands reached the
+                    # new one: send them all to it.
+                    log.info("HAProxy was reloaded from outside: new runtime session")
+                    await self.session.close()
+                    break
                 raise HAProxyError(f"runtime API refused {command!r}: {reply}")
+            else:
+                break
+        self.structure = plan.structure  # the same, or with more slots (added servers)
         if plan.rendered is not None:
             self.layout = plan.layout
         else:  # those backends alone: the file is left stale
@@ -285,6 +328,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
             changes, layout = self._runtime_changes, dict(self.layout)
             rendered, structure = await asyncio.to_thread(self._render_as_is, catalog, layout)
             if structure != self.structure:
+                if self._runtime_changes != changes:
+                    return ApplyResult("none")  # servers moved on meanwhile: the next flush
                 return await self._apply_all(catalog)  # not servers alone: the full path
             plan = HAProxyPlan(
                 action="runtime", layout=layout, structure=structure, rendered=rendered

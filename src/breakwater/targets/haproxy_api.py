@@ -87,7 +87,9 @@ def check_command(line: str) -> None:
 
 
 def runtime_reply_ok(command: str, reply: str) -> bool:
-    """Whether a runtime API reply means success for the ``set`` commands we send."""
+    """Whether a runtime API reply means success for the commands we send."""
+    if command.startswith("add server "):
+        return reply.startswith("New server registered")
     if " addr " in command:
         return "changed from" in reply or "no need to change" in reply
     return reply == ""

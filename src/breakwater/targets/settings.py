@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 BACKEND_LOG_LEVELS = {"all": None, "errors": "err", "none": ""}
 """``backend_log``: HAProxy's highest log level sent (None: every level, "": none).
 HAProxy 2.6 logs a server down or into maintenance at ``alert``, a backend without

@@ -33,6 +33,9 @@ class ApplyResult:
     diff: str = ""
     refused: tuple[Rejection, ...] = ()  # left out: by the renderer, or held back
     check_failed: str | None = None  # the checker's output, when it refused the file
+    # Why a reload: "slots" (a backend outgrew its slots and cannot grow at runtime),
+    # "runtime-refused" (HAProxy refused a runtime command), "config" (anything else).
+    cause: str = ""
 
 
 @dataclass

@@ -83,10 +83,47 @@ def test_a_new_route_plans_a_reload_that_can_restore_the_file(tmp_path) -> None:
     assert (tmp_path / "haproxy.cfg").read_text() == before
 
 
-def test_a_backend_that_outgrows_its_slots_takes_a_reload(tmp_path) -> None:
+def test_a_backend_that_outgrows_its_slots_grows_through_the_runtime_api(tmp_path) -> None:
     target = applied(tmp_path, catalog_of(A))
     servers = [Server(f"10.0.1.{i}", 8080, "ready") for i in range(5)]
-    assert asyncio.run(target.plan(catalog_of(*servers), servers_only=[BACKEND])).action == "reload"
+    for servers_only in ([BACKEND], None):
+        plan = asyncio.run(target.plan(catalog_of(*servers), servers_only=servers_only))
+        assert plan.action == "runtime"
+        # Slots 1-4 readdressed in place, then 5-8 added: one server, three free.
+        added = plan.commands[plan.commands.index(f"add server {BACKEND}/s5 10.0.1.4:8080") :]
+        assert added == [
+            f"add server {BACKEND}/s5 10.0.1.4:8080",
+            f"set server {BACKEND}/s5 state ready",
+            f"add server {BACKEND}/s6 127.0.0.1:1 disabled",
+            f"add server {BACKEND}/s7 127.0.0.1:1 disabled",
+            f"add server {BACKEND}/s8 127.0.0.1:1 disabled",
+        ]
+        assert plan.structure is not None and dict(plan.structure[1]) == {BACKEND: 8}
+    assert (
+        plan.rendered is not None and "    server s8 127.0.0.1:1 disabled\n" in plan.rendered.config
+    )
+
+
+def test_added_servers_get_the_backends_health_check_and_static_rr_takes_a_reload(
+    tmp_path,
+) -> None:
+    def catalog(options: BackendOptions, count: int) -> Catalog:
+        servers = tuple(Server(f"10.0.1.{i}", 8080, "ready") for i in range(count))
+        backend = Backend(BACKEND, "shop", "web", "http", options, servers)
+        route = Route("www.example.com", "/", "prefix", BACKEND, "Ingress shop/www")
+        return Catalog(routes=[route], backends={BACKEND: backend})
+
+    checked = BackendOptions(health_check_path="/healthz", health_check_interval="3s")
+    target = applied(tmp_path / "checked", catalog(checked, 4))
+    plan = asyncio.run(target.plan(catalog(checked, 5), servers_only=[BACKEND]))
+    assert plan.commands[:3] == [
+        f"add server {BACKEND}/s5 10.0.1.4:8080 check inter 3s",
+        f"enable health {BACKEND}/s5",
+        f"set server {BACKEND}/s5 state ready",
+    ]
+    static = BackendOptions(balance="static-rr")
+    target = applied(tmp_path / "static", catalog(static, 4))
+    assert asyncio.run(target.plan(catalog(static, 5), servers_only=[BACKEND])).action == "reload"
 
 
 def test_a_dry_run_plans_a_diff_and_applying_it_writes_nothing(tmp_path) -> None:
