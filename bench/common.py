@@ -119,26 +119,28 @@ class StaticBackends:
         self.process.wait(10)
 
 
+def wrk_command(
+    url: str, host: str, seconds: float, connections: int = 32, threads: int = 2
+) -> list[str]:
+    """wrk with keep-alive connections, counting every non-2xx response (its Lua script)."""
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-H",
+        f"Host: {host}",
+        "-s",
+        str(ROOT / "bench" / "count_status.lua"),
+        url,
+    ]
+
+
 def wrk(url: str, host: str, seconds: float, connections: int = 32, threads: int = 2) -> dict:
     """Run wrk with keep-alive connections; count every non-2xx response and error."""
-    script = ROOT / "bench" / "count_status.lua"
-    output = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-H",
-            f"Host: {host}",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    command = wrk_command(url, host, seconds, connections, threads)
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return parse_wrk(output)
 
 

@@ -70,7 +70,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import ROOT, StaticBackends, Writer, parse_wrk, percentile, wait_until
+from common import (
+    StaticBackends,
+    Writer,
+    parse_wrk,
+    percentile,
+    wait_until,
+    wrk_command,
+)
 from harness import (
     Etcd,
     HAProxy,
@@ -678,18 +685,7 @@ class Churn:
 def wrk_process(url: str, host: str, seconds: float, connections: int = 32) -> subprocess.Popen:
     """wrk as bench/common.wrk runs it, in the background for the whole run."""
     return subprocess.Popen(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-H",
-            f"Host: {host}",
-            "-s",
-            str(ROOT / "bench" / "count_status.lua"),
-            url,
-        ],
+        wrk_command(url, host, seconds, connections),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
