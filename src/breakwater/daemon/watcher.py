@@ -57,6 +57,11 @@ def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None 
         parts.append(f"+route {key[0]}{key[1]} ({new_routes[key].source})")
     for key in sorted(old_routes.keys() - new_routes.keys())[:5]:
         parts.append(f"-route {key[0]}{key[1]} ({old_routes[key].source})")
+    if servers_only is None and old.backends is not new.backends:
+        added = sorted(new.backends.keys() - old.backends.keys())
+        removed = sorted(old.backends.keys() - new.backends.keys())
+        parts.extend(f"+backend {name}" for name in added[:5])
+        parts.extend(f"-backend {name}" for name in removed[:5])
     names = new.backends if servers_only is None else servers_only
     for name in names:
         backend, before = new.backends[name], old.backends.get(name)
