@@ -29,6 +29,7 @@ from harness import (
     HAProxy,
     WatcherProcess,
     endpoint_slice,
+    free_port,
     haproxy_settings,
     http_get,
     ingress,
@@ -47,7 +48,8 @@ def run(
     directory.mkdir()
     proxy = HAProxy(directory, haproxy_settings(directory))
     proxy.start()
-    pods = [Backend(f"pod{i}", f"127.0.0.{60 + i}", 18600) for i in range(2)]
+    port = free_port()
+    pods = [Backend(f"pod{i}", f"127.0.0.{60 + i}", port) for i in range(2)]
     store(etcd, service("bench", "web"))
     store(etcd, endpoint_slice("bench", "web", [pods[0].endpoint]))
     store(etcd, ingress("bench", "web", "web.bench.example", "web"))
