@@ -40,7 +40,7 @@ from harness import (
 
 
 def run(
-    rounds: int, long: float, blip: float, restart: float, work: Path
+    rounds: int, long: float, blip: float, restart: float, work: Path, show_log: bool = False
 ) -> dict[str, list[float]]:
     etcd = Etcd(work / "etcd")
     etcd.start()
@@ -89,6 +89,8 @@ def run(
                 figures[name].append(outage(seconds))
                 time.sleep(3)  # connected and quiet again
     finally:
+        if show_log:
+            print(watcher.log())
         watcher.stop()
         proxy.stop()
         etcd.stop()
@@ -103,9 +105,10 @@ def main() -> None:
     parser.add_argument("--long", type=float, default=30.0)
     parser.add_argument("--blip", type=float, default=1.0)
     parser.add_argument("--restart", type=float, default=5.0)
+    parser.add_argument("--log", action="store_true", help="print the watcher's log")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bw-bench-") as work:
-        figures = run(args.rounds, args.long, args.blip, args.restart, Path(work))
+        figures = run(args.rounds, args.long, args.blip, args.restart, Path(work), args.log)
     print(f"{'etcd away':<24} {'n':>3} {'median s':>9} {'max s':>7}  (etcd back -> change served)")
     for name, values in figures.items():
         print(f"{name:<24} {len(values):>3} {statistics.median(values):>9.2f} {max(values):>7.2f}")
