@@ -29,6 +29,7 @@ import yaml
 from breakwater.catalog import CatalogSettings
 from breakwater.cluster.source import EtcdSettings, parse_endpoint
 from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
+from breakwater.validate import InvalidValue, listen_address
 
 DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
 ETCDCTL_FALLBACKS = {
@@ -59,6 +60,8 @@ class CoalesceSettings:
 class WatcherSettings:
     status_file: str | None = "/run/breakwater/status.json"
     log_level: str = "INFO"
+    # Prometheus metrics (/metrics) on this address; "" turns them off.
+    metrics_listen: str = "127.0.0.1:9406"
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         raise ConfigError(
             f"haproxy.backend_log: {config.haproxy.backend_log!r} is not one of {choices}"
         )
+    if config.watcher.metrics_listen:
+        try:
+            listen_address(config.watcher.metrics_listen)
+        except InvalidValue as exc:
+            raise ConfigError(f"watcher.metrics_listen: {exc}") from exc
     if config.varnish.keep_vcls < 1:
         raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
     if config.coalesce.max_wait < config.coalesce.quiet_period:

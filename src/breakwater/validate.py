@@ -187,6 +187,23 @@ _CANONICAL_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
 _SPECIAL_IPV4_PREFIXES = ("0.", "127.", "169.254.", "224.0.0.")
 
 
+def listen_address(value: object) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) where a daemon of ours listens, as its parts."""
+    text = value if isinstance(value, str) else ""
+    host, colon, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise InvalidValue(
+            f"{_show(value)} is not an IP address and a port, e.g. 127.0.0.1:9406 or [::1]:9406"
+        ) from None
+    if not colon or not 0 < number < 65536:
+        raise InvalidValue(f"{_show(value)}: port out of range")
+    return host, number
+
+
 def ip_address(value: object, family: str | None = None, allow_special: bool = True) -> str:
     """An IPv4 or IPv6 address, in its canonical form.
 

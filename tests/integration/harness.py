@@ -517,7 +517,11 @@ def watcher_config(
             "hard_stop_after": settings.hard_stop_after,
             "log_target": settings.log_target,
         },
-        "watcher": {"status_file": str(tmp_path / "status.json"), "log_level": "DEBUG"},
+        "watcher": {
+            "status_file": str(tmp_path / "status.json"),
+            "log_level": "DEBUG",
+            "metrics_listen": f"127.0.0.1:{free_port()}",
+        },
         # The test backends listen on loopback addresses, which the edge refuses by default.
         "catalog": {"allow_special_addresses": True},
     }

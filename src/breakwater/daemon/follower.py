@@ -20,6 +20,7 @@ from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.source import Compacted, EtcdSettings, EtcdSource, SourceError
 from breakwater.cluster.state import ClusterState
 from breakwater.config import Config
+from breakwater.daemon.metrics import Metrics
 
 log = logging.getLogger("breakwater.watcher")
 
@@ -97,6 +98,7 @@ class Follower:
         on_change: Callable[[list[str]], None],
         on_outage: Callable[[str], None],
         on_connected: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.source = EtcdSource(settings, list(RESOURCES))
@@ -108,6 +110,7 @@ class Follower:
         self._on_change = on_change
         self._on_outage = on_outage  # called with the reason, each time following stops
         self._on_connected = on_connected  # called when a list or watch is established
+        self.metrics = metrics
         # Held while the state changes, or while a full build reads it (in a thread).
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Future[None]] = set()
@@ -132,6 +135,11 @@ class Follower:
                         continue
                     async with self._lock:
                         keys = self.state.apply(batch)
+                    if self.metrics is not None:
+                        deletes = sum(1 for change in batch if change.value is None)
+                        self.metrics.watch_events.labels("delete").inc(deletes)
+                        self.metrics.watch_events.labels("put").inc(len(batch) - deletes)
+                        self.metrics.revision_seen.set(self.state.revision)
                     self._on_change(keys)
             except Compacted as exc:
                 log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)
@@ -140,6 +148,8 @@ class Follower:
                 # etcd away (SourceError, OSError) -- or anything else: following stops
                 # for nothing; it backs off, reconnects and, for the unexpected, re-lists.
                 self.connected = False
+                if self.metrics is not None:
+                    self.metrics.etcd_connected.set(0)
                 if isinstance(exc, SourceError | OSError):
                     self.outage.failed(str(exc))
                     self._on_outage(str(exc))
@@ -158,6 +168,9 @@ class Follower:
         self.connected = True
         self.backoff.reset()
         self.outage.ended(how)
+        if self.metrics is not None:
+            self.metrics.etcd_connected.set(1)
+            self.metrics.revision_seen.set(self.state.revision)
         if self._on_connected is not None:
             self._on_connected()
 

@@ -30,6 +30,7 @@ from typing import Any
 from breakwater.catalog import Catalog
 from breakwater.config import Config, ConfigError, load_config
 from breakwater.daemon.follower import Follower
+from breakwater.daemon.metrics import Metrics, MetricsError
 from breakwater.daemon.reporter import Reporter
 from breakwater.daemon.scheduler import Scheduler
 from breakwater.render.templates import clear_template_cache
@@ -83,8 +84,9 @@ class Watcher:
         self.config_path = config_path
         self.dry_run = dry_run
         self.scheduler = Scheduler()
+        self.metrics = Metrics()
         self.follower = Follower(
-            config.etcd, self.scheduler.mark, self._on_outage, self._on_connected
+            config.etcd, self.scheduler.mark, self._on_outage, self._on_connected, self.metrics
         )
         self.reporter = Reporter(None if dry_run else config.watcher.status_file)
         self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=dry_run)
@@ -98,6 +100,9 @@ class Watcher:
         self.last_result: ApplyResult | None = None  # of the last sync or file write
         self._outage: str | None = None  # why following etcd stopped, while it is stopped
         self._reports: set[asyncio.Task[None]] = set()
+        snapshot = self.metrics.snapshot  # what the metrics read at scrape time
+        snapshot.slots = lambda: self.target.slot_usage()
+        snapshot.rejected_keys = lambda: dict(self.follower.state.rejected_keys)
         self._flushing: asyncio.Task[None] | None = None
 
     # --- signals: flags only -------------------------------------------------------
@@ -141,6 +146,8 @@ class Watcher:
             log.error("SIGHUP: configuration not reloaded, keeping the current one: %s", exc)
             return
         clear_template_cache()
+        if config.watcher.metrics_listen != self.config.watcher.metrics_listen:
+            log.warning("SIGHUP: watcher.metrics_listen takes effect at the next start")
         if config.etcd != self.config.etcd:
             log.info("SIGHUP: etcd settings changed, reconnecting")
             self.follower.reconfigure(config.etcd)
@@ -160,6 +167,8 @@ class Watcher:
         if not self.vcl_pending:
             return
         result = await self.varnish.apply()
+        outcome = "failed" if result.action == "failed" else "ok"
+        self.metrics.syncs.labels("vcl", outcome).inc()
         if result.action == "failed":
             self.last_error = result.detail
             log.error("varnish: %s", result.detail)
@@ -170,7 +179,9 @@ class Watcher:
 
     async def sync(self) -> ApplyResult | None:
         await self.sync_vcl()
+        first_change, started = self.scheduler.first_change, time.monotonic()
         keys = self.scheduler.take()
+        revision = self.follower.state.revision  # what the catalog holds at least
         try:
             catalog, servers_only = await self.follower.catalog(self.config)
             result = await self.target.apply(catalog, servers_only)
@@ -178,12 +189,19 @@ class Watcher:
             self.last_error = f"sync failed: {exc!r}"
             log.exception("sync failed, keeping the last good configuration")
             self.follower.state.rebuild_next()  # what HAProxy missed: found by a full compare
+            self.metrics.syncs.labels("error", "failed").inc()
             await self.report(None)  # the status says so at once
             return None
+        self._measure(result, started, first_change, revision)
         if result.refused:
             catalog = replace(catalog, rejected=[*catalog.rejected, *result.refused])
             for rejection in result.refused:
                 log.error("%s: %s", rejection.object, rejection.reason)
+        if result.action != "failed":
+            snapshot = self.metrics.snapshot
+            if self.catalog is None or catalog.rejected is not self.catalog.rejected:
+                snapshot.rejected = tuple((r.object, r.reason) for r in catalog.rejected)
+            snapshot.generation = (self.target.generation, revision)
         if result.action == "failed":
             self.last_error = result.detail
             log.error("%s (after %s)", result.detail, self.scheduler.cause(keys))
@@ -201,6 +219,25 @@ class Watcher:
             await self.report(result)  # else with the deferred file write (flush)
         return result
 
+    def _measure(
+        self, result: ApplyResult, started: float, first_change: float, revision: int
+    ) -> None:
+        """A sync's metrics: its kind, outcome, duration and causes."""
+        metrics, now = self.metrics, time.monotonic()
+        failed = result.action == "failed"
+        kind = result.action if not failed else ("check" if result.check_failed else "apply")
+        metrics.syncs.labels(kind, "failed" if failed else "ok").inc()
+        metrics.sync_seconds.labels(kind).observe(now - started)
+        metrics.runtime_commands.inc(result.runtime_commands)
+        if result.check_failed:
+            metrics.check_failures.inc()
+        if result.action == "reload":
+            metrics.reloads.labels(result.cause or "config").inc()
+        if not failed:
+            metrics.revision_applied.set(revision)
+            if first_change:
+                metrics.applied_seconds.observe(now - first_change)
+
     async def flush(self) -> None:
         """Write the file (and the status) that server-only syncs left stale.
 
@@ -209,7 +246,17 @@ class Watcher:
         try:
             if self.catalog is None or self.target.stale_since is None:
                 return
+            started = time.monotonic()
             result = await self.target.flush(self.catalog)
+            kind = "flush" if result.action == "written" else result.action
+            outcome = "failed" if result.action == "failed" else "ok"
+            self.metrics.syncs.labels(kind, outcome).inc()
+            self.metrics.sync_seconds.labels(kind).observe(time.monotonic() - started)
+            if result.action == "reload":
+                self.metrics.reloads.labels(result.cause or "config").inc()
+            if result.action != "failed":
+                snapshot = self.metrics.snapshot
+                snapshot.generation = (self.target.generation, snapshot.generation[1])
             if result.action == "failed":
                 self.last_error = result.detail
                 log.error("%s (writing the file after runtime changes)", result.detail)
@@ -262,6 +309,13 @@ class Watcher:
             self.scheduler.mark([f"list at revision {self.follower.state.revision}"])
             result = await self.sync()
             return 0 if result is not None and result.action != "failed" else 1
+        if self.config.watcher.metrics_listen and not self.dry_run:
+            try:
+                self.metrics.serve(self.config.watcher.metrics_listen)
+            except MetricsError as exc:
+                log.error("%s", exc)
+                return 1
+            log.info("metrics on http://%s/metrics", self.config.watcher.metrics_listen)
         follower = asyncio.create_task(self.follower.run(self.stopping))
         watchdog = asyncio.create_task(self.reporter.watchdog(self.stopping))
         try:

@@ -1,0 +1,125 @@
+"""The watcher's Prometheus metrics, scraped from a running watcher as Prometheus
+would, and checked with Prometheus' own promtool."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import yaml
+from harness import (
+    WatcherProcess,
+    endpoint_slice,
+    ingress,
+    service,
+    store,
+    wait_for,
+    watcher_config,
+)
+from test_watcher_e2e import serves
+
+
+def scrape(watcher: WatcherProcess) -> str:
+    listen = yaml.safe_load(watcher.config_path.read_text())["watcher"]["metrics_listen"]
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def value(text: str, series: str) -> float:
+    """The value of one series (name and labels as Prometheus prints them), or 0."""
+    for line in text.splitlines():
+        name, _, number = line.rpartition(" ")
+        if name == series:
+            return float(number)
+    return 0.0
+
+
+def test_metrics_say_what_the_watcher_did(etcd, haproxy, backends, watcher) -> None:
+    web, other = backends("web"), backends("other")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    revision = store(etcd, ingress("shop", "web", "metrics.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "metrics.example.com", "web"), what="route")
+    assert value(scrape(watcher), "breakwater_etcd_connected") == 1
+    # A sync is counted once HAProxy runs it (just after it serves).
+    wait_for(lambda: value(scrape(watcher), "breakwater_etcd_revision_applied") >= revision)
+    before = scrape(watcher)
+
+    # Prometheus' own linter takes the output as it is.
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=before, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # An endpoint change: a runtime sync, no reload.
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint, other.endpoint]))
+    wait_for(
+        lambda: (
+            value(scrape(watcher), 'breakwater_syncs_total{kind="runtime",outcome="ok"}')
+            == value(before, 'breakwater_syncs_total{kind="runtime",outcome="ok"}') + 1
+        ),
+        what="one runtime sync more",
+    )
+    after = scrape(watcher)
+    assert value(after, 'breakwater_watch_events_total{kind="put"}') > value(
+        before, 'breakwater_watch_events_total{kind="put"}'
+    )
+    assert value(after, 'breakwater_haproxy_reloads_total{cause="config"}') == value(
+        before, 'breakwater_haproxy_reloads_total{cause="config"}'
+    )
+    assert value(after, 'breakwater_haproxy_server_slots{state="used"}') == 2
+    assert value(after, 'breakwater_haproxy_server_slots{state="free"}') == 2
+    assert value(after, "breakwater_haproxy_runtime_commands_total") > value(
+        before, "breakwater_haproxy_runtime_commands_total"
+    )
+    assert value(after, "breakwater_etcd_revision_applied") == value(
+        after, "breakwater_etcd_revision_seen"
+    )
+
+    # A new route: exactly one reload, and a generation that is the file's hash.
+    store(etcd, ingress("shop", "second", "second.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "second.example.com", "web"), what="second route")
+    wait_for(
+        lambda: (
+            value(scrape(watcher), 'breakwater_haproxy_reloads_total{cause="config"}')
+            == value(before, 'breakwater_haproxy_reloads_total{cause="config"}') + 1
+        ),
+        what="one reload more",
+    )
+    config = Path(haproxy.settings.config_file).read_text()
+    digest = hashlib.sha256(config.encode()).hexdigest()[:16]
+    assert f'breakwater_generation_info{{generation="{digest}",' in scrape(watcher)
+
+    # A rejected object is counted, and named.
+    bad = ingress("shop", "bad", "bad..example.com", "web")
+    store(etcd, bad)
+    wait_for(lambda: value(scrape(watcher), 'breakwater_rejected_objects{resource="Ingress"}') == 1)
+    assert 'breakwater_rejected_object{object="Ingress shop/bad"' in scrape(watcher)
+
+    # etcd away: the gauge says so, while HAProxy keeps serving.
+    etcd.stop(signal.SIGKILL)
+    wait_for(lambda: value(scrape(watcher), "breakwater_etcd_connected") == 0, what="0")
+    assert (
+        json.loads((watcher.config_path.parent / "status.json").read_text())["etcd_connected"]
+        is False
+    )
+    etcd.start()
+    wait_for(lambda: value(scrape(watcher), "breakwater_etcd_connected") == 1, timeout=20)
+
+
+def test_a_metrics_address_taken_is_a_clear_start_up_error(etcd, haproxy, tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = watcher_config(tmp_path, etcd, haproxy, watcher={"metrics_listen": address})
+        process = WatcherProcess(config, tmp_path / "watcher.log")
+        process.start()
+        assert process.process is not None and process.process.wait(30) == 1
+    assert f"watcher.metrics_listen {address}: cannot listen" in process.log()
