@@ -82,6 +82,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return asyncio.run(watcher.run(once=args.once or args.dry_run))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from breakwater.operations import edge_status, status_lines
+
+    status = asyncio.run(edge_status(_config(args)))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print("\n".join(status_lines(status)))
+    return 1 if status["problems"] else 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from breakwater.catalog import Catalog
 
@@ -182,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would change, change nothing"
     )
     watch.set_defaults(func=cmd_watch)
+
+    status = commands.add_parser(
+        "status",
+        help="what this edge serves and what is wrong; exit 1 when it does not serve"
+        " what etcd says",
+    )
+    _add_config_flags(status)
+    status.add_argument("--json", action="store_true", help="print it as JSON")
+    status.set_defaults(func=cmd_status)
 
     check = commands.add_parser("check-config", help="validate the configuration and template")
     _add_config_flags(check)

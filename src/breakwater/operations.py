@@ -21,15 +21,22 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from breakwater.config import Config
 from breakwater.render.haproxy import RenderedConfig
 from breakwater.render.slots import FREE_SLOT
-from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, runtime_reply_ok
+from breakwater.targets.haproxy_api import (
+    HAProxyError,
+    RuntimeSession,
+    runtime_reply_ok,
+    show_proc,
+)
 from breakwater.targets.staging import (
     FileTarget,
     ensure_node_state,
     remove_old_generations,
     write_generation,
 )
+from breakwater.targets.varnish_cli import VarnishCLI, VarnishError, parse_vcl_list, read_secret
 
 AdminState = Literal["ready", "drain", "maint"]
 NODE_STATE_MAP = "node-state.map"
@@ -260,3 +267,105 @@ async def edge_info(socket_path: str, status_file: str | None) -> dict[str, Any]
     finally:
         await runtime.close()
     return info
+
+
+# --- breakwater status -------------------------------------------------------------
+
+
+async def edge_status(config: Config) -> dict[str, Any]:
+    """The watcher's status file, HAProxy's processes and Varnish's active VCL, and
+    what is wrong (``problems``: empty when the edge serves what etcd says)."""
+    status: dict[str, Any] = {"watcher": None, "haproxy": None, "varnish": None}
+    problems: list[str] = []
+    path = config.watcher.status_file
+    try:
+        with open(path or "", encoding="utf-8") as handle:
+            watcher = json.load(handle)
+    except (OSError, ValueError) as exc:
+        watcher = None
+        problems.append(f"no watcher status in {path}: {exc}")
+    if watcher is not None:
+        watcher.pop("catalog", None)  # the routing model: `breakwater catalog` prints it
+        status["watcher"] = watcher
+        problems.extend(_watcher_problems(watcher))
+    try:
+        table = await show_proc(config.haproxy.master_socket)
+        status["haproxy"] = {
+            "master_pid": table.master_pid,
+            "reloads": table.reloads,
+            "failed_reloads": table.failed,
+            "workers": list(table.workers),
+        }
+        if not table.workers:
+            problems.append("HAProxy has no worker")
+    except (HAProxyError, OSError, TimeoutError) as exc:
+        problems.append(f"HAProxy's master socket {config.haproxy.master_socket}: {exc}")
+    if config.varnish.enabled:
+        try:
+            secret = read_secret(config.varnish.secret_file)
+            async with VarnishCLI(config.varnish.admin, secret, timeout=5) as cli:
+                loaded = parse_vcl_list(await cli.command("vcl.list"))
+            active = [vcl.name for vcl in loaded if vcl.active]
+            status["varnish"] = {"active_vcl": active[0] if active else None}
+            if not active:
+                problems.append("Varnish has no active VCL")
+        except (VarnishError, OSError, TimeoutError) as exc:
+            problems.append(f"Varnish at {config.varnish.admin}: {exc}")
+    status["problems"] = problems
+    return status
+
+
+def _watcher_problems(watcher: dict[str, Any]) -> list[str]:
+    problems = []
+    pid = watcher.get("pid")
+    if isinstance(pid, int) and not _running(pid):
+        problems.append(f"the watcher (pid {pid}) that wrote the status is not running")
+    if not watcher.get("etcd_connected"):
+        problems.append("the watcher is not connected to etcd: serving the last good state")
+    if watcher.get("last_action") == "failed" or watcher.get("last_error"):
+        problems.append(f"the last sync failed: {watcher.get('last_error')}")
+    return problems
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # there, under another user
+    return True
+
+
+def status_lines(status: dict[str, Any], now: float | None = None) -> list[str]:
+    """``breakwater status`` for people: a few lines, problems first."""
+    now = time.time() if now is None else now
+    lines = [f"PROBLEM: {problem}" for problem in status["problems"]]
+    watcher = status["watcher"]
+    if watcher is not None:
+        connected = "connected" if watcher.get("etcd_connected") else "DISCONNECTED"
+        lines.append(
+            f"etcd: {connected}, revision {watcher.get('revision')}"
+            f" (applied {watcher.get('revision_applied')})"
+        )
+        last = watcher.get("last_sync")
+        age = f"{now - last:.0f} s ago" if isinstance(last, int | float) else "never"
+        lines.append(f"last sync: {watcher.get('last_action')}, {age}")
+        since = watcher.get("generation_since")
+        served = f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
+        lines.append(f"generation: {watcher.get('generation')}{served if since else ''}")
+        behind = watcher.get("file_behind_since")
+        if behind:
+            lines.append(f"haproxy.cfg behind the runtime API for {now - behind:.0f} s")
+        rejected = watcher.get("rejected_count", 0)
+        lines.append(f"rejected objects: {rejected} (`breakwater catalog` lists them)")
+    haproxy = status["haproxy"]
+    if haproxy is not None:
+        workers = ", ".join(str(pid) for pid in haproxy["workers"]) or "none"
+        lines.append(
+            f"haproxy: master {haproxy['master_pid']}, workers {workers},"
+            f" {haproxy['reloads']} reloads ({haproxy['failed_reloads']} failed)"
+        )
+    if status["varnish"] is not None:
+        lines.append(f"varnish: active VCL {status['varnish']['active_vcl']}")
+    return lines

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -100,6 +101,8 @@ class Watcher:
         self.last_result: ApplyResult | None = None  # of the last sync or file write
         self._outage: str | None = None  # why following etcd stopped, while it is stopped
         self._reports: set[asyncio.Task[None]] = set()
+        self._reported: tuple[Any, ...] = ()  # the headline the status file last said
+        self._generation: tuple[str, float] = ("", 0.0)  # served, and since (wall time)
         snapshot = self.metrics.snapshot  # what the metrics read at scrape time
         snapshot.slots = lambda: self.target.slot_usage()
         snapshot.rejected_keys = lambda: dict(self.follower.state.rejected_keys)
@@ -215,9 +218,14 @@ class Watcher:
             self.last_sync = time.time()
         if result.diff:
             print(result.diff, flush=True)
-        if self.target.stale_since is None or result.action == "failed":
+        if self.target.stale_since is None or self._headline() != self._reported:
             await self.report(result)  # else with the deferred file write (flush)
         return result
+
+    def _headline(self) -> tuple[Any, ...]:
+        """What the status must say at once when it changes (an error, etcd, objects
+        rejected), even while a deferred file write is pending."""
+        return (self.last_error, self.follower.connected, self.metrics.snapshot.rejected)
 
     def _measure(
         self, result: ApplyResult, started: float, first_change: float, revision: int
@@ -277,14 +285,26 @@ class Watcher:
 
     async def report(self, result: ApplyResult | None) -> None:
         """The status file, from what is served now and how the last sync went."""
-        self.last_result = result
+        self.last_result, self._reported = result, self._headline()
         catalog, state = self.catalog, self.follower.state
+        generation, applied = self.metrics.snapshot.generation
+        now = time.time()
+        if generation != self._generation[0]:
+            self._generation = (generation, now)
+        stale = self.target.stale_since
         status: dict[str, Any] = {
+            "written_at": now,
+            "pid": os.getpid(),
             "revision": state.revision,
+            "revision_applied": applied,
             "etcd_connected": self.follower.connected,
             "last_sync": self.last_sync,
             "last_action": result.action if result is not None else "failed",
             "last_error": self.last_error,
+            "generation": generation or None,
+            "generation_since": self._generation[1] if generation else None,
+            "file_behind_since": None if stale is None else now - (time.monotonic() - stale),
+            "rejected_count": len(catalog.rejected) if catalog else 0,
             "rejected_keys_total": dict(state.rejected_keys),
         }
 
