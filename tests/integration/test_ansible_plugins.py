@@ -348,3 +348,68 @@ def test_haproxy_config_module_puts_the_lookups_output_in_place(etcd, tmp_path) 
     third = play(tmp_path, tasks)["result_1"]
     assert third["changed"] and third["pruned"] == [first["generation_dir"]]
     assert [p.name for p in config_dir.glob("gen-*")] == [Path(third["generation_dir"]).name]
+
+
+def test_check_edge_names_the_node_that_serves_something_else(
+    etcd, haproxy, backends, watcher, tmp_path
+) -> None:
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "check.example.com", "web"))
+    status_file = tmp_path / "status.json"
+    wait_for(lambda: status_file.exists() and json.loads(status_file.read_text())["generation"])
+    status = json.loads(status_file.read_text())
+    # Three nodes: lb1 is this edge; lb2 says the same; lb3 serves an older generation.
+    lb3 = {**status, "generation": "0123456789abcdef", "generation_since": 1795946000}
+    for node, content in (("lb2", status), ("lb3", lb3)):
+        (tmp_path / f"{node}.json").write_text(json.dumps(content))
+    files = {"lb1": status_file, "lb2": tmp_path / "lb2.json", "lb3": tmp_path / "lb3.json"}
+    inventory = {
+        "lb": {
+            "hosts": {
+                node: {
+                    "ansible_connection": "local",
+                    "breakwater_settings": {
+                        "haproxy": {"stats_socket": haproxy.settings.stats_socket},
+                        "watcher": {"status_file": str(path)},
+                    },
+                }
+                for node, path in files.items()
+            }
+        }
+    }
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(tmp_path / "inventory.yml"),
+                "-e",
+                f"ansible_python_interpreter={sys.executable}",
+                "-e",
+                "ansible_become=false",
+                str(ROOT / "playbooks" / "check_edge.yml"),
+            ],
+            env={
+                **os.environ,
+                "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            },
+            capture_output=True,
+            text=True,
+        )
+
+    differing = check()
+    assert differing.returncode != 0
+    assert (
+        f"1 of 3 nodes differ from generation {status['generation']} (served by lb1, lb2):"
+        " lb3 serves 0123456789abcdef since 2026-11-29 09:53:20 UTC"
+    ) in " ".join(differing.stdout.split()), differing.stdout[-3000:]
+
+    (tmp_path / "lb3.json").write_text(json.dumps(status))  # lb3 has caught up
+    same = check()
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert f"3 nodes serve generation {status['generation']}" in same.stdout
