@@ -123,3 +123,22 @@ def test_a_metrics_address_taken_is_a_clear_start_up_error(etcd, haproxy, tmp_pa
         process.start()
         assert process.process is not None and process.process.wait(30) == 1
     assert f"watcher.metrics_listen {address}: cannot listen" in process.log()
+
+
+def test_haproxy_serves_its_own_metrics(etcd, haproxy, backends, watcher) -> None:
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "promex.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "promex.example.com", "web"), what="route")
+    for _ in range(3):
+        serves(haproxy, "promex.example.com", "web")
+    address = haproxy.settings.metrics_binds[0]
+
+    def backend_responses() -> float:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        series = 'haproxy_backend_http_responses_total{proxy="be_shop_web_http",code="2xx"}'
+        return value(text, series)
+
+    wait_for(lambda: backend_responses() >= 4, what="the backend's 2xx responses counted")

@@ -132,8 +132,9 @@ def test_internal_frontend_is_not_reachable_over_tcp(cached_edge) -> None:
     ).stdout.splitlines()
     ours = sorted(line.split()[3] for line in listening if f"pid={worker}," in line)
     settings = edge.haproxy.settings
-    # The public binds and the monitor (no HTTPS: no certificate yet); nothing else.
-    assert ours == sorted([*settings.http_binds, *settings.monitor_binds])
+    # The public binds, the monitor and the metrics (no HTTPS: no certificate yet);
+    # nothing else.
+    assert ours == sorted([*settings.http_binds, *settings.monitor_binds, *settings.metrics_binds])
     config = Path(edge.haproxy.settings.config_file).read_text()
     # The section: up to the next line that starts a section (not indented).
     internal = re.split(r"\n(?=\S)", config.split("frontend bw_internal", 1)[1])[0]

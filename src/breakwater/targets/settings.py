@@ -22,6 +22,8 @@ class HAProxySettings:
     # Health endpoint for what balances across edge nodes (DNS, VRRP, a cloud LB):
     # 200 in rotation, 503 out (breakwater.edge.edge_node). Empty: none.
     monitor_binds: tuple[str, ...] = ()
+    # HAProxy's own Prometheus exporter (/metrics), on these binds. Empty: none.
+    metrics_binds: tuple[str, ...] = ("127.0.0.1:8405",)
     maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
     hard_stop_after: str = "5m"
     timeout_connect: str = "5s"
