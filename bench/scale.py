@@ -200,6 +200,7 @@ def main() -> None:
     header = ["services", "objects", "list+decode", "catalog", "render", "start total"]
     header += ["peak RSS", "event CPU med", "event CPU p99", "event wall p99", "cfg MB"]
     header += ["first reload", "file write after a burst", "loop stall in a full build"]
+    header += ["event CPU med, metrics off / on"]
     print(" | ".join(header))
     for r in rows:
         t = r["times"]
@@ -220,6 +221,7 @@ def main() -> None:
                     f"{r['first_apply_ms']:.0f} ms",
                     f"{r['flush_ms']:.0f} ms",
                     f"{r['rebuild_loop_stall_ms']:.0f} ms",
+                    f"{r['event_cpu_ms_metrics']['off']:.3f} / {r['event_cpu_ms_metrics']['on']:.3f} ms",
                 ]
             )
         )

@@ -20,6 +20,7 @@ from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.source import Change, EtcdSource
 from breakwater.cluster.state import ClusterState
 from breakwater.config import Config, load_config
+from breakwater.daemon.metrics import Metrics
 from breakwater.targets.haproxy import HAProxyTarget
 
 
@@ -95,18 +96,28 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
 
         services = len(catalog.backends)
         cpu_ms, wall_ms, commands = [], [], 0
+        # Every other event also records the watcher's metrics, as the follower and
+        # the sync do (one batch of events, one sync), to tell their cost.
+        metrics, metered_ms, unmetered_ms = Metrics(), [], []
         for event in range(events):
             # Service number `event` gains an eleventh endpoint; the next round loses it.
             index = event % services
             obj = endpoint_slice_object(index, 11 if (event // services) % 2 == 0 else 10)
             key, value = storage_key(obj), storage_value(obj)
             revision += 1
+            metered = event % 2 == 1
             cpu, wall = time.process_time(), time.perf_counter()
             state.apply([Change(key, value, revision)])
+            if metered:
+                metrics.events(1, 0, state.revision)
             catalog, changed = live.update(state, config.catalog)
             result = await target.apply(catalog, changed)
+            if metered:
+                elapsed = time.perf_counter() - wall
+                metrics.sync(result, elapsed, elapsed, revision)
             cpu_ms.append((time.process_time() - cpu) * 1000)
             wall_ms.append((time.perf_counter() - wall) * 1000)
+            (metered_ms if metered else unmetered_ms).append(cpu_ms[-1])
             if result.action != "runtime" or changed is None or len(changed) != 1:
                 raise SystemExit(f"event {event}: {result.action} {changed} {result.detail}")
             commands += result.runtime_commands
@@ -127,6 +138,10 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
         "first_apply_ms": first_apply * 1000,
         "event_cpu_ms": {"median": statistics.median(cpu_ms), "p99": percentile(cpu_ms, 0.99)},
         "event_wall_ms": {"median": statistics.median(wall_ms), "p99": percentile(wall_ms, 0.99)},
+        "event_cpu_ms_metrics": {
+            "off": statistics.median(unmetered_ms),
+            "on": statistics.median(metered_ms),
+        },
         "runtime_commands": commands,
         "flush_ms": flush_ms,
         "rebuild_loop_stall_ms": stall_ms,

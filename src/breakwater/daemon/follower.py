@@ -137,9 +137,7 @@ class Follower:
                         keys = self.state.apply(batch)
                     if self.metrics is not None:
                         deletes = sum(1 for change in batch if change.value is None)
-                        self.metrics.watch_events.labels("delete").inc(deletes)
-                        self.metrics.watch_events.labels("put").inc(len(batch) - deletes)
-                        self.metrics.revision_seen.set(self.state.revision)
+                        self.metrics.events(len(batch) - deletes, deletes, self.state.revision)
                     self._on_change(keys)
             except Compacted as exc:
                 log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from breakwater.targets.staging import ApplyResult
 from breakwater.validate import InvalidValue, listen_address
 
 REJECTED_SERIES = 50  # object-named series of breakwater_rejected_object, at most
@@ -169,6 +170,32 @@ class Metrics:
             self.watch_events.labels(kind)
         for cause in ("config", "slots", "runtime-refused"):
             self.reloads.labels(cause)
+
+    def events(self, puts: int, deletes: int, revision: int) -> None:
+        """A batch of watch events, applied to the state at ``revision``."""
+        self.watch_events.labels("put").inc(puts)
+        self.watch_events.labels("delete").inc(deletes)
+        self.revision_seen.set(revision)
+
+    def sync(
+        self, result: ApplyResult, seconds: float, since_event: float | None, revision: int
+    ) -> None:
+        """A sync that ended as ``result`` after ``seconds``; ``since_event``: from the
+        first event it applied, when it applied events; ``revision``: its catalog's."""
+        failed = result.action == "failed"
+        kind = result.action if not failed else ("check" if result.check_failed else "apply")
+        self.syncs.labels(kind, "failed" if failed else "ok").inc()
+        self.sync_seconds.labels(kind).observe(seconds)
+        if result.runtime_commands:
+            self.runtime_commands.inc(result.runtime_commands)
+        if result.check_failed:
+            self.check_failures.inc()
+        if result.action == "reload":
+            self.reloads.labels(result.cause or "config").inc()
+        if not failed:
+            self.revision_applied.set(revision)
+            if since_event is not None:
+                self.applied_seconds.observe(since_event)
 
     def serve(self, listen: str) -> None:
         """Serve ``/metrics`` on ``listen`` (``host:port``, IPv6 in brackets)."""

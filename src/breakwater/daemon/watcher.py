@@ -195,7 +195,9 @@ class Watcher:
             self.metrics.syncs.labels("error", "failed").inc()
             await self.report(None)  # the status says so at once
             return None
-        self._measure(result, started, first_change, revision)
+        now = time.monotonic()
+        since_event = now - first_change if first_change else None
+        self.metrics.sync(result, now - started, since_event, revision)
         if result.refused:
             catalog = replace(catalog, rejected=[*catalog.rejected, *result.refused])
             for rejection in result.refused:
@@ -226,25 +228,6 @@ class Watcher:
         """What the status must say at once when it changes (an error, etcd, objects
         rejected), even while a deferred file write is pending."""
         return (self.last_error, self.follower.connected, self.metrics.snapshot.rejected)
-
-    def _measure(
-        self, result: ApplyResult, started: float, first_change: float, revision: int
-    ) -> None:
-        """A sync's metrics: its kind, outcome, duration and causes."""
-        metrics, now = self.metrics, time.monotonic()
-        failed = result.action == "failed"
-        kind = result.action if not failed else ("check" if result.check_failed else "apply")
-        metrics.syncs.labels(kind, "failed" if failed else "ok").inc()
-        metrics.sync_seconds.labels(kind).observe(now - started)
-        metrics.runtime_commands.inc(result.runtime_commands)
-        if result.check_failed:
-            metrics.check_failures.inc()
-        if result.action == "reload":
-            metrics.reloads.labels(result.cause or "config").inc()
-        if not failed:
-            metrics.revision_applied.set(revision)
-            if first_change:
-                metrics.applied_seconds.observe(now - first_change)
 
     async def flush(self) -> None:
         """Write the file (and the status) that server-only syncs left stale.
