@@ -221,7 +221,7 @@ def main() -> None:
                     f"{r['first_apply_ms']:.0f} ms",
                     f"{r['flush_ms']:.0f} ms",
                     f"{r['rebuild_loop_stall_ms']:.0f} ms",
-                    f"{r['event_cpu_ms_metrics']['off']:.3f} / {r['event_cpu_ms_metrics']['on']:.3f} ms",
+                    "{off:.3f} / {on:.3f} ms".format(**r["event_cpu_ms_metrics"]),
                 ]
             )
         )
