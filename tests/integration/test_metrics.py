@@ -3,12 +3,10 @@ would, and checked with Prometheus' own promtool."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import yaml
 from harness import (
@@ -80,7 +78,7 @@ def test_metrics_say_what_the_watcher_did(etcd, haproxy, backends, watcher) -> N
         after, "breakwater_etcd_revision_seen"
     )
 
-    # A new route: exactly one reload, and a generation that is the file's hash.
+    # A new route: exactly one reload, and the generation the status file says.
     store(etcd, ingress("shop", "second", "second.example.com", "web"))
     wait_for(lambda: serves(haproxy, "second.example.com", "web"), what="second route")
     wait_for(
@@ -90,9 +88,13 @@ def test_metrics_say_what_the_watcher_did(etcd, haproxy, backends, watcher) -> N
         ),
         what="one reload more",
     )
-    config = Path(haproxy.settings.config_file).read_text()
-    digest = hashlib.sha256(config.encode()).hexdigest()[:16]
-    assert f'breakwater_generation_info{{generation="{digest}",' in scrape(watcher)
+    status_file = watcher.config_path.parent / "status.json"
+    wait_for(
+        lambda: "second.example.com" in status_file.read_text(),
+        what="the status to hold the new route",
+    )
+    generation = json.loads(status_file.read_text())["generation"]
+    assert f'breakwater_generation_info{{generation="{generation}",' in scrape(watcher)
 
     # A rejected object is counted, and named.
     bad = ingress("shop", "bad", "bad..example.com", "web")

@@ -8,7 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import endpoint_slice, ingress, service, store, wait_for
+from harness import (
+    HAProxy,
+    WatcherProcess,
+    endpoint_slice,
+    haproxy_settings,
+    ingress,
+    service,
+    store,
+    wait_for,
+    watcher_config,
+)
 from test_watcher_e2e import serves
 
 
@@ -53,3 +63,44 @@ def test_status_tells_a_serving_edge_from_one_that_lost_etcd(etcd, haproxy, back
     stopped = status(config)
     assert stopped.returncode == 1
     assert "that wrote the status is not running" in stopped.stdout
+
+
+def test_two_nodes_on_one_etcd_serve_the_same_generation(
+    etcd, haproxy, backends, watcher, tmp_path
+) -> None:
+    """Nodes differ in their own settings (binds, paths), so their haproxy.cfg
+    differ; what they serve is the same, and so is the generation they report."""
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    revision = store(etcd, ingress("shop", "web", "twin.example.com", "web"))
+    directory = tmp_path / "second"
+    directory.mkdir()
+    second = HAProxy(directory / "haproxy", haproxy_settings(directory / "haproxy"))
+    (directory / "haproxy").mkdir()
+    second.start()
+    twin = WatcherProcess(watcher_config(directory, etcd, second), directory / "watcher.log")
+    twin.start()
+    try:
+
+        def generations() -> list[str | None]:
+            found = []
+            for path in (watcher.config_path.parent, directory):
+                try:
+                    report = json.loads((path / "status.json").read_text())
+                except (OSError, ValueError):
+                    return []
+                if report.get("revision_applied", 0) < revision:
+                    return []
+                found.append(report["generation"])
+            return found
+
+        wait_for(generations, what="both nodes to apply the route")
+        first, other = generations()
+        assert first and first == other
+        configs = [Path(h.settings.config_file).read_text() for h in (haproxy, second)]
+        assert configs[0] != configs[1]  # their own binds
+        assert serves(second, "twin.example.com", "web")
+    finally:
+        twin.stop()
+        second.stop()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -218,3 +220,63 @@ def test_purge_cache_playbook_empties_the_cache_on_every_node(host) -> None:
     run = run_playbook("purge_cache.yml", "-e", "host=api.lab.example", "-e", "mode=ban")
     assert run.returncode == 0, run.stdout[-3000:]
     assert get(ip, "api.lab.example", path)[1].get("x-cache") == "MISS"
+
+
+def prometheus(query: str) -> list[dict]:
+    """An instant query to the lab's Prometheus (on the etcd host)."""
+    connection = http.client.HTTPConnection(ETCD_IP, 9090, timeout=5)
+    try:
+        connection.request("GET", "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+        answer = json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def scalar(query: str) -> float | None:
+    result = prometheus(query)
+    return float(result[0]["value"][1]) if result else None
+
+
+def wait_for_value(query: str, expected: float, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (value := scalar(query)) != expected:
+        assert time.monotonic() < deadline, f"{query} = {value}, expected {expected}"
+        time.sleep(0.5)
+
+
+def test_prometheus_scrapes_the_node_and_sees_its_changes(host) -> None:
+    ip = lab_ip(host)
+    name = host.backend.get_hostname()
+    for port in (9406, 8405, 9131):  # the watcher, HAProxy, the Varnish exporter
+        wait_for_value(f'up{{instance="{ip}:{port}"}}', 1)
+    wait_for_value(f'breakwater_etcd_connected{{instance="{ip}:9406"}}', 1)
+    assert scalar(f'varnish_up{{instance="{ip}:9131"}}') == 1
+
+    reloads = f'breakwater_haproxy_reloads_total{{instance="{ip}:9406",cause="config"}}'
+    runtime = f'breakwater_syncs_total{{instance="{ip}:9406",kind="runtime",outcome="ok"}}'
+    time.sleep(4)  # two scrapes: what earlier tests changed is in
+    before_reloads, before_runtime = scalar(reloads), scalar(runtime) or 0.0
+    manifest = ingress(f"prom-{name}", f"prom.{name}.lab.example")
+    seed(manifest)
+    try:
+        deadline = time.monotonic() + 10
+        while get(ip, f"prom.{name}.lab.example")[0] != 200:
+            assert time.monotonic() < deadline, "the new route is not served"
+            time.sleep(0.05)
+        wait_for_value(reloads, before_reloads + 1)  # a new route: one reload
+
+        documents = (LAB / "lab-objects.yaml").read_text().split("\n---")
+        web_slice = next(d for d in documents if "kind: EndpointSlice" in d and "name: web-1" in d)
+        seed(web_slice.replace("port: 8080", "port: 8081"))
+        seed(web_slice)
+        deadline = time.monotonic() + 30
+        while (scalar(runtime) or 0.0) < before_runtime + 1:  # endpoints: runtime syncs
+            assert time.monotonic() < deadline, "no runtime sync seen by Prometheus"
+            time.sleep(0.5)
+        assert scalar(reloads) == before_reloads + 1  # and no reload for them
+        # Both nodes, each with its own binds, serve the same: one generation.
+        wait_for_value("count(count by (generation) (breakwater_generation_info))", 1)
+    finally:
+        seed(manifest, "--delete")

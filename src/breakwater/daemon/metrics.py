@@ -42,7 +42,7 @@ class Snapshot:
     slots: Callable[[], tuple[int, int]] = lambda: (0, 0)  # used, free
     rejected: tuple[tuple[str, str], ...] = ()  # (object, reason) served now
     rejected_keys: Callable[[], dict[str, int]] = dict  # cause -> keys, ever
-    generation: tuple[str, int] = ("", 0)  # (hash of haproxy.cfg, etcd revision)
+    generation: tuple[str, int] = ("", 0)  # (hash of what is served, etcd revision)
 
 
 class _StateCollector(Collector):
@@ -95,8 +95,9 @@ class _StateCollector(Collector):
         digest, revision = snapshot.generation
         generation = GaugeMetricFamily(
             "breakwater_generation_info",
-            "What this node serves: a hash of haproxy.cfg as last written, and the etcd"
-            " revision it was built from.  The same on every node that serves the same.",
+            "What this node serves: a hash of its routing model (routes, backends and"
+            " their servers, certificates), and the etcd revision it was built from."
+            "  The same on every node that serves the same.",
             labels=["generation", "revision"],
         )
         if digest:

@@ -20,6 +20,8 @@ watcher's own configuration, SIGTERM exits cleanly.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -77,6 +79,17 @@ def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None 
     return "; ".join(parts[:12]) or "no routing change"
 
 
+def catalog_generation(served: dict[str, Any] | None, catalog: Catalog) -> str:
+    """What a node serves, as a hash: its catalog (routes, backends with their
+    servers, certificate sources, rejections) and its certificates' contents.  Not
+    haproxy.cfg, which also holds the node's own settings (binds, paths), nor the
+    slots, whose order is each node's history: nodes serving the same have the same."""
+    digest = hashlib.sha256(json.dumps(served, sort_keys=True, default=str).encode())
+    for name, certificate in sorted(catalog.certificates.items()):
+        digest.update(f"\0{name}\0{certificate.pem}".encode())
+    return digest.hexdigest()[:16]
+
+
 class Watcher:
     """The daemon: a follower, a scheduler, a reporter, and the targets they drive."""
 
@@ -103,6 +116,7 @@ class Watcher:
         self._reports: set[asyncio.Task[None]] = set()
         self._reported: tuple[Any, ...] = ()  # the headline the status file last said
         self._generation: tuple[str, float] = ("", 0.0)  # served, and since (wall time)
+        self.revision_applied = 0  # the etcd revision of what is served
         snapshot = self.metrics.snapshot  # what the metrics read at scrape time
         snapshot.slots = lambda: self.target.slot_usage()
         snapshot.rejected_keys = lambda: dict(self.follower.state.rejected_keys)
@@ -206,7 +220,7 @@ class Watcher:
             snapshot = self.metrics.snapshot
             if self.catalog is None or catalog.rejected is not self.catalog.rejected:
                 snapshot.rejected = tuple((r.object, r.reason) for r in catalog.rejected)
-            snapshot.generation = (self.target.generation, revision)
+            self.revision_applied = revision
         if result.action == "failed":
             self.last_error = result.detail
             log.error("%s (after %s)", result.detail, self.scheduler.cause(keys))
@@ -245,9 +259,6 @@ class Watcher:
             self.metrics.sync_seconds.labels(kind).observe(time.monotonic() - started)
             if result.action == "reload":
                 self.metrics.reloads.labels(result.cause or "config").inc()
-            if result.action != "failed":
-                snapshot = self.metrics.snapshot
-                snapshot.generation = (self.target.generation, snapshot.generation[1])
             if result.action == "failed":
                 self.last_error = result.detail
                 log.error("%s (writing the file after runtime changes)", result.detail)
@@ -269,11 +280,8 @@ class Watcher:
     async def report(self, result: ApplyResult | None) -> None:
         """The status file, from what is served now and how the last sync went."""
         self.last_result, self._reported = result, self._headline()
-        catalog, state = self.catalog, self.follower.state
-        generation, applied = self.metrics.snapshot.generation
+        catalog, state, applied = self.catalog, self.follower.state, self.revision_applied
         now = time.time()
-        if generation != self._generation[0]:
-            self._generation = (generation, now)
         stale = self.target.stale_since
         status: dict[str, Any] = {
             "written_at": now,
@@ -284,15 +292,23 @@ class Watcher:
             "last_sync": self.last_sync,
             "last_action": result.action if result is not None else "failed",
             "last_error": self.last_error,
-            "generation": generation or None,
-            "generation_since": self._generation[1] if generation else None,
             "file_behind_since": None if stale is None else now - (time.monotonic() - stale),
             "rejected_count": len(catalog.rejected) if catalog else 0,
             "rejected_keys_total": dict(state.rejected_keys),
         }
 
         def build() -> dict[str, Any]:  # in the writer's thread: the catalog is large
-            return {**status, "catalog": catalog.as_dict() if catalog else None}
+            served = catalog.as_dict() if catalog else None
+            generation = catalog_generation(served, catalog) if catalog else ""
+            if generation != self._generation[0]:
+                self._generation = (generation, now)
+            self.metrics.snapshot.generation = (generation, applied)
+            return {
+                **status,
+                "generation": generation or None,
+                "generation_since": self._generation[1] if generation else None,
+                "catalog": served,
+            }
 
         await self.reporter.write_status(build)
 

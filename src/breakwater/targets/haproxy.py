@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import hashlib
 import logging
 import os
 import re
@@ -44,11 +43,6 @@ from breakwater.targets.staging import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def config_digest(text: str) -> str:
-    """The generation of a haproxy.cfg: the same file gives the same on every node."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 Layout = dict[str, list[Server | None]]
@@ -94,8 +88,6 @@ class HAProxyTarget(Target[HAProxyPlan]):
         current = self.file.current()
         if not self.layout and current:
             self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
-        # What this node serves, as a hash of haproxy.cfg as last written (or found).
-        self.generation = config_digest(current) if current else ""
 
     async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
         """Bring HAProxy and its file to ``catalog``: plan, check, swap, activate.
@@ -264,21 +256,17 @@ class HAProxyTarget(Target[HAProxyPlan]):
             return ApplyResult("dry-run", "would change haproxy.cfg", diff=plan.diff)
         if plan.action == "none":
             self._settle(plan)
-            if not self.generation:
-                await self._written(plan.rendered)
             return ApplyResult("none")
         if plan.action == "runtime":
             return await self._send(plan)
         if not os.path.exists(self.settings.master_socket):
             self._settle(plan)
-            await self._written(plan.rendered)
             return ApplyResult("written", "HAProxy is not running; it will start with this file")
         try:
             await reload(self.settings.master_socket, self.reload_timeout)
         finally:
             await self.session.close()  # the old worker's runtime session is gone
         self._settle(plan)
-        await self._written(plan.rendered)
         keep = {plan.rendered.generation_dir} if plan.rendered is not None else set()
         if plan.previous:
             keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", plan.previous))
@@ -361,13 +349,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         except OSError as exc:
             self.mark_stale()
             return ApplyResult("failed", f"servers updated live, file not written: {exc}")
-        await self._written(plan.rendered)
         return None
-
-    async def _written(self, rendered: RenderedConfig | None) -> None:
-        """``rendered`` is what haproxy.cfg says now: its hash is the generation."""
-        if rendered is not None:
-            self.generation = await asyncio.to_thread(config_digest, rendered.config)
 
     def render(self, catalog: Catalog) -> tuple[RenderedConfig, Layout]:
         rendered, layout = self._render_trial(self._holding_back(catalog))
