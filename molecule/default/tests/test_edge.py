@@ -249,13 +249,13 @@ def wait_for_value(query: str, expected: float, timeout: float = 30) -> None:
 def test_prometheus_scrapes_the_node_and_sees_its_changes(host) -> None:
     ip = lab_ip(host)
     name = host.backend.get_hostname()
-    for port in (9406, 8405, 9131):  # the watcher, HAProxy, the Varnish exporter
-        wait_for_value(f'up{{instance="{ip}:{port}"}}', 1)
-    wait_for_value(f'breakwater_etcd_connected{{instance="{ip}:9406"}}', 1)
-    assert scalar(f'varnish_up{{instance="{ip}:9131"}}') == 1
+    for job in ("breakwater", "haproxy", "varnish"):  # the watcher, HAProxy, the exporter
+        wait_for_value(f'up{{instance="{ip}",job="{job}"}}', 1)
+    wait_for_value(f'breakwater_etcd_connected{{instance="{ip}"}}', 1)
+    assert scalar(f'varnish_up{{instance="{ip}"}}') == 1
 
-    reloads = f'breakwater_haproxy_reloads_total{{instance="{ip}:9406",cause="config"}}'
-    runtime = f'breakwater_syncs_total{{instance="{ip}:9406",kind="runtime",outcome="ok"}}'
+    reloads = f'breakwater_haproxy_reloads_total{{instance="{ip}",cause="config"}}'
+    runtime = f'breakwater_syncs_total{{instance="{ip}",kind="runtime",outcome="ok"}}'
     time.sleep(4)  # two scrapes: what earlier tests changed is in
     before_reloads, before_runtime = scalar(reloads), scalar(runtime) or 0.0
     manifest = ingress(f"prom-{name}", f"prom.{name}.lab.example")

@@ -171,6 +171,9 @@ class Metrics:
             self.watch_events.labels(kind)
         for cause in ("config", "slots", "runtime-refused"):
             self.reloads.labels(cause)
+        # Failures exist at 0 from the start, so increase() sees the first one.
+        for kind in ("check", "apply", "error", "failed", "vcl"):
+            self.syncs.labels(kind, "failed")
 
     def events(self, puts: int, deletes: int, revision: int) -> None:
         """A batch of watch events, applied to the state at ``revision``."""
