@@ -118,9 +118,15 @@ class Watcher:
         self._generation: tuple[str, float] = ("", 0.0)  # served, and since (wall time)
         self.revision_applied = 0  # the etcd revision of what is served
         snapshot = self.metrics.snapshot  # what the metrics read at scrape time
-        snapshot.slots = lambda: self.target.slot_usage()
-        snapshot.rejected_keys = lambda: dict(self.follower.state.rejected_keys)
+        snapshot.slots = self._slot_usage
+        snapshot.rejected_keys = self._rejected_keys
         self._flushing: asyncio.Task[None] | None = None
+
+    def _slot_usage(self) -> tuple[int, int]:
+        return self.target.slot_usage()  # the target of now: SIGHUP may replace it
+
+    def _rejected_keys(self) -> dict[str, int]:
+        return dict(self.follower.state.rejected_keys)
 
     # --- signals: flags only -------------------------------------------------------
 
