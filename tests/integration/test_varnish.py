@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import http.client
+import json
 import re
 import subprocess
 import sys
@@ -235,3 +236,22 @@ def test_varnish_down_cacheable_routes_go_straight_to_the_service(cached_edge) -
 
     wait_for(served_directly, what="fallback to the service")
     assert all(served_directly() for _ in range(5))
+
+
+def test_breakwater_status_names_the_active_vcl(cached_edge, tmp_path) -> None:
+    edge, _ = cached_edge
+    settings = edge.varnish.settings
+    listing = subprocess.run(
+        ["varnishadm", "-T", settings.admin, "-S", settings.secret_file, "vcl.list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    active = next(line.split()[-1] for line in listing.splitlines() if line.startswith("active"))
+    command = [sys.executable, "-m", "breakwater.cli", "status"]
+    command += ["--config", str(tmp_path / "watcher.yml")]
+    report = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True).stdout)
+    assert report["varnish"] == {"active_vcl": active}
+    human = subprocess.run(command, capture_output=True, text=True)
+    assert human.returncode == 0, human.stdout
+    assert f"varnish: active VCL {active}" in human.stdout
