@@ -109,12 +109,12 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
             cpu, wall = time.process_time(), time.perf_counter()
             state.apply([Change(key, value, revision)])
             if metered:
-                metrics.events(1, 0, state.revision)
+                metrics.events(1, 0)
             catalog, changed = live.update(state, config.catalog)
             result = await target.apply(catalog, changed)
             if metered:
                 elapsed = time.perf_counter() - wall
-                metrics.sync(result, elapsed, elapsed, revision)
+                metrics.sync(result, elapsed, elapsed)
             cpu_ms.append((time.process_time() - cpu) * 1000)
             wall_ms.append((time.perf_counter() - wall) * 1000)
             (metered_ms if metered else unmetered_ms).append(cpu_ms[-1])

@@ -137,7 +137,7 @@ class Follower:
                         keys = self.state.apply(batch)
                     if self.metrics is not None:
                         deletes = sum(1 for change in batch if change.value is None)
-                        self.metrics.events(len(batch) - deletes, deletes, self.state.revision)
+                        self.metrics.events(len(batch) - deletes, deletes)
                     self._on_change(keys)
             except Compacted as exc:
                 log.warning("revision %d compacted (%s): re-listing", self.state.revision, exc)
@@ -146,8 +146,6 @@ class Follower:
                 # etcd away (SourceError, OSError) -- or anything else: following stops
                 # for nothing; it backs off, reconnects and, for the unexpected, re-lists.
                 self.connected = False
-                if self.metrics is not None:
-                    self.metrics.etcd_connected.set(0)
                 if isinstance(exc, SourceError | OSError):
                     self.outage.failed(str(exc))
                     self._on_outage(str(exc))
@@ -166,9 +164,6 @@ class Follower:
         self.connected = True
         self.backoff.reset()
         self.outage.ended(how)
-        if self.metrics is not None:
-            self.metrics.etcd_connected.set(1)
-            self.metrics.revision_seen.set(self.state.revision)
         if self._on_connected is not None:
             self._on_connected()
 

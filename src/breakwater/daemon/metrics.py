@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,6 +39,8 @@ class Snapshot:
     is replaced whole by the event loop (never changed in place), so the scraping
     thread reads one consistent value of it."""
 
+    connected: Callable[[], bool] = lambda: False  # a list or watch established
+    revisions: Callable[[], tuple[int, int]] = lambda: (0, 0)  # seen, applied
     slots: Callable[[], tuple[int, int]] = lambda: (0, 0)  # used, free
     rejected: tuple[tuple[str, str], ...] = ()  # (object, reason) served now
     rejected_keys: Callable[[], dict[str, int]] = dict  # cause -> keys, ever
@@ -51,6 +53,20 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
+        yield GaugeMetricFamily(
+            "breakwater_etcd_connected",
+            "1 while a list or watch on etcd is established, 0 while the watcher retries.",
+            value=int(snapshot.connected()),
+        )
+        seen, applied = snapshot.revisions()
+        yield GaugeMetricFamily(
+            "breakwater_etcd_revision_seen", "The last etcd revision received.", value=seen
+        )
+        yield GaugeMetricFamily(
+            "breakwater_etcd_revision_applied",
+            "The etcd revision of what HAProxy and Varnish were last brought to.",
+            value=applied,
+        )
         used, free = snapshot.slots()
         slots = GaugeMetricFamily(
             "breakwater_haproxy_server_slots",
@@ -111,19 +127,6 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.etcd_connected = Gauge(
-            "breakwater_etcd_connected",
-            "1 while a list or watch on etcd is established, 0 while the watcher retries.",
-            registry=r,
-        )
-        self.revision_seen = Gauge(
-            "breakwater_etcd_revision_seen", "The last etcd revision received.", registry=r
-        )
-        self.revision_applied = Gauge(
-            "breakwater_etcd_revision_applied",
-            "The etcd revision of what HAProxy and Varnish were last brought to.",
-            registry=r,
-        )
         self.watch_events = Counter(
             "breakwater_watch_events",
             "etcd watch events received, by kind (put or delete).",
@@ -175,19 +178,23 @@ class Metrics:
         for kind in ("check", "apply", "error", "failed", "vcl"):
             self.syncs.labels(kind, "failed")
 
-    def events(self, puts: int, deletes: int, revision: int) -> None:
-        """A batch of watch events, applied to the state at ``revision``."""
+    def events(self, puts: int, deletes: int) -> None:
+        """A batch of watch events."""
         self.watch_events.labels("put").inc(puts)
         self.watch_events.labels("delete").inc(deletes)
-        self.revision_seen.set(revision)
 
     def sync(
-        self, result: ApplyResult, seconds: float, since_event: float | None, revision: int
+        self,
+        result: ApplyResult,
+        seconds: float,
+        since_event: float | None = None,
+        kind: str | None = None,
     ) -> None:
-        """A sync that ended as ``result`` after ``seconds``; ``since_event``: from the
-        first event it applied, when it applied events; ``revision``: its catalog's."""
+        """A sync (or a deferred file write, ``kind``) that ended as ``result`` after
+        ``seconds``; ``since_event``: from the first event it applied, if it did."""
         failed = result.action == "failed"
-        kind = result.action if not failed else ("check" if result.check_failed else "apply")
+        if kind is None:
+            kind = result.action if not failed else ("check" if result.check_failed else "apply")
         self.syncs.labels(kind, "failed" if failed else "ok").inc()
         self.sync_seconds.labels(kind).observe(seconds)
         if result.runtime_commands:
@@ -196,10 +203,8 @@ class Metrics:
             self.check_failures.inc()
         if result.action == "reload":
             self.reloads.labels(result.cause or "config").inc()
-        if not failed:
-            self.revision_applied.set(revision)
-            if since_event is not None:
-                self.applied_seconds.observe(since_event)
+        if not failed and since_event is not None:
+            self.applied_seconds.observe(since_event)
 
     def serve(self, listen: str) -> None:
         """Serve ``/metrics`` on ``listen`` (``host:port``, IPv6 in brackets)."""

@@ -118,9 +118,17 @@ class Watcher:
         self._generation: tuple[str, float] = ("", 0.0)  # served, and since (wall time)
         self.revision_applied = 0  # the etcd revision of what is served
         snapshot = self.metrics.snapshot  # what the metrics read at scrape time
+        snapshot.connected = self._connected
+        snapshot.revisions = self._revisions
         snapshot.slots = self._slot_usage
         snapshot.rejected_keys = self._rejected_keys
         self._flushing: asyncio.Task[None] | None = None
+
+    def _connected(self) -> bool:
+        return self.follower.connected
+
+    def _revisions(self) -> tuple[int, int]:
+        return self.follower.state.revision, self.revision_applied
 
     def _slot_usage(self) -> tuple[int, int]:
         return self.target.slot_usage()  # the target of now: SIGHUP may replace it
@@ -217,7 +225,7 @@ class Watcher:
             return None
         now = time.monotonic()
         since_event = now - first_change if first_change else None
-        self.metrics.sync(result, now - started, since_event, revision)
+        self.metrics.sync(result, now - started, since_event)
         if result.refused:
             catalog = replace(catalog, rejected=[*catalog.rejected, *result.refused])
             for rejection in result.refused:
@@ -260,11 +268,7 @@ class Watcher:
             started = time.monotonic()
             result = await self.target.flush(self.catalog)
             kind = "flush" if result.action == "written" else result.action
-            outcome = "failed" if result.action == "failed" else "ok"
-            self.metrics.syncs.labels(kind, outcome).inc()
-            self.metrics.sync_seconds.labels(kind).observe(time.monotonic() - started)
-            if result.action == "reload":
-                self.metrics.reloads.labels(result.cause or "config").inc()
+            self.metrics.sync(result, time.monotonic() - started, kind=kind)
             if result.action == "failed":
                 self.last_error = result.detail
                 log.error("%s (writing the file after runtime changes)", result.detail)

@@ -175,18 +175,13 @@ class HAProxyTarget(Target[HAProxyPlan]):
         )
         if self.structure is None or structure[0] != self.structure[0]:
             return plan
-        plan.cause = "slots"  # unless they can grow at runtime, below
-        if structure == self.structure:
-            plan.action, plan.commands = "runtime", runtime_commands(self.layout, layout)
-            return plan
-        # The same file but for server lines, and backends with more slots than
-        # HAProxy runs (slots never shrink): they grow at runtime if they can.
-        before = dict(self.structure[1])
-        grown = [name for name, count in structure[1] if count != before.get(name)]
-        added = self._added_options(grown)
-        if all(added.get(name) is not None for name in grown):
-            plan.action = "runtime"
-            plan.commands = runtime_commands(self.layout, layout, added)
+        # The same file but for server lines; backends with more slots than HAProxy
+        # runs (slots never shrink) grow at runtime if they can.
+        commands = self._commands(self.layout, layout)
+        if commands is None:
+            plan.cause = "slots"
+        else:
+            plan.action, plan.commands = "runtime", commands
         return plan
 
     def _plan_servers(self, catalog: Catalog, names: list[str]) -> HAProxyPlan | None:
@@ -198,29 +193,27 @@ class HAProxyTarget(Target[HAProxyPlan]):
             return None
         old = {name: self.layout[name] for name in backends}
         new = assign_slots(Catalog(backends=backends), old, self.settings.min_slots)
-        grown = [name for name in backends if len(new[name]) != len(old[name])]
-        if not grown:
-            commands = runtime_commands(old, new)
-            return HAProxyPlan(
-                action="runtime", layout=new, structure=self.structure, commands=commands
-            )
-        # Backends that outgrew their slots get more through the runtime API.
-        added = self._added_options(grown)
-        if any(added[name] is None for name in grown):
-            return None  # one cannot (its algorithm, say): that takes a reload
-        text, counts = self.structure
-        sizes = dict(counts)
-        sizes.update((name, len(new[name])) for name in grown)
-        structure = (text, tuple(sorted(sizes.items())))
-        commands = runtime_commands(old, new, added)
+        commands = self._commands(old, new)
+        if commands is None:
+            return None  # a backend outgrew its slots and cannot grow: that takes a reload
+        structure = self.structure
+        if any(len(new[name]) != len(old[name]) for name in backends):
+            text, counts = self.structure
+            sizes = dict(counts) | {name: len(slots) for name, slots in new.items()}
+            structure = (text, tuple(sorted(sizes.items())))
         return HAProxyPlan(action="runtime", layout=new, structure=structure, commands=commands)
 
-    def _added_options(self, names: list[str]) -> dict[str, str | None]:
-        """What servers added to ``names`` at runtime are given (None: they cannot be),
-        from the configuration HAProxy loaded."""
-        if self.structure is None:
-            return dict.fromkeys(names)
-        return added_server_options(self.structure[0], names)
+    def _commands(self, old: Layout, new: Layout) -> list[str] | None:
+        """The runtime commands from ``old`` to ``new``, servers added to backends that
+        outgrew their slots (given what the configuration HAProxy loaded gives them);
+        None when one of those cannot take servers at runtime."""
+        grown = [name for name, slots in new.items() if len(slots) != len(old[name])]
+        added: dict[str, str | None] = {}
+        if grown and self.structure is not None:
+            added = added_server_options(self.structure[0], grown)
+        if any(added.get(name) is None for name in grown):
+            return None
+        return runtime_commands(old, new, added)
 
     async def check(self, plan: HAProxyPlan) -> None:
         """Write the generation directory and the staged file, and run ``haproxy -c``.
