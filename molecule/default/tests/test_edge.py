@@ -170,10 +170,11 @@ def test_watcher_is_hardened(host) -> None:
 
 
 def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Runs a playbook of the installed collection (scripts/install-collection)."""
     project = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."))
     environment = {
         **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(project / ".lab" / "collections"),
+        "ANSIBLE_COLLECTIONS_PATH": str(project / ".lab" / "installed"),
         "BREAKWATER_LAB_DIR": str(LAB),
     }
     return subprocess.run(
@@ -181,7 +182,7 @@ def run_playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
             os.environ["MOLECULE_INVENTORY_FILE"],
-            str(project / "playbooks" / name),
+            f"breakwater.edge.{name}",
             *extra,
         ],
         env=environment,
@@ -203,11 +204,11 @@ def monitor(ip: str) -> int:
 def test_drain_node_playbook_takes_a_node_out_and_back(host) -> None:
     name, ip = host.backend.get_hostname(), lab_ip(host)
     assert monitor(ip) == 200
-    out = run_playbook("drain_node.yml", "-e", f"node={name}")
+    out = run_playbook("drain_node", "-e", f"node={name}")
     assert out.returncode == 0, out.stdout[-3000:]
     assert monitor(ip) == 503
     assert get(ip, "www.lab.example")[0] == 200  # clients that still come are served
-    back = run_playbook("drain_node.yml", "-e", f"node={name}", "-e", "node_state=in_rotation")
+    back = run_playbook("drain_node", "-e", f"node={name}", "-e", "node_state=in_rotation")
     assert back.returncode == 0, back.stdout[-3000:]
     assert monitor(ip) == 200
 
@@ -217,7 +218,7 @@ def test_purge_cache_playbook_empties_the_cache_on_every_node(host) -> None:
     path = f"/?purge={host.backend.get_hostname()}-{time.time_ns()}"
     get(ip, "api.lab.example", path)
     assert get(ip, "api.lab.example", path)[1].get("x-cache") == "HIT"
-    run = run_playbook("purge_cache.yml", "-e", "host=api.lab.example", "-e", "mode=ban")
+    run = run_playbook("purge_cache", "-e", "host=api.lab.example", "-e", "mode=ban")
     assert run.returncode == 0, run.stdout[-3000:]
     assert get(ip, "api.lab.example", path)[1].get("x-cache") == "MISS"
 
