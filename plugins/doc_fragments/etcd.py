@@ -33,6 +33,12 @@ options:
 
     # For lookups: the same options, with their environment variables declared.
     LOOKUP = r"""
+notes:
+  - The play variable C(breakwater_etcd), a dictionary of these options, sets them for
+    every Breakwater lookup; an option given to the lookup wins over it, and it wins over
+    the environment. Ansible applies C(module_defaults) to modules only, so a play sets
+    C(module_defaults) for the C(group/breakwater.edge.etcd) action group from the same
+    variable to give modules and lookups one connection.
 options:
   endpoints:
     description:

@@ -15,6 +15,7 @@ description:
   - Idempotent; check mode and diff show the document before and after.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - breakwater.edge.etcd
 options:
   name:
@@ -37,6 +38,11 @@ options:
     type: str
     default: /breakwater/routes/
 attributes:
+  action_group:
+    description: Use C(group/breakwater.edge.etcd) in C(module_defaults) to set the etcd connection once per play.
+    support: full
+    membership:
+      - breakwater.edge.etcd
   platform:
     platforms: posix
   check_mode:
@@ -48,6 +54,27 @@ requirements:
 """
 
 EXAMPLES = r"""
+- name: Routes for a play's VMs, with the etcd connection set once
+  hosts: localhost
+  vars:
+    breakwater_etcd:
+      endpoints: [https://10.0.0.21:2379]
+      ca_file: pki/ca.crt
+      cert_file: pki/breakwater.crt
+      key_file: pki/breakwater.key
+  module_defaults:
+    group/breakwater.edge.etcd: "{{ breakwater_etcd }}"
+  tasks:
+    - name: Serve reports.example.com
+      breakwater.edge.route:
+        name: reports
+        spec:
+          hosts: [reports.example.com]
+          servers: [{address: 10.1.0.7, port: 8080}]
+    - name: Show what the cluster routes (lookups read breakwater_etcd)
+      ansible.builtin.debug:
+        msg: "{{ lookup('breakwater.edge.catalog') }}"
+
 - name: Serve billing.example.com from two VMs
   breakwater.edge.route:
     endpoints: [https://10.0.0.21:2379]

@@ -30,14 +30,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def play(tmp_path: Path, tasks: list[dict[str, Any]], check: bool = False) -> dict[str, Any]:
-    """Run tasks on localhost with this Python; returns each task's registered result."""
+def play(
+    tmp_path: Path,
+    tasks: list[dict[str, Any]],
+    check: bool = False,
+    keywords: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run tasks on localhost with this Python; returns each task's registered result.
+
+    keywords: more play keywords (vars, module_defaults).
+    """
     tasks = [{"register": f"result_{index}", **task} for index, task in enumerate(tasks)]
     registered = [task["register"] for task in tasks]
     playbook = [
         {
             "hosts": "localhost",
             "gather_facts": False,
+            **(keywords or {}),
             "tasks": [
                 *tasks,
                 {
@@ -181,6 +190,47 @@ def test_route_module_is_idempotent_and_the_watcher_serves_it(
     wait_for(
         lambda: http_get(haproxy.http_port, "billing.example.com")[0] == 404, what="route removed"
     )
+
+
+def test_the_etcd_connection_set_once_per_play_reaches_modules_and_lookups(etcd, tmp_path) -> None:
+    """breakwater_etcd and module_defaults' group/breakwater.edge.etcd, as documented."""
+    keywords = {
+        "vars": {"breakwater_etcd": etcd_args(etcd)},
+        "module_defaults": {"group/breakwater.edge.etcd": "{{ breakwater_etcd }}"},
+    }
+    spec = {"hosts": ["once.example.com"], "servers": [{"address": "10.1.0.5", "port": 80}]}
+    tasks = [
+        {"breakwater.edge.route": {"name": "once", "spec": spec}},
+        {
+            "ansible.builtin.set_fact": {
+                "keys": "{{ query('breakwater.edge.etcd_keys', '/breakwater/routes/once') }}"
+            }
+        },
+    ]
+    results = play(tmp_path, tasks, keywords=keywords)
+    assert results["result_0"]["changed"]
+    (key,) = results["result_1"]["ansible_facts"]["keys"]
+    assert json.loads(key["value"])["hosts"] == ["once.example.com"]
+
+    # Without the play's connection, the same tasks go to the default endpoint and fail.
+    with pytest.raises(
+        AssertionError, match=r"no etcd endpoint answered: http://127\.0\.0\.1:2379"
+    ):
+        play(tmp_path, tasks[1:])
+
+    # A lookup's own argument wins over breakwater_etcd.
+    wrong = {"vars": {"breakwater_etcd": {"endpoints": ["http://127.0.0.1:1"]}}}
+    direct = {
+        "ansible.builtin.set_fact": {
+            "keys": "{{ query('breakwater.edge.etcd_keys', '/breakwater/routes/once', "
+            "endpoints=e) }}"
+        },
+        "vars": {"e": [etcd.endpoint]},
+    }
+    assert play(tmp_path, [direct], keywords=wrong)["result_0"]["ansible_facts"]["keys"]
+    bad = {"vars": {"breakwater_etcd": {"endpoint": [etcd.endpoint]}}}
+    with pytest.raises(AssertionError, match=r"unknown option.*endpoint"):
+        play(tmp_path, tasks[1:], keywords=bad)
 
 
 def test_haproxy_server_drain_and_ready(etcd, haproxy, backends, watcher, tmp_path) -> None:
