@@ -15,7 +15,6 @@ description:
   - Idempotent; check mode and diff show the document before and after.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
   - breakwater.edge.etcd
 options:
   name:
@@ -54,8 +53,7 @@ requirements:
 """
 
 EXAMPLES = r"""
-- name: Routes for a play's VMs, with the etcd connection set once
-  hosts: localhost
+- name: Routes with the etcd connection set once (a play can set the same keywords)
   vars:
     breakwater_etcd:
       endpoints: [https://10.0.0.21:2379]
@@ -64,14 +62,14 @@ EXAMPLES = r"""
       key_file: pki/breakwater.key
   module_defaults:
     group/breakwater.edge.etcd: "{{ breakwater_etcd }}"
-  tasks:
+  block:
     - name: Serve reports.example.com
       breakwater.edge.route:
         name: reports
         spec:
           hosts: [reports.example.com]
           servers: [{address: 10.1.0.7, port: 8080}]
-    - name: Show what the cluster routes (lookups read breakwater_etcd)
+    - name: Show what the edge routes (the lookups read breakwater_etcd)
       ansible.builtin.debug:
         msg: "{{ lookup('breakwater.edge.catalog') }}"
 
