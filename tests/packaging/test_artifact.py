@@ -73,7 +73,8 @@ def expected_files() -> set[str]:
     shipped = {
         name
         for name in tracked_files()
-        if name in SHIPPED_FILES or name.startswith(SHIPPED_DIRECTORIES)
+        if (name in SHIPPED_FILES or name.startswith(SHIPPED_DIRECTORIES))
+        and not any(part.startswith(".") for part in name.split("/"))  # .keep and the like
     }
     return shipped | GENERATED
 
