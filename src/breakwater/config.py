@@ -161,6 +161,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
             listen_address(config.watcher.metrics_listen)
         except InvalidValue as exc:
             raise ConfigError(f"watcher.metrics_listen: {exc}") from exc
+    if config.varnish.enabled:
+        try:
+            listen_address(config.varnish.health)
+        except InvalidValue as exc:
+            raise ConfigError(f"varnish.health: {exc}") from exc
     if config.varnish.keep_vcls < 1:
         raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
     if config.coalesce.max_wait < config.coalesce.quiet_period:

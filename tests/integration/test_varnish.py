@@ -84,6 +84,27 @@ def test_miss_then_hit(cached_edge) -> None:
     assert web.requests["/page"] == 1
 
 
+def test_a_clients_health_path_reaches_the_service(cached_edge) -> None:
+    """/.breakwater/health is the service's path; Varnish's check has its own listener."""
+    edge, web = cached_edge
+    status, headers, body = get(edge, "cache.example.com", "/.breakwater/health")
+    assert status == 200 and headers.get("x-cache") == "MISS"  # through Varnish, not synth
+    assert body == b"web /.breakwater/health\n"
+    assert web.requests["/.breakwater/health"] == 1
+    # HAProxy's check reaches Varnish on the health listener: Varnish is up (cacheable
+    # routes go through it), and that listener answers nothing but the check.
+    assert get(edge, "cache.example.com", "/page-health")[1].get("x-cache") == "MISS"
+    host, _, port = edge.varnish.settings.health.rpartition(":")
+    for path, expected in (("/.breakwater/health", 200), ("/", 404), ("/page", 404)):
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            connection.request("GET", path, headers={"Host": "cache.example.com"})
+            assert connection.getresponse().status == expected, path
+        finally:
+            connection.close()
+    assert web.requests["/page"] == 0  # the health listener sent nothing on
+
+
 def test_non_cacheable_routes_never_touch_varnish(cached_edge) -> None:
     edge, web = cached_edge
     before = edge.varnish.stat("MAIN.client_req")

@@ -44,6 +44,7 @@ def test_etcdctl_variables_are_fallbacks() -> None:
         ("coalesce:\n  file_delay: 5\n  file_max_delay: 2\n", "coalesce.file_max_delay"),
         ("etcd:\n  endpoints: ['ftp://x']\n", "etcd.endpoints"),
         ("haproxy:\n  backend_log: quiet\n", "haproxy.backend_log: 'quiet' is not one of"),
+        ("varnish:\n  enabled: true\n  health: localhost:6086\n", "varnish.health"),
         ("etcd:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent.key\n", "does not exist"),
     ],
 )

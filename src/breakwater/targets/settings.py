@@ -56,6 +56,10 @@ class VarnishSettings:
     return_socket: str = "/run/haproxy/varnish-return.sock"
     return_socket_mode: str = "660"
     return_socket_group: str | None = "varnish"
+    # Varnish's own listener for HAProxy's health check (varnishd -a health=...): the
+    # check never travels the public request space, so a client's /.breakwater/health
+    # reaches the service like any other path.
+    health: str = "127.0.0.1:6086"
     admin: str = "127.0.0.1:6082"  # varnishd -T
     secret_file: str = "/etc/varnish/secret"  # varnishd -S
     vcl_file: str = "/etc/varnish/breakwater.vcl"
@@ -64,3 +68,9 @@ class VarnishSettings:
     varnishd: str = "varnishd"
     nodes: tuple[str, ...] = ()  # admin addresses of every edge's Varnish, for ban/purge
     health_interval: str = "1s"
+
+    @property
+    def health_check(self) -> str:
+        """The ``server`` options that send HAProxy's check to the health listener."""
+        host, _, port = self.health.rpartition(":")
+        return f"addr {host.strip('[]')} port {port}"
