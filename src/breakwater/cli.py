@@ -12,7 +12,7 @@ from typing import Any
 
 from breakwater import __version__
 from breakwater.cluster.source import SourceError
-from breakwater.config import Config, ConfigError, as_dict, load_config
+from breakwater.config import Config, ConfigError, as_dict, load_config, read_resources
 from breakwater.k8s.decode import DecodeError, decode
 from breakwater.render.haproxy import render_haproxy
 from breakwater.targets.varnish_cli import VarnishError
@@ -109,7 +109,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _setup_logging("WARNING")
-    state = asyncio.run(read_cluster(config.etcd))
+    state = asyncio.run(read_cluster(config.etcd, read_resources(config)))
     catalog = full_catalog(state, config.catalog)
     document = catalog.as_dict()
     document["revision"] = state.revision

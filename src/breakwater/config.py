@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from breakwater.catalog import CatalogSettings
+from breakwater.cluster import keys
 from breakwater.cluster.source import EtcdSettings, parse_endpoint
 from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
 from breakwater.validate import InvalidValue, listen_address
@@ -72,6 +73,20 @@ class Config:
     varnish: VarnishSettings = field(default_factory=VarnishSettings)
     coalesce: CoalesceSettings = field(default_factory=CoalesceSettings)
     watcher: WatcherSettings = field(default_factory=WatcherSettings)
+
+
+def read_resources(config: Config) -> list[str]:
+    """What this configuration reads under etcd's key prefix (cluster.keys)."""
+    catalog = config.catalog
+    return keys.read_resources(
+        catalog.mode, catalog.secret_namespaces, catalog.configmap_namespaces
+    )
+
+
+def read_prefixes(config: Config) -> list[str]:
+    """Every etcd key prefix this configuration reads, plain routes included."""
+    etcd = config.etcd
+    return keys.read_prefixes(etcd.prefix, etcd.routes_prefix, read_resources(config))
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -166,6 +181,10 @@ def _validate(config: Config, check_files: bool = True) -> Config:
             listen_address(config.varnish.health)
         except InvalidValue as exc:
             raise ConfigError(f"varnish.health: {exc}") from exc
+    try:
+        read_resources(config)
+    except InvalidValue as exc:
+        raise ConfigError(f"catalog: {exc}") from exc
     if config.varnish.keep_vcls < 1:
         raise ConfigError("varnish.keep_vcls: at least 1 (the active VCL)")
     if config.coalesce.max_wait < config.coalesce.quiet_period:

@@ -23,7 +23,7 @@ from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
 from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
 from breakwater.cluster.state import ClusterState, read_cluster
-from breakwater.config import Config, as_dict, load_config
+from breakwater.config import Config, as_dict, load_config, read_resources
 from breakwater.k8s.decode import decode
 from breakwater.render.haproxy import RenderedConfig, render_haproxy
 from breakwater.render.slots import assign_slots, layout_from_config
@@ -53,7 +53,7 @@ def edge_config(
 
 
 def cluster(config: Config) -> ClusterState:
-    return asyncio.run(read_cluster(config.etcd))
+    return asyncio.run(read_cluster(config.etcd, read_resources(config)))
 
 
 def haproxy_files(config: Config, catalog: Catalog, current_config: str | None) -> dict[str, Any]:

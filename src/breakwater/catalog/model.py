@@ -32,6 +32,11 @@ class CatalogSettings:
     max_paths_per_object: int = 1000
     max_routes_per_object: int = 2000
     max_servers_per_backend: int = 2048
+    # Secrets (for TLS) / route ConfigMaps are read only from these namespaces; empty:
+    # every namespace.  The edge then lists, watches and may read only those prefixes
+    # (cluster.keys.read_resources, and the etcd role of breakwater.edge.etcd_access).
+    secret_namespaces: tuple[str, ...] = ()
+    configmap_namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

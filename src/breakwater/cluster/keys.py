@@ -24,6 +24,45 @@ RESOURCES: dict[str, str] = {
 }
 
 
+# What each way of reaching the backends reads (catalog.mode): pod IPs come from
+# EndpointSlices (Endpoints where a Service has none), NodePorts from the Nodes.
+_NOT_READ: dict[str, frozenset[str]] = {
+    "pods": frozenset({"minions/"}),
+    "nodeport": frozenset({"services/endpoints/", "endpointslices/"}),
+}
+
+
+def read_resources(
+    mode: str,
+    secret_namespaces: tuple[str, ...] = (),
+    configmap_namespaces: tuple[str, ...] = (),
+) -> list[str]:
+    """What the watcher lists and watches under the key prefix, and nothing else.
+
+    The one answer to "what does the edge read": the follower, the one-shot reads of
+    the CLI and the lookups, and the read-only etcd role (``breakwater.edge.etcd_access``)
+    all take it from here.  ``secret_namespaces`` / ``configmap_namespaces`` narrow
+    Secrets / ConfigMaps to those namespaces (empty: every namespace).
+    """
+    narrowed = {"secrets/": secret_namespaces, "configmaps/": configmap_namespaces}
+    resources = []
+    for directory in RESOURCES:
+        if directory in _NOT_READ.get(mode, frozenset()):
+            continue
+        namespaces = narrowed.get(directory, ())
+        for namespace in namespaces:
+            validate.dns_label(namespace, f"namespace of {RESOURCES[directory]}s")
+        resources += [directory + ns + "/" for ns in sorted(set(namespaces))] or [directory]
+    return resources
+
+
+def read_prefixes(prefix: str, routes_prefix: str, resources: list[str]) -> list[str]:
+    """The etcd key prefixes of ``resources`` (from :func:`read_resources`), and of the
+    plain routes when they are on."""
+    base = prefix.rstrip("/") + "/"
+    return [base + resource for resource in resources] + ([routes_prefix] if routes_prefix else [])
+
+
 def kind_of_key(key: str, prefix: str) -> str | None:
     """The kind stored under ``key`` (``/registry/services/specs/ns/x`` -> Service)."""
     if not key.startswith(prefix):

@@ -27,6 +27,8 @@ from aetcd import exceptions as etcd_errors
 from aetcd import rpc, watcher
 from aetcd.utils import prefix_range_end
 
+from breakwater.cluster.keys import read_prefixes
+
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # keys per Range call, as the API server pages its own lists
@@ -168,11 +170,10 @@ class EtcdSource:
 
     @property
     def prefixes(self) -> list[bytes]:
-        base = self.settings.prefix.rstrip("/") + "/"
-        prefixes = [(base + resource).encode() for resource in self.resources]
-        if self.settings.routes_prefix:
-            prefixes.append(self.settings.routes_prefix.encode())
-        return prefixes
+        prefixes = read_prefixes(
+            self.settings.prefix, self.settings.routes_prefix, list(self.resources)
+        )
+        return [prefix.encode() for prefix in prefixes]
 
     async def connect(self) -> EtcdClient:
         """Connect to the next endpoint that answers; raises :class:`SourceError`."""

@@ -137,9 +137,10 @@ class ClusterState:
         return keys
 
 
-async def read_cluster(settings: EtcdSettings) -> ClusterState:
-    """List the cluster once (``breakwater catalog``, ``--once``, the lookups)."""
-    source = EtcdSource(settings, list(RESOURCES))
+async def read_cluster(settings: EtcdSettings, resources: list[str] | None = None) -> ClusterState:
+    """List the cluster once (``breakwater catalog``, ``--once``, the lookups);
+    ``resources``: what the configuration reads (config.read_resources), else all."""
+    source = EtcdSource(settings, list(RESOURCES) if resources is None else resources)
     try:
         return await ClusterState.listed(source, settings)
     finally:

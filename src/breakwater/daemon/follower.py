@@ -99,9 +99,12 @@ class Follower:
         on_outage: Callable[[str], None],
         on_connected: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        resources: list[str] | None = None,
     ) -> None:
         self.settings = settings
-        self.source = EtcdSource(settings, list(RESOURCES))
+        # What is listed and watched under the prefix (config.read_resources).
+        self.source = EtcdSource(settings, list(RESOURCES) if resources is None else resources)
+        self._relist = False  # the resources read changed (SIGHUP): list afresh
         self.state = ClusterState.for_settings(settings)
         self.live = LiveCatalog()  # the catalog of the state, kept between changes
         self.connected = False
@@ -125,7 +128,8 @@ class Follower:
         listed = False
         while not stopping.is_set():
             try:
-                if not listed:
+                if not listed or self._relist:
+                    self._relist = False
                     await self._list()
                     listed = True
                 async for batch in self.source.watch(self.state.revision + 1):
@@ -188,11 +192,15 @@ class Follower:
         """Only servers changed since the last catalog (no need to wait for more)."""
         return self.live.servers_only(self.state)
 
-    def reconfigure(self, settings: EtcdSettings) -> None:
-        """New etcd settings (SIGHUP): the next connection uses them."""
+    def reconfigure(self, settings: EtcdSettings, resources: list[str] | None = None) -> None:
+        """New etcd settings or resources to read (SIGHUP): the next connection uses
+        them; new resources are listed afresh (what is no longer read is let go)."""
         self.settings = settings
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.source.settings = settings
+        if resources is not None and list(resources) != list(self.source.resources):
+            self.source.resources = list(resources)
+            self._relist = True
         self._background.add(asyncio.ensure_future(self.source.disconnect()))
 
     async def close(self) -> None:

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from breakwater.catalog import Catalog
-from breakwater.config import Config, ConfigError, load_config
+from breakwater.config import Config, ConfigError, load_config, read_resources
 from breakwater.daemon.follower import Follower
 from breakwater.daemon.metrics import Metrics, MetricsError
 from breakwater.daemon.reporter import Reporter
@@ -100,7 +100,12 @@ class Watcher:
         self.scheduler = Scheduler()
         self.metrics = Metrics()
         self.follower = Follower(
-            config.etcd, self.scheduler.mark, self._on_outage, self._on_connected, self.metrics
+            config.etcd,
+            self.scheduler.mark,
+            self._on_outage,
+            self._on_connected,
+            self.metrics,
+            read_resources(config),
         )
         self.reporter = Reporter(None if dry_run else config.watcher.status_file)
         self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=dry_run)
@@ -179,9 +184,9 @@ class Watcher:
         clear_template_cache()
         if config.watcher.metrics_listen != self.config.watcher.metrics_listen:
             log.warning("SIGHUP: watcher.metrics_listen takes effect at the next start")
-        if config.etcd != self.config.etcd:
-            log.info("SIGHUP: etcd settings changed, reconnecting")
-            self.follower.reconfigure(config.etcd)
+        if config.etcd != self.config.etcd or read_resources(config) != read_resources(self.config):
+            log.info("SIGHUP: etcd settings or what is read changed, reconnecting")
+            self.follower.reconfigure(config.etcd, read_resources(config))
         if config.haproxy != self.config.haproxy or config.varnish != self.config.varnish:
             self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=self.dry_run)
         self.varnish = VarnishTarget(config.varnish, dry_run=self.dry_run)
