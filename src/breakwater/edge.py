@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 from breakwater import operations, validate
 from breakwater.catalog import Catalog, build_catalog
 from breakwater.catalog.live import full_catalog
+from breakwater.cluster import access
 from breakwater.cluster.keys import RESOURCES
 from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
 from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
 from breakwater.cluster.state import ClusterState, read_cluster
-from breakwater.config import Config, as_dict, load_config, read_resources
+from breakwater.config import Config, as_dict, load_config, read_prefixes, read_resources
 from breakwater.k8s.decode import decode
+from breakwater.k8s.encryption import encryption_for
 from breakwater.render.haproxy import RenderedConfig, render_haproxy
 from breakwater.render.slots import assign_slots, layout_from_config
 from breakwater.render.vcl import render_vcl
@@ -169,8 +171,11 @@ def k8s_objects(
     _revision, values = _with_source(settings, [directory], lambda source: source.list_all())
     matches = label_matcher(selector)
     found = []
+    # Secrets encrypted at rest are read with the configuration's keys, or refused
+    # with why (the lookups carry none: they say which provider and key).
+    encryption = encryption_for(config.etcd.encryption_config) if kind == "Secret" else None
     for key, value in sorted(values.items()):
-        obj = decode(key, value)
+        obj = decode(key, encryption.decrypt(key, value) if encryption else value)
         metadata = obj.get("metadata") or {}
         if name and metadata.get("name") != name:
             continue
@@ -212,6 +217,33 @@ def etcd_keys(etcd: Mapping[str, Any], keys: Sequence[str], prefix: bool) -> lis
         return [kv for key in keys for kv in await source.range(key, prefix)]
 
     return [_kv_dict(kv) for kv in _with_source(config.etcd, [], read)]
+
+
+def etcd_access(
+    etcd: Mapping[str, Any],
+    settings: Mapping[str, Any] | None,
+    user: str,
+    role: str,
+    present: bool = True,
+    check_mode: bool = False,
+) -> dict[str, Any]:
+    """The edge's etcd user and read-only role, for the watcher configuration
+    ``settings`` (what it reads: config.read_prefixes), made so with the caller's
+    etcd account (``etcd``, e.g. root).  before, after, and the prefixes."""
+    config = edge_config(settings, etcd)
+    prefixes = read_prefixes(config)
+
+    async def ensure(source: EtcdSource) -> tuple[access.Access, access.Access]:
+        return await access.ensure_access(
+            source, user, role, prefixes if present else None, check_mode
+        )
+
+    before, after = _with_source(config.etcd, [], ensure)
+    return {
+        "before": before.as_dict(user, role),
+        "after": after.as_dict(user, role),
+        "prefixes": prefixes,
+    }
 
 
 def _kv_dict(kv: KeyValue) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from breakwater.cluster.source import EtcdSettings, SourceError
 from breakwater.cluster.state import read_cluster
 
 
-def make_pki(directory: Path) -> dict[str, str]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
+def make_pki(directory: Path, clients: tuple[str, ...] = ()) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl;
+    ``clients``: more client certificates, each with its name as common name (etcd's
+    user), as ``<name>_cert`` and ``<name>_key``."""
     directory.mkdir()
 
     def openssl(*args: str) -> None:
@@ -38,6 +40,7 @@ def make_pki(directory: Path) -> dict[str, str]:
     for name, extension in (
         ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
         ("client", "extendedKeyUsage=clientAuth"),
+        *((client, "extendedKeyUsage=clientAuth") for client in clients),
     ):
         (directory / f"{name}.ext").write_text(extension + "\n")
         openssl(
@@ -75,6 +78,8 @@ def make_pki(directory: Path) -> dict[str, str]:
         "server_key": str(directory / "server.key"),
         "client_cert": str(directory / "client.crt"),
         "client_key": str(directory / "client.key"),
+        **{f"{name}_cert": str(directory / f"{name}.crt") for name in clients},
+        **{f"{name}_key": str(directory / f"{name}.key") for name in clients},
     }
 
 

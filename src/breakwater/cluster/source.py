@@ -51,6 +51,10 @@ class SourceError(Exception):
     """etcd could not be reached or answered an error; names the endpoint."""
 
 
+class NotFound(SourceError):
+    """An etcd user or role that does not exist."""
+
+
 class Compacted(Exception):
     """The revision to resume from was compacted away: re-list."""
 
@@ -64,6 +68,9 @@ class EtcdSettings:
     prefix: str = "/registry"
     # Plain routes, backends outside Kubernetes (cluster.plain_routes); "" turns them off.
     routes_prefix: str = "/breakwater/routes/"
+    # The API server's EncryptionConfiguration, to read Secrets encrypted at rest
+    # (breakwater.k8s.encryption); None or "": none.
+    encryption_config: str | None = None
     timeout: float = 5.0
     backoff_initial: float = 0.2
     backoff_max: float = 2.0
@@ -145,6 +152,18 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         """Ask the endpoint for its status; raises when it does not answer in time."""
         status = self.maintenancestub.Status(rpc.StatusRequest(), timeout=self.timeout)
         await asyncio.wait_for(status, self.timeout + 1)
+
+    async def auth(self, method: str, what: str, **fields: Any) -> Any:
+        """One call of etcd's Auth service (``RoleGet``, ``UserAdd``...: the request is
+        ``Auth<method>Request(**fields)``), for cluster.access; raises
+        :class:`NotFound` for a user or role that does not exist, else
+        :class:`SourceError` naming ``what`` failed."""
+        request = getattr(rpc, f"Auth{method}Request")(**fields)
+        try:
+            return await getattr(rpc.AuthStub(self.channel), method)(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            error = NotFound if "not found" in (exc.details() or "") else SourceError
+            raise error(f"etcd {self.endpoint}: {what} failed: {_describe(exc)}") from exc
 
     def range_page(self, start: bytes, end: bytes, revision: int) -> Awaitable[Any]:
         """One page (:data:`PAGE_SIZE` keys) of [start, end) at ``revision`` (0: now);
