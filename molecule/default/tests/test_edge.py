@@ -21,15 +21,17 @@ testinfra_hosts = ["podman://" + name for name in LB_NODES]
 
 LAB = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / ".lab" / "molecule"
 ETCD_IP = RUNNER.get_variables(RUNNER.get_hosts("etcd")[0])["lab_ip"]
+# The lab etcd has authentication on: objects are written as root (the API server's
+# stand-in); the edge's user, breakwater, may only read what its watcher reads.
 ETCD_FLAGS = [
     "--etcd-endpoints",
     f"https://{ETCD_IP}:2379",
     "--etcd-cacert",
     str(LAB / "pki" / "ca.crt"),
     "--etcd-cert",
-    str(LAB / "pki" / "breakwater.crt"),
+    str(LAB / "pki" / "root.crt"),
     "--etcd-key",
-    str(LAB / "pki" / "breakwater.key"),
+    str(LAB / "pki" / "root.key"),
 ]
 
 
@@ -363,3 +365,36 @@ def test_check_mode_reports_exactly_one_real_change_and_its_handlers() -> None:
     host = testinfra.get_host(f"podman://{node}")
     config = host.file(settings["haproxy"]["config_file"]).content_string
     assert f"maxconn {maxconn}\n" in config and f"maxconn {maxconn + 1}" not in config
+
+
+def etcdctl_as_edge(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "etcdctl",
+            f"--endpoints=https://{ETCD_IP}:2379",
+            f"--cacert={LAB / 'pki' / 'ca.crt'}",
+            f"--cert={LAB / 'pki' / 'breakwater.crt'}",
+            f"--key={LAB / 'pki' / 'breakwater.key'}",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_edges_etcd_user_reads_what_its_watcher_reads_and_nothing_else() -> None:
+    # The watchers serve (the other tests) with this user; it reads its prefixes...
+    allowed = etcdctl_as_edge("get", "--prefix", "--keys-only", "/registry/ingress/")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "/registry/ingress/" in allowed.stdout
+    # ...and nothing else: no Pods, no Nodes in pods mode, no write anywhere.
+    for denied in (
+        ("get", "--prefix", "/registry/pods/"),
+        ("get", "--prefix", "/registry/minions/"),
+        ("put", "/registry/ingress/shop/x", "{}"),
+        ("del", "/registry/ingress/shop/web"),
+        ("put", "/breakwater/routes/x", "{}"),
+    ):
+        out = etcdctl_as_edge(*denied)
+        assert out.returncode != 0 and "permission denied" in out.stderr, (denied, out)
