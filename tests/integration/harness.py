@@ -485,6 +485,9 @@ class WatcherProcess:
             ],
             stdout=log,
             stderr=log,
+            # A watcher that does not stop is asked for every thread's traceback
+            # (faulthandler, on SIGABRT) before it is killed: see stop().
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
 
     def log(self) -> str:
@@ -498,8 +501,14 @@ class WatcherProcess:
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.send_signal(signal.SIGABRT)  # tracebacks into the log
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+                print("the watcher did not stop within 10 s of SIGTERM; its log ends:")
+                print(self.log()[-6000:])
         return self.process.returncode
 
 
