@@ -29,6 +29,7 @@ import yaml
 from breakwater.catalog import CatalogSettings
 from breakwater.cluster import keys
 from breakwater.cluster.source import EtcdSettings, parse_endpoint
+from breakwater.k8s.encryption import EncryptionConfigError, load_encryption_config
 from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
 from breakwater.validate import InvalidValue, listen_address
 
@@ -153,6 +154,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         path = getattr(config.etcd, name)
         if check_files and path and not os.path.isfile(path):
             raise ConfigError(f"etcd.{name}: {path} does not exist")
+    if check_files and config.etcd.encryption_config:
+        try:
+            load_encryption_config(config.etcd.encryption_config)
+        except EncryptionConfigError as exc:
+            raise ConfigError(f"etcd.encryption_config: {exc}") from exc
     routes_prefix, prefix = config.etcd.routes_prefix, config.etcd.prefix.rstrip("/") + "/"
     if routes_prefix and (not routes_prefix.endswith("/") or routes_prefix.startswith(prefix)):
         raise ConfigError(
