@@ -101,17 +101,23 @@ def build_catalog(
     (creationTimestamp, then namespace/name); the newer one is rejected whole.  Plain
     routes (:mod:`breakwater.cluster.plain_routes`) come after every Kubernetes object, by name.
     Whatever goes wrong with one object -- a bad value, a malformed structure, a
-    limit passed -- is that object's rejection, never the others'.
+    limit passed -- is that object's rejection, never the others'.  A Secret a route
+    names that cannot be read (encrypted with a key the edge does not hold...) is
+    rejected by name too, beside the object that names it.
     """
     settings = settings or CatalogSettings()
     index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
     builder = Builder(index, settings)
-    for kind, ident, obj in _route_sources(builder, index, settings):
-        try:
-            _check_ident(kind, ident)
-            _HANDLERS[kind](builder, ident, obj)
-        except Exception as exc:
-            builder.reject(describe(kind, ident), reason_of(exc))
+    # Secrets are decoded as routes name them, once each, and let go after the build.
+    with index.secret_reads() as unreadable_secrets:
+        for kind, ident, obj in _route_sources(builder, index, settings):
+            try:
+                _check_ident(kind, ident)
+                _HANDLERS[kind](builder, ident, obj)
+            except Exception as exc:
+                builder.reject(describe(kind, ident), reason_of(exc))
+        for ident, reason in sorted(unreadable_secrets.items()):
+            builder.reject(describe("Secret", ident), reason)
     catalog = builder.catalog
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}

@@ -33,6 +33,7 @@ from breakwater.catalog.model import (
 )
 from breakwater.cluster.index import (
     ClusterIndex,
+    SecretUnreadable,
 )
 
 # OpenSSL security level 2: 112 bits of security.  RSA and DSA keys of 2048 bits and
@@ -201,7 +202,11 @@ def check_certificate(pem: str) -> str | None:
 
 def secret_certificate(index: ClusterIndex, namespace: str, secret_name: str) -> Certificate:
     validate.dns_subdomain(secret_name, "secret name")
-    secret = index.get("Secret", namespace, secret_name)
+    try:
+        # Decoded (decrypted, if encrypted at rest) now: only Secrets a route names are.
+        secret = index.secret(namespace, secret_name)
+    except SecretUnreadable as exc:
+        raise Rejected(f"secret {namespace}/{secret_name}: {exc}") from exc
     if secret is None:
         raise Rejected(f"TLS secret {namespace}/{secret_name} does not exist")
     if secret.get("type") != "kubernetes.io/tls":

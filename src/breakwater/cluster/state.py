@@ -1,5 +1,6 @@
 """The cluster as read and followed: decoded objects by etcd key, indexed, with what
-changed since the last catalog; and one full read (no daemon needed)."""
+changed since the last catalog; Secrets as stored, decrypted and decoded only when a
+route asks for one; and one full read (no daemon needed)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from breakwater.cluster.index import ClusterIndex, Object, served_service
+from breakwater.cluster.index import ClusterIndex, Object, StoredSecret, served_service
 from breakwater.cluster.keys import RESOURCES, identity_of_key, metadata_disagreement
 from breakwater.cluster.plain_routes import decode_route
 from breakwater.cluster.source import Change, EtcdSettings, EtcdSource
 from breakwater.k8s.decode import DecodeError, decode
+from breakwater.k8s.encryption import NO_ENCRYPTION, EncryptionConfig, encryption_for
 from breakwater.memory import collector_paused
 from breakwater.validate import InvalidValue, reason_of
 
@@ -28,11 +30,17 @@ class ClusterState:
     the catalog last read it is remembered (:attr:`changed_services`,
     :attr:`structural`), so that a change to EndpointSlices alone recomputes only the
     backends of their Services (:class:`breakwater.catalog.live.LiveCatalog`).
+
+    Secrets are kept as stored (:attr:`secrets`), encrypted at rest or not: a Secret
+    is decrypted (:attr:`encryption`) and decoded only when the catalog asks for one
+    a route names, and its decoded form is kept only while routes name it
+    (:meth:`ClusterIndex.secret_reads`).  Secrets no route uses are never decrypted.
     """
 
     prefix: str
     routes_prefix: str = ""
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[str, StoredSecret] = field(default_factory=dict)  # key -> as stored
     undecodable: dict[str, str] = field(default_factory=dict)  # key -> why it is not read
     rejected_keys: dict[str, int] = field(default_factory=dict)  # cause -> keys rejected, ever
     _idents: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (ns, name)
@@ -42,16 +50,38 @@ class ClusterState:
     # whether anything else changed (True until a first full build).
     changed_services: set[tuple[str, str]] = field(default_factory=set)
     structural: bool = True
+    encryption: EncryptionConfig = NO_ENCRYPTION  # what decrypts Secrets
+
+    def __post_init__(self) -> None:
+        self.index.secret_reader = self._read_secret
 
     @classmethod
     def for_settings(cls, settings: EtcdSettings) -> ClusterState:
-        return cls(settings.prefix.rstrip("/") + "/", settings.routes_prefix)
+        return cls(
+            settings.prefix.rstrip("/") + "/",
+            settings.routes_prefix,
+            encryption=encryption_for(settings.encryption_config),
+        )
+
+    def reload_encryption(self, settings: EtcdSettings) -> None:
+        """Read the encryption configuration again (SIGHUP): keys may have been added or
+        rotated under the same path.  When it changed, the next catalog is a full build,
+        so every Secret a route names is read with the new keys."""
+        encryption = encryption_for(settings.encryption_config)
+        if encryption.fingerprint() != self.encryption.fingerprint():
+            self.encryption = encryption
+            self.index.forget_decoded()
+            self.structural = True
 
     def _set(self, key: str, value: bytes | None) -> None:
         old = self.objects.pop(key, None)
         if old is not None:
             self.index.discard(old, self._idents.pop(key))
             self._note(old)
+        stored = self.secrets.pop(key, None)
+        if stored is not None:
+            self.index.forget_secret(stored, self._idents.pop(key))
+            self.structural = True
         if self.undecodable.pop(key, None) is not None:
             self.structural = True  # its rejection goes away
         if value is None:
@@ -70,13 +100,21 @@ class ClusterState:
         if read is None:
             return
         obj, ident = read
-        self.objects[key] = obj
         self._idents[key] = ident
+        if isinstance(obj, StoredSecret):
+            self.secrets[key] = obj
+            self.index.store_secret(obj, ident)
+            self.structural = True  # a route may name it
+            return
+        self.objects[key] = obj
         self.index.add(obj, ident)
         self._note(obj)
 
-    def _read(self, key: str, value: bytes) -> tuple[dict[str, Any], tuple[str, str]] | None:
+    def _read(
+        self, key: str, value: bytes
+    ) -> tuple[dict[str, Any] | StoredSecret, tuple[str, str]] | None:
         """The object stored under ``key`` and its identity (from the key); None: not ours.
+        A Secret is kept as stored: decoded later, only if a route asks for it.
 
         Raises when the value cannot be decoded or its metadata disagrees with its key
         (a copy under another key must never stand in for the real object).
@@ -88,11 +126,23 @@ class ClusterState:
         if identity is None:
             return None
         kind, namespace, name = identity
+        if kind == "Secret":
+            return StoredSecret(key, value), (namespace, name)
+        return self._decode(key, value, kind, namespace, name), (namespace, name)
+
+    def _decode(
+        self, key: str, value: bytes, kind: str, namespace: str, name: str
+    ) -> dict[str, Any]:
         obj = decode(key, value, lean=True)
         disagreement = metadata_disagreement(obj, kind, namespace, name)
         if disagreement is not None:
             raise InvalidValue(disagreement)
-        return obj, (namespace, name)
+        return obj
+
+    def _read_secret(self, stored: StoredSecret, ident: tuple[str, str]) -> Object:
+        """A stored Secret, decrypted and decoded (:attr:`ClusterIndex.secret_reader`)."""
+        plain = self.encryption.decrypt(stored.key, stored.value)
+        return self._decode(stored.key, plain, "Secret", *ident)
 
     def rebuild_next(self) -> None:
         """Make the next catalog a full build (after a sync that failed)."""

@@ -187,6 +187,8 @@ class Watcher:
         if config.etcd != self.config.etcd or read_resources(config) != read_resources(self.config):
             log.info("SIGHUP: etcd settings or what is read changed, reconnecting")
             self.follower.reconfigure(config.etcd, read_resources(config))
+        # Read again even under the same path: keys are added and rotated in place.
+        self.follower.state.reload_encryption(config.etcd)
         if config.haproxy != self.config.haproxy or config.varnish != self.config.varnish:
             self.target = HAProxyTarget(config.haproxy, config.varnish, dry_run=self.dry_run)
         self.varnish = VarnishTarget(config.varnish, dry_run=self.dry_run)
