@@ -5,6 +5,7 @@
 
 DOCUMENTATION = r"""
 module: etcd_access
+author: Breakwater contributors (@breakwater)
 short_description: The edge's etcd user, allowed to read exactly what the watcher reads
 description:
   - Against an etcd with authentication enabled, makes the edge's etcd user and its role

@@ -72,5 +72,5 @@ class VarnishSettings:
     @property
     def health_check(self) -> str:
         """The ``server`` options that send HAProxy's check to the health listener."""
-        host, _, port = self.health.rpartition(":")
+        host, port = self.health.rsplit(":", 1)
         return f"addr {host.strip('[]')} port {port}"
