@@ -463,5 +463,12 @@ def encryption_for(path: str | None) -> EncryptionConfig:
     loose = loose_permissions(path)
     if loose is not None:
         log.warning("%s", loose)
-    log.info("%s", loaded.describe())
+    # Read at start, at every full list and at SIGHUP: said once, and when it changes.
+    global _last_described
+    described = loaded.describe()
+    log.log(logging.DEBUG if described == _last_described else logging.INFO, "%s", described)
+    _last_described = described
     return loaded
+
+
+_last_described: str | None = None

@@ -25,6 +25,7 @@ import base64
 import json
 import logging
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -376,6 +377,19 @@ def test_identity_reads_unencrypted_values_only_when_listed() -> None:
     assert reason(NO_ENCRYPTION, AESGCM_KEY1_VALUE).startswith(
         "encrypted at rest (aesgcm key 'key1'), and etcd.encryption_config is not set"
     )
+
+
+def test_random_bytes_behind_every_prefix_are_a_rejection_never_anything_else() -> None:
+    config = parse_encryption_config(config_text(ALL), "enc.yaml")
+    rng = random.Random(13)
+    prefixes = [b"k8s:enc:", b"k8s:enc:aescbc:v1:key1:", b"k8s:enc:aesgcm:v1:key1:"]
+    prefixes += [b"k8s:enc:secretbox:v1:key1:", b"k8s:enc:kms:v2:x:", b"k8s:enc:aescbc:v1:"]
+    for prefix in prefixes:
+        for length in (0, 1, 15, 16, 17, 31, 32, 40, 48, 64, 200):
+            for _ in range(5):
+                value = prefix + bytes(rng.randrange(256) for _ in range(length))
+                with pytest.raises(EncryptedValueError):
+                    config.decrypt(ETCD_KEY, value)
 
 
 def test_the_error_is_a_decode_error_naming_the_key() -> None:
