@@ -26,6 +26,7 @@ from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
 from breakwater.cluster.state import ClusterState, read_cluster
 from breakwater.config import Config, as_dict, load_config, read_prefixes, read_resources
 from breakwater.k8s.decode import decode
+from breakwater.k8s.encryption import encryption_for
 from breakwater.render.haproxy import RenderedConfig, render_haproxy
 from breakwater.render.slots import assign_slots, layout_from_config
 from breakwater.render.vcl import render_vcl
@@ -170,8 +171,11 @@ def k8s_objects(
     _revision, values = _with_source(settings, [directory], lambda source: source.list_all())
     matches = label_matcher(selector)
     found = []
+    # Secrets encrypted at rest are read with the configuration's keys, or refused
+    # with why (the lookups carry none: they say which provider and key).
+    encryption = encryption_for(config.etcd.encryption_config) if kind == "Secret" else None
     for key, value in sorted(values.items()):
-        obj = decode(key, value)
+        obj = decode(key, encryption.decrypt(key, value) if encryption else value)
         metadata = obj.get("metadata") or {}
         if name and metadata.get("name") != name:
             continue
