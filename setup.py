@@ -67,10 +67,17 @@ def collection_version(directory: Path) -> str:
 
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; tests import it
+    import tempfile
+
     from setuptools import setup
 
     try:
         VERSION = collection_version(Path(__file__).resolve().parent)
     except VersionError as exc:
         raise SystemExit(f"setup.py: {exc}") from None
-    setup(version=VERSION)
+    # A fresh build directory for every build: setuptools copies the sources into
+    # build/lib and never removes what src/ no longer has, so a stale build/ in a
+    # checkout (the watcher role builds its wheelhouse from the checkout) would ship
+    # deleted modules.
+    with tempfile.TemporaryDirectory(prefix="breakwater-build-") as build_base:
+        setup(version=VERSION, options={"build": {"build_base": build_base}})

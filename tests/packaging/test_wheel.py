@@ -185,3 +185,29 @@ def test_check_config_renders_the_packaged_template(installed: Installed) -> Non
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["catalog"]["ingress_class"] == "edge"
     assert "configuration is valid" in result.stderr
+
+
+def test_a_stale_build_directory_never_reaches_the_wheel(tmp_path: Path) -> None:
+    """The watcher role builds its wheelhouse from the checkout, where setuptools' build/
+    may hold modules src/ no longer has; each build starts from a fresh directory."""
+    source = checkout_copy(tmp_path / "checkout")
+    stale = source / "build" / "lib" / "breakwater" / "removed_long_ago.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("raise SystemExit('a module deleted from src/')\n")
+    wheels = tmp_path / "wheels"
+    step(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-w",
+        str(wheels),
+        str(source),
+        cwd=tmp_path,
+    )
+    (wheel,) = wheels.glob("breakwater-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "breakwater/cli.py" in names
+    assert not [name for name in names if "removed_long_ago" in name]
