@@ -27,9 +27,14 @@ MAX_CACHE_SECONDS = 365 * 86400
 
 # Kubernetes' name patterns, as regular expressions to build others from.
 DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-DNS_SUBDOMAIN = rf"{DNS_LABEL}(?:\.{DNS_LABEL})*"
+# IsDNS1123Subdomain: labels of any length (only the whole is bounded, by MAX_NAME).
+DNS_SUBDOMAIN = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
 DNS1035_LABEL = r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_SUBDOMAIN_RE = re.compile(DNS_SUBDOMAIN, re.ASCII)
+# A hostname: a DNS subdomain whose labels are 63 characters at most (RFC 1035 2.3.4).
+# Stricter than Kubernetes, which bounds only the whole: a longer label is no name DNS
+# can hold, so no client resolves it and no certificate can be issued for it.
+_HOSTNAME_RE = re.compile(rf"{DNS_LABEL}(?:\.{DNS_LABEL})*", re.ASCII)
 _DNS_LABEL_RE = re.compile(DNS_LABEL, re.ASCII)
 _DNS1035_LABEL_RE = re.compile(DNS1035_LABEL, re.ASCII)
 _IANA_SVC_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?", re.ASCII)
@@ -69,37 +74,58 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def hostname(value: object) -> str:
-    """A host of an Ingress rule: a DNS-1123 subdomain, optionally ``*.`` + one.
+def show(value: object) -> str:
+    """A value as a reason quotes it (the catalog's own reasons too): its repr, cut at
+    80 characters."""
+    return _show(value)
 
-    As Kubernetes' Ingress validation: lower case (upper case is folded here, as DNS
-    does), at most 253 characters, and never an IP address.
+
+def hostname(value: object, fold_case: bool = True) -> str:
+    """A host of a route: a DNS-1123 subdomain, optionally ``*.`` + one.
+
+    As Kubernetes' Ingress validation (``validateIngressRules``): at most 253
+    characters, a wildcard only as the whole first label, and never an IP address --
+    read as Kubernetes reads one (``ParseIPSloppy``: ``010.0.0.1`` is one).  Labels are
+    63 characters at most (see ``_HOSTNAME_RE``).  Upper case is folded, as DNS does,
+    for the hosts of ConfigMaps and plain routes; ``fold_case=False`` (an Ingress's
+    rules) refuses it, as Kubernetes does.
     """
     if not isinstance(value, str):
         raise InvalidValue(f"hostname {_show(value)} is not a string")
-    host = value.lower()
+    host = value.lower() if fold_case else value
     if len(host) > MAX_HOSTNAME:
         raise InvalidValue(f"hostname is longer than {MAX_HOSTNAME} characters")
-    name = host[2:] if host.startswith("*.") else host
-    if not _DNS_SUBDOMAIN_RE.fullmatch(name):
+    wildcard = host.startswith("*.")
+    if not _HOSTNAME_RE.fullmatch(host[2:] if wildcard else host):
+        if not fold_case and _HOSTNAME_RE.fullmatch((host[2:] if wildcard else host).lower()):
+            raise InvalidValue(f"hostname {_show(value)} must be lower case")
         raise InvalidValue(f"hostname {_show(value)} is not a valid DNS name")
-    if _is_ip(name):
+    if not wildcard and _is_ip(host):
         raise InvalidValue(f"hostname {_show(value)} is an IP address, not a DNS name")
     return host
 
 
-_DIGITS_AND_DOTS_RE = re.compile(r"[0-9.]+", re.ASCII)
+def tls_host(value: object) -> str:
+    """A host of an Ingress's ``spec.tls``: Kubernetes' rule as it is (``validateIngressTLS``).
+
+    A DNS-1123 subdomain or ``*.`` + one, lower case, at most 253 characters.  Unlike a
+    rule's host it may be an IP address, and its labels are not bounded: the catalog
+    reads it for nothing else (the certificate served is chosen by SNI from its names).
+    """
+    if not isinstance(value, str):
+        raise InvalidValue(f"tls host {_show(value)} is not a string")
+    name = value[2:] if value.startswith("*.") else value
+    if len(value) > MAX_HOSTNAME or not _DNS_SUBDOMAIN_RE.fullmatch(name):
+        raise InvalidValue(f"tls host {_show(value)} is not a valid DNS name")
+    return value
 
 
 def _is_ip(text: str) -> bool:
-    # A DNS subdomain can only be an IP address if it is digits and dots (no ':').
-    if not _DIGITS_AND_DOTS_RE.fullmatch(text):
-        return False
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    """Whether Kubernetes' ``netutils.ParseIPSloppy`` reads ``text`` (a DNS subdomain, so
+    no ':') as an IPv4 address: four decimal fields of at most 255, leading zeros
+    allowed -- ``010.0.0.1`` is one to Kubernetes, though :mod:`ipaddress` refuses it."""
+    fields = text.split(".")
+    return len(fields) == 4 and all(f.isdigit() and int(f) <= 255 for f in fields)
 
 
 def path(value: object) -> str:
@@ -115,6 +141,26 @@ def path(value: object) -> str:
     return value
 
 
+# Kubernetes' Ingress validation of Exact and Prefix paths (validateHTTPIngressPath):
+# no empty, '.' or '..' segment and no encoded '/' inside, no '.' or '..' segment last.
+_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+_INVALID_PATH_SUFFIXES = ("/..", "/.")
+
+
+def matched_path(value: object, what: str = "path") -> str:
+    """A path matched as ``Exact`` or ``Prefix``: :func:`path`, and Kubernetes' rules for
+    those types -- no ``//``, ``/./``, ``/../``, ``%2f`` inside, no ``/.`` or ``/..`` at
+    the end.  Such a path names, to the server behind, another path than the one routed."""
+    text = path(value)
+    for sequence in _INVALID_PATH_SEQUENCES:
+        if sequence in text:
+            raise InvalidValue(f"{what} {_show(value)} must not contain {sequence!r}")
+    for suffix in _INVALID_PATH_SUFFIXES:
+        if text.endswith(suffix):
+            raise InvalidValue(f"{what} {_show(value)} must not end with {suffix!r}")
+    return text
+
+
 def config_path(value: object, what: str) -> str:
     """A URL path written as a word of ``haproxy.cfg``: no quotes, ``$``, ``\\`` or ``#``."""
     text = path(value)
@@ -124,7 +170,8 @@ def config_path(value: object, what: str) -> str:
 
 
 def dns_subdomain(value: object, what: str) -> str:
-    """A Kubernetes object name (RFC 1123 subdomain, at most 253 characters)."""
+    """A Kubernetes object name: ``IsDNS1123Subdomain``, at most 253 characters (its
+    labels are not bounded one by one, as a hostname's are)."""
     if (
         not isinstance(value, str)
         or len(value) > MAX_NAME
@@ -167,7 +214,9 @@ def port_name(value: object, what: str = "port name") -> str:
 
 
 def service_port(value: object) -> int | str:
-    """A Service port reference of an Ingress or a ConfigMap: a number, or a port name."""
+    """A Service port reference of a ConfigMap (text: digits are a number) or of the
+    catalog: a number, or a port name.  An Ingress's ``port.number`` / ``port.name`` are
+    checked apart first (:func:`port_number`, :func:`port_name`)."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return port_number(int(value))
     if isinstance(value, int) and not isinstance(value, bool):
@@ -209,9 +258,15 @@ def ip_address(value: object, family: str | None = None, allow_special: bool = T
 
     ``family``: ``"IPv4"`` or ``"IPv6"`` (an EndpointSlice's ``addressType``): an
     address of the other family is refused.  ``allow_special=False``: the addresses
-    Kubernetes refuses for endpoints (loopback, link-local, unspecified, link-local
-    multicast) are refused too.  Never a scope (``fe80::1%eth0``): HAProxy cannot take
-    one, and the text after ``%`` is not checked by :mod:`ipaddress`.
+    Kubernetes refuses for endpoints (``ValidateNonSpecialIP``: loopback, link-local,
+    unspecified, link-local multicast) are refused too, and all of 0.0.0.0/8 ("this
+    network", RFC 1122: never a remote server).  Never a scope (``fe80::1%eth0``):
+    HAProxy cannot take one, and the text after ``%`` is not checked by :mod:`ipaddress`.
+
+    Stricter than Kubernetes' default (sloppy) parse, as its ``StrictIPCIDRValidation``
+    is: no leading zeros (``010.0.0.1`` is 8.0.0.1 to libc, which HAProxy falls back to,
+    and 10.0.0.1 to Kubernetes) and no IPv4-mapped IPv6 address (``::ffff:10.0.0.1``,
+    which Kubernetes' sloppy check takes as IPv4: one family written as the other).
     """
     if not isinstance(value, str):
         raise InvalidValue(f"address {_show(value)} is not a string")
@@ -239,7 +294,7 @@ def ip_address(value: object, family: str | None = None, allow_special: bool = T
         address.is_unspecified
         or address.is_loopback
         or address.is_link_local
-        or address in _LINK_LOCAL_MULTICAST[address.version]
+        or _is_link_local_multicast(address)
     ):
         raise InvalidValue(
             f"address {_show(value)} is loopback, link-local or unspecified "
@@ -248,10 +303,17 @@ def ip_address(value: object, family: str | None = None, allow_special: bool = T
     return str(address)
 
 
-_LINK_LOCAL_MULTICAST = {
-    4: ipaddress.ip_network("224.0.0.0/24"),
-    6: ipaddress.ip_network("ff02::/16"),
-}
+_LINK_LOCAL_MULTICAST_V4 = ipaddress.ip_network("224.0.0.0/24")
+
+
+def _is_link_local_multicast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Go's ``IsLinkLocalMulticast``, as Kubernetes' ``ValidateNonSpecialIP`` uses it:
+    224.0.0.0/24, or an IPv6 multicast address of link-local scope whatever its flags
+    (``ff02::``, ``ff12::``, ``ff32::``...; RFC 4291 2.7)."""
+    if address.version == 4:
+        return address in _LINK_LOCAL_MULTICAST_V4
+    packed = address.packed
+    return packed[0] == 0xFF and packed[1] & 0x0F == 0x02
 
 
 def boolean(value: object, what: str) -> bool:

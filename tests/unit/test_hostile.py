@@ -437,3 +437,487 @@ def test_servers_are_computed_once_per_backend_not_once_per_path(monkeypatch) ->
     catalog = build_catalog([*good_route(), ingress("shop", "many", rules)])
     assert len(catalog.routes) == 501
     assert calls == [("shop", "web", "http")]
+
+
+# --- Kubernetes' own validation, field by field (issue #13, item 4) ----------------------
+#
+# Each hole found from outside, and each one the audit against Kubernetes' validation
+# found, goes through the catalog: the object is rejected alone, by name, with a reason
+# naming the field, and the good route keeps serving.
+
+
+def bad_ingress(host: Any = "bad.example.com", **path: Any) -> dict[str, Any]:
+    """An Ingress shop/bad with one rule and one path; ``path`` replaces the path's fields
+    (None deletes one)."""
+    bad = ingress("shop", "bad", [(host, "/", "Prefix", "web")])
+    http_path = bad["spec"]["rules"][0]["http"]["paths"][0]
+    for name, value in path.items():
+        if value is None:
+            del http_path[name]
+        else:
+            http_path[name] = value
+    return bad
+
+
+def second_slice(
+    addresses: list[str], address_type: str = "IPv4", port: Any = 8080
+) -> dict[str, Any]:
+    """Another EndpointSlice of shop/web (web-b) beside the good one."""
+    # A copy of READY each: a test changes the conditions of its slice only.
+    extra = endpoint_slice("shop", "web", [(a, dict(READY)) for a in addresses], suffix="b")
+    extra["addressType"] = address_type
+    extra["ports"][0]["port"] = port
+    return extra
+
+
+def endpoints(subsets: list[dict[str, Any]], name: str = "web") -> dict[str, Any]:
+    return {
+        "kind": "Endpoints",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "subsets": subsets,
+    }
+
+
+def assert_rejected(catalog: Catalog, what: str, reason: str) -> None:
+    assert_good_route_serves(catalog)
+    assert what in rejected(catalog), catalog.rejected
+    assert reason in rejected(catalog)[what]
+
+
+# The three holes named in the issue.
+
+
+@pytest.mark.parametrize("host", ["1.2.3.4", "10.0.0.255", "010.0.0.1", "0000000001.2.3.4"])
+def test_an_ingress_rule_host_that_is_an_ip_address_is_rejected(host: str) -> None:
+    # Kubernetes refuses it (validateIngressRules: "must be a DNS name, not an IP
+    # address"), reading the address as ParseIPSloppy does: 010.0.0.1 is one.
+    catalog = build_catalog([*good_route(), bad_ingress(host)])
+    assert_rejected(catalog, "Ingress shop/bad", f"hostname {host!r} is an IP address")
+    assert host not in {r.host for r in catalog.routes}
+
+
+def test_a_configmap_host_that_is_an_ip_address_is_rejected() -> None:
+    bad = route_configmap("shop", "web", {"hosts": "ok.example.com 10.1.2.3"})
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "ConfigMap shop/web", "'10.1.2.3' is an IP address")
+
+
+@pytest.mark.parametrize("host", ["*.1.2.3", "*.1.2.3.4", "1.2.3.256", "1.2.3"])
+def test_digits_and_dots_kubernetes_takes_for_a_dns_name_are_routed(host: str) -> None:
+    catalog = build_catalog([*good_route(), bad_ingress(host)])
+    assert catalog.rejected == []
+    assert host in {r.host for r in catalog.routes}
+
+
+@pytest.mark.parametrize(
+    ("address_type", "address", "reason"),
+    [
+        ("IPv4", "2001:db8::9", "'2001:db8::9' is IPv6, in an IPv4 slice"),
+        ("IPv6", "10.0.0.9", "'10.0.0.9' is IPv4, in an IPv6 slice"),
+        ("IPv6", "::ffff:10.0.0.9", "is an IPv4-mapped IPv6 address"),
+        ("IPv4", "::ffff:10.0.0.9", "is an IPv4-mapped IPv6 address"),
+        ("IPv4", "010.0.0.9", "'010.0.0.9' is not an IP address"),
+    ],
+)
+def test_an_address_of_the_wrong_family_for_the_slice_is_rejected(
+    address_type: str, address: str, reason: str
+) -> None:
+    # One bad address rejects its slice (never a server: an IPv6 address in an IPv4
+    # slice sent clients to 503s); the Service's good slice keeps serving.
+    good = "10.0.0.8" if address_type == "IPv4" else "2001:db8::8"
+    catalog = build_catalog([*good_route(), second_slice([good, address], address_type)])
+    assert_rejected(catalog, "EndpointSlice shop/web-b", reason)
+    assert address not in rendered_text(catalog)
+
+
+def test_an_ipv6_slice_of_ipv6_addresses_serves() -> None:
+    catalog = build_catalog([*good_route(), second_slice(["2001:DB8::9"], "IPv6")])
+    assert catalog.rejected == []
+    servers = catalog.backends["be_shop_web_http"].servers
+    assert Server("2001:db8::9", 8080, "ready") in servers
+
+
+@pytest.mark.parametrize(
+    ("port", "reason"),
+    [
+        (0, "endpoint port 0 is not a port number"),
+        (65536, "endpoint port 65536 is not a port number"),
+        (-1, "endpoint port -1 is not a port number"),
+        ("8080", "endpoint port '8080' is not a port number"),
+        (True, "endpoint port True is not a port number"),
+        (8080.0, "endpoint port 8080.0 is not a port number"),
+        (2**40, "is not a port number"),
+    ],
+)
+def test_an_out_of_range_endpoint_slice_port_is_rejected_with_its_reason(
+    port: Any, reason: str
+) -> None:
+    catalog = build_catalog([*good_route(), second_slice(["10.0.0.9"], port=port)])
+    assert_rejected(catalog, "EndpointSlice shop/web-b", reason)
+
+
+def test_an_endpoint_slice_port_without_a_number_is_a_reason_not_a_silent_drop() -> None:
+    bad = second_slice(["10.0.0.9"])
+    del bad["ports"][0]["port"]
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "EndpointSlice shop/web-b", "endpoint port 'http' has no port number")
+
+
+def test_a_slice_port_the_edge_does_not_use_is_not_checked_for_range() -> None:
+    # Kubernetes leaves EndpointSlice port numbers unchecked (validatePorts); the edge
+    # checks the one it writes, and leaves the others alone.
+    extra = second_slice(["10.0.0.9"])
+    extra["ports"].append({"name": "metrics", "port": 70000, "protocol": "TCP"})
+    catalog = build_catalog([*good_route(), extra])
+    assert catalog.rejected == []
+    assert Server("10.0.0.9", 8080, "ready") in catalog.backends["be_shop_web_http"].servers
+
+
+@pytest.mark.parametrize("port", [0, 65536, "8080", None])
+def test_an_out_of_range_endpoints_port_is_rejected_with_its_reason(port: Any) -> None:
+    # Endpoints (no EndpointSlice for the Service): validateEndpointPort checks every port.
+    subset = {
+        "addresses": [{"ip": "10.0.0.1"}],
+        "ports": [
+            {"name": "http", "port": 8080, "protocol": "TCP"},
+            {"name": "other", "port": port, "protocol": "TCP"},
+        ],
+    }
+    objects = [
+        service("shop", "web"),
+        endpoints([subset]),
+        ingress("shop", "good", [("good.example.com", "/", "Prefix", "web")]),
+    ]
+    catalog = build_catalog(objects)
+    assert "endpoint port" in rejected(catalog)["Endpoints shop/web"]
+    assert catalog.backends["be_shop_web_http"].servers == ()
+
+
+def test_endpoints_serve_their_tcp_port() -> None:
+    subset = {
+        "addresses": [{"ip": "10.0.0.1"}],
+        "ports": [
+            {"name": "http", "port": 5353, "protocol": "UDP"},
+            {"name": "http", "port": 8080, "protocol": "TCP"},
+        ],
+    }
+    objects = [*good_route()[::2], endpoints([subset])]
+    catalog = build_catalog(objects)
+    assert_good_route_serves(catalog)
+
+
+# What the audit found: an Ingress.
+
+
+@pytest.mark.parametrize(
+    ("path", "path_type", "reason"),
+    [
+        ("/a//b", "Prefix", "must not contain '//'"),
+        ("/a/./b", "Exact", "must not contain '/./'"),
+        ("/a/../admin", "Prefix", "must not contain '/../'"),
+        ("/a%2fadmin", "Prefix", "must not contain '%2f'"),
+        ("/a%2Fadmin", "Exact", "must not contain '%2F'"),
+        ("/a/..", "Prefix", "must not end with '/..'"),
+        ("/a/.", "Exact", "must not end with '/.'"),
+        ("", "Prefix", "must start with '/'"),
+        (None, "Exact", "path is required for pathType Exact"),
+        (7, "Prefix", "path 7 is not a string"),
+    ],
+)
+def test_an_exact_or_prefix_path_kubernetes_refuses_is_rejected(
+    path: Any, path_type: str, reason: str
+) -> None:
+    catalog = build_catalog([*good_route(), bad_ingress(path=path, pathType=path_type)])
+    assert_rejected(catalog, "Ingress shop/bad", reason)
+
+
+@pytest.mark.parametrize(("path", "routed"), [("/a//b", "/a//b"), (None, "/"), ("", "/")])
+def test_an_implementation_specific_path_follows_kubernetes_looser_rule(
+    path: Any, routed: str
+) -> None:
+    ok = bad_ingress(pathType="ImplementationSpecific", path=path)  # None: no path
+    catalog = build_catalog([*good_route(), ok])
+    assert catalog.rejected == []
+    assert ("bad.example.com", routed) in {(r.host, r.path) for r in catalog.routes}
+
+
+def test_an_ingress_path_without_a_path_type_is_rejected() -> None:
+    catalog = build_catalog([*good_route(), bad_ingress(pathType=None)])
+    assert_rejected(catalog, "Ingress shop/bad", "pathType is required")
+
+
+@pytest.mark.parametrize("host", ["Bad.example.com", "*.Example.com"])
+def test_an_ingress_host_in_upper_case_is_rejected(host: str) -> None:
+    catalog = build_catalog([*good_route(), bad_ingress(host)])
+    assert_rejected(catalog, "Ingress shop/bad", "must be lower case")
+
+
+@pytest.mark.parametrize("host", [0, False, [], {}])
+def test_an_ingress_host_that_is_not_a_string_is_never_every_host(host: Any) -> None:
+    catalog = build_catalog([*good_route(), bad_ingress(host)])
+    assert_rejected(catalog, "Ingress shop/bad", "is not a string")
+    assert "*" not in {r.host for r in catalog.routes}
+
+
+@pytest.mark.parametrize("host", [None, ""])
+def test_an_ingress_rule_without_a_host_is_every_host(host: Any) -> None:
+    catalog = build_catalog([*good_route(), bad_ingress(host)])
+    assert catalog.rejected == []
+    assert "*" in {r.host for r in catalog.routes}
+
+
+@pytest.mark.parametrize(
+    ("port", "reason"),
+    [
+        ({"name": "http", "number": 80}, "sets both a name and a number"),
+        ({"name": "80"}, "port.name '80' is not a valid port name"),
+        ({"name": "very-long-port-name"}, "is not a valid port name"),
+        ({"number": "80"}, "port.number '80' is not a port number"),
+        ({"number": 65536}, "port.number 65536 is not a port number"),
+        ({}, "needs a name or a number"),
+    ],
+)
+def test_an_ingress_backend_port_kubernetes_refuses_is_rejected(port: Any, reason: str) -> None:
+    bad = bad_ingress()
+    bad["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = port
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", reason)
+
+
+def test_an_ingress_backend_with_a_service_and_a_resource_is_rejected() -> None:
+    bad = bad_ingress()
+    backend = bad["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    backend["resource"] = {"apiGroup": "k8s.example.com", "kind": "Bucket", "name": "b"}
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", "sets both a service and a resource")
+
+
+@pytest.mark.parametrize("value", [5, True, ["1s"], None])
+def test_an_annotation_value_that_is_not_a_string_is_rejected(value: Any) -> None:
+    bad = bad_ingress()
+    bad["metadata"]["annotations"] = {"breakwater.io/timeout-server": value}
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", "breakwater.io/timeout-server")
+    assert "is not a string" in rejected(catalog)["Ingress shop/bad"]
+
+
+def test_a_rule_with_an_empty_list_of_paths_is_rejected() -> None:
+    bad = bad_ingress()
+    bad["spec"]["rules"].append({"host": "other.example.com", "http": {"paths": []}})
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", "http.paths is empty")
+
+
+def test_a_rule_with_a_host_only_is_accepted_and_routes_nothing() -> None:
+    ok = bad_ingress()
+    ok["spec"]["rules"].append({"host": "other.example.com"})
+    catalog = build_catalog([*good_route(), ok])
+    assert catalog.rejected == []
+    assert "other.example.com" not in {r.host for r in catalog.routes}
+
+
+def test_an_ingress_with_neither_rules_nor_a_default_backend_is_rejected() -> None:
+    bad = bad_ingress()
+    bad["spec"]["rules"] = []
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", "neither rules nor defaultBackend")
+
+
+def test_an_empty_default_backend_is_rejected_not_ignored() -> None:
+    bad = bad_ingress()
+    bad["spec"]["defaultBackend"] = {}
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", "backend names no service")
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "*.example.com", "a" * 64 + ".example.com"])
+def test_tls_hosts_kubernetes_accepts_keep_the_ingress(host: str) -> None:
+    # validateIngressTLS: a DNS-1123 subdomain (or a wildcard), no IP address check.
+    ok = bad_ingress()
+    ok["spec"]["tls"] = [{"hosts": [host]}]
+    catalog = build_catalog([*good_route(), ok])
+    assert catalog.rejected == []
+    assert "bad.example.com" in {r.host for r in catalog.routes}
+
+
+@pytest.mark.parametrize("host", ["WWW.example.com", "a b", "*.*.example.com", 5])
+def test_tls_hosts_kubernetes_refuses_are_rejected(host: Any) -> None:
+    bad = bad_ingress()
+    bad["spec"]["tls"] = [{"hosts": [host]}]
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "Ingress shop/bad", "tls host")
+
+
+def test_an_object_name_with_a_label_longer_than_63_is_a_kubernetes_name() -> None:
+    name = "a" * 64 + ".b"
+    ok = ingress("shop", name, [("long.example.com", "/", "Prefix", "web")])
+    catalog = build_catalog([*good_route(), ok])
+    assert catalog.rejected == []
+    assert "long.example.com" in {r.host for r in catalog.routes}
+
+
+# What the audit found: a Service, its EndpointSlices and Endpoints, a Node.
+
+
+def test_a_udp_service_port_is_a_reason_not_a_backend_without_servers() -> None:
+    dns = service("shop", "dns")
+    dns["spec"]["ports"][0].update(protocol="UDP")
+    bad = ingress("shop", "bad", [("bad.example.com", "/", "Prefix", "dns")])
+    catalog = build_catalog([*good_route(), dns, bad])
+    assert_rejected(catalog, "Ingress shop/bad", "service port 'http' is UDP; HAProxy proxies TCP")
+
+
+def test_of_a_tcp_and_a_udp_port_of_one_number_the_tcp_one_is_routed() -> None:
+    web = service("shop", "web")
+    web["spec"]["ports"].insert(0, {"name": "dns", "port": 80, "protocol": "UDP"})
+    by_number = ingress("shop", "num", [("num.example.com", "/", "Prefix", "web")])
+    by_number["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {"number": 80}
+    objects = [web, *good_route()[1:], by_number]
+    catalog = build_catalog(objects)
+    assert catalog.rejected == []
+    assert {r.backend for r in catalog.routes} == {"be_shop_web_http"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("protocol", "HTTP", "service port protocol 'HTTP' is not TCP, UDP or SCTP"),
+        ("port", 0, "service port 0 is not a port number"),
+        ("port", "80", "service port '80' is not a port number"),
+    ],
+)
+def test_a_service_port_kubernetes_refuses_is_rejected(field: str, value: Any, reason: str) -> None:
+    bad_service = service("shop", "other")
+    bad_service["spec"]["ports"][0][field] = value
+    bad = ingress("shop", "bad", [("bad.example.com", "/", "Prefix", "other")])
+    catalog = build_catalog([*good_route(), bad_service, bad])
+    assert_rejected(catalog, "Ingress shop/bad", reason)
+
+
+def test_a_service_of_an_unknown_type_is_rejected() -> None:
+    odd = service("shop", "other")
+    odd["spec"]["type"] = "Magic"
+    bad = ingress("shop", "bad", [("bad.example.com", "/", "Prefix", "other")])
+    catalog = build_catalog([*good_route(), odd, bad])
+    assert_rejected(catalog, "Ingress shop/bad", "unknown type 'Magic'")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda s: s["ports"].append(dict(s["ports"][0])), "port name 'http' is listed twice"),
+        (lambda s: s["ports"][0].update(protocol="HTTP"), "protocol 'HTTP' is not TCP, UDP"),
+        (lambda s: s["ports"][0].update(name="Http"), "port name 'Http' is not a valid RFC"),
+        (
+            lambda s: s["endpoints"][0]["conditions"].update(ready="false"),
+            "endpoint condition ready 'false' is not a boolean",
+        ),
+        (
+            lambda s: s["endpoints"][0]["conditions"].update(terminating=1),
+            "endpoint condition terminating 1 is not a boolean",
+        ),
+        (lambda s: s["endpoints"][0].update(addresses="10.0.0.9"), "addresses is not a list"),
+        (lambda s: s.update(addressType="IP"), "addressType 'IP' is not IPv4, IPv6 or FQDN"),
+    ],
+)
+def test_an_endpoint_slice_kubernetes_refuses_is_rejected(change: Any, reason: str) -> None:
+    bad = second_slice(["10.0.0.9"])
+    change(bad)
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "EndpointSlice shop/web-b", reason)
+
+
+def test_a_null_condition_is_read_as_unset() -> None:
+    extra = second_slice(["10.0.0.9"])
+    extra["endpoints"][0]["conditions"] = {"ready": None, "serving": None, "terminating": None}
+    catalog = build_catalog([*good_route(), extra])
+    assert catalog.rejected == []
+    assert Server("10.0.0.9", 8080, "ready") in catalog.backends["be_shop_web_http"].servers
+
+
+@pytest.mark.parametrize("address", ["ff12::1", "ff02::2", "fe80::9", "::1"])
+def test_an_ipv6_endpoint_kubernetes_refuses_as_special_is_rejected(address: str) -> None:
+    catalog = build_catalog([*good_route(), second_slice([address], "IPv6")])
+    assert_rejected(catalog, "EndpointSlice shop/web-b", "loopback, link-local")
+
+
+def test_a_node_whose_unschedulable_is_not_a_boolean_is_rejected_alone() -> None:
+    bad = node("bad", "10.1.0.9")
+    bad["spec"]["unschedulable"] = "false"
+    objects = [
+        service("shop", "web", node_port=30080),
+        ingress("shop", "good", [("good.example.com", "/", "Prefix", "web")]),
+        node("n1", "10.1.0.1"),
+        bad,
+    ]
+    catalog = build_catalog(objects, CatalogSettings(mode="nodeport"))
+    assert [s.address for s in catalog.backends["be_shop_web_http"].servers] == ["10.1.0.1"]
+    assert "spec.unschedulable 'false' is not a boolean" in rejected(catalog)["Node bad"]
+
+
+# What the audit found: a route ConfigMap, a plain route.
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("paths", "/ok /a//b", "paths '/a//b' must not contain '//'"),
+        ("exact-paths", "/a/..", "exact-paths '/a/..' must not end with '/..'"),
+        ("paths", "/a%2Fb", "must not contain '%2F'"),
+    ],
+)
+def test_a_configmap_path_an_ingress_could_not_have_is_rejected(
+    key: str, value: str, reason: str
+) -> None:
+    bad = route_configmap("shop", "web", {"hosts": "cm.example.com", key: value})
+    catalog = build_catalog([*good_route(), bad])
+    assert_rejected(catalog, "ConfigMap shop/web", reason)
+
+
+def test_a_cache_bypass_path_an_ingress_could_not_have_is_rejected() -> None:
+    data = {"hosts": "cm.example.com", "cache": "true", "cache-bypass-paths": "/a/./b"}
+    catalog = build_catalog([*good_route(), route_configmap("shop", "web", data)])
+    assert_rejected(catalog, "ConfigMap shop/web", "cache-bypass-paths '/a/./b' must not contain")
+
+
+def test_a_configmap_defaults_to_a_service_port_whose_name_is_a_long_label() -> None:
+    # A Service port name is an RFC 1123 label (up to 63 characters); the default port
+    # is taken by number, so a name longer than an IANA port name is no reason.
+    web = service("shop", "web", port_name="http-with-a-long-name")
+    configmap = route_configmap("shop", "web", {"hosts": "cm.example.com"})
+    catalog = build_catalog([web, endpoint_slice("shop", "web", []), configmap])
+    assert catalog.rejected == []
+    assert {r.backend for r in catalog.routes} == {"be_shop_web_http-with-a-long-name"}
+
+
+def test_a_configmap_for_a_missing_service_says_so() -> None:
+    configmap = route_configmap("shop", "ghost", {"hosts": "cm.example.com"})
+    catalog = build_catalog([*good_route(), configmap])
+    assert_rejected(catalog, "ConfigMap shop/ghost", "service shop/ghost does not exist")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"hosts": ["a.example.com"], "servers": [], "cache-ttl": NaN}', "NaN"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"servers": [{"address": "10.0.0.1", "port": 1' + b"0" * 5000 + b"}]}", "digits"),
+        (b'{"hosts": ["a.example.com"]}\xff', "not UTF-8"),
+    ],
+    ids=["nan", "deep", "huge-int", "bytes"],
+)
+def test_a_plain_route_that_is_not_strict_json_is_its_keys_reason(
+    value: bytes, reason: str
+) -> None:
+    state = ClusterState("/registry/", routes_prefix="/breakwater/routes/")
+    for revision, obj in enumerate(good_route(), 1):
+        put(state, storage_key(obj), obj, revision)
+    put(state, "/breakwater/routes/bad", value, 10)
+    catalog, _ = LiveCatalog().update(state, Config().catalog)
+    assert_good_route_serves(catalog)
+    assert reason in rejected(catalog)["/breakwater/routes/bad"]

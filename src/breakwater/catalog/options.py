@@ -83,11 +83,13 @@ def normalise_prefix(path: str) -> str:
 
 
 def _prefix(value: Any, what: str) -> str:
-    return normalise_prefix(validate.path(value))
+    # Matched as an Ingress's Prefix path is, so checked as Kubernetes checks one.
+    return normalise_prefix(validate.matched_path(value, what))
 
 
 def _path(value: Any, what: str) -> str:
-    return validate.path(value)
+    # Matched as an Ingress's Exact path is, so checked as Kubernetes checks one.
+    return validate.matched_path(value, what)
 
 
 def _hostname(value: Any, what: str) -> str:

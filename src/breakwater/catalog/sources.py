@@ -69,23 +69,42 @@ def ingress_is_ours(ingress: Object, settings: CatalogSettings, default: bool) -
 def _ingress_backend(
     builder: Builder, namespace: str, backend: object, options: BackendOptions, owner: str
 ) -> str:
-    service = as_mapping(as_mapping(backend, "backend").get("service"), "backend.service")
-    if not service:
+    """The backend an Ingress backend names, checked as Kubernetes' validateIngressBackend."""
+    backend = as_mapping(backend, "backend")
+    service = as_mapping(backend.get("service"), "backend.service")
+    if backend.get("resource") is not None:
+        if service:
+            raise Rejected("backend sets both a service and a resource")
         raise Rejected("backend is not a service (resource backends are not supported)")
-    port = as_mapping(service.get("port"), "backend.service.port")
-    return builder.backend(
-        namespace, service.get("name"), port.get("name") or port.get("number"), options, owner
-    )
+    if not service:
+        raise Rejected("backend names no service")
+    port = _backend_port(as_mapping(service.get("port"), "backend.service.port"))
+    return builder.backend(namespace, service.get("name"), port, options, owner)
+
+
+def _backend_port(port: Mapping[str, object]) -> int | str:
+    """A ServiceBackendPort: a port name (IANA service name) or a number, never both."""
+    name, number = port.get("name"), port.get("number")
+    named = name is not None and name != ""
+    numbered = number is not None and number != 0
+    if named and numbered:
+        raise Rejected("backend.service.port sets both a name and a number")
+    if named:
+        return validate.port_name(name, "backend.service.port.name")
+    if numbered:
+        return validate.port_number(number, "backend.service.port.number")
+    raise Rejected("backend.service.port needs a name or a number")
 
 
 def _annotation_values(metadata: Mapping[str, object]) -> dict[str, str]:
     """The Ingress's ``breakwater.io/`` annotations, by option key; an unknown one rejects."""
     annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
-    ours = {
-        key[len(ANNOTATION_PREFIX) :]: str(value)
-        for key, value in annotations.items()
-        if key.startswith(ANNOTATION_PREFIX)
-    }
+    ours = {}
+    for key, value in annotations.items():
+        if key.startswith(ANNOTATION_PREFIX):
+            if not isinstance(value, str):  # map[string]string to Kubernetes
+                raise Rejected(f"annotation {key} {validate.show(value)} is not a string")
+            ours[key[len(ANNOTATION_PREFIX) :]] = value
     unknown = sorted(set(ours) - set(INGRESS_ANNOTATIONS))
     if unknown:
         raise Rejected(f"unknown annotation {ANNOTATION_PREFIX}{unknown[0]}")
@@ -98,7 +117,7 @@ def _ingress_certificates(
     certificates = []
     for tls in as_list(spec.get("tls"), "spec.tls"):
         for host in as_list(as_mapping(tls, "a tls entry").get("hosts"), "tls.hosts"):
-            validate.hostname(host)
+            validate.tls_host(host)
         if tls.get("secretName"):
             try:
                 certificates.append(secret_certificate(builder.index, namespace, tls["secretName"]))
@@ -107,6 +126,17 @@ def _ingress_certificates(
                 # certificates; the object is listed with the reason.
                 builder.reject(owner, f"TLS not served: {exc}")
     return certificates
+
+
+def _ingress_path(path: object, path_type: str) -> str:
+    """An Ingress path, as Kubernetes' validateHTTPIngressPath: Exact and Prefix need one
+    (no '//', '/./', '/../', '%2f', no '/.' or '/..' last); ImplementationSpecific may
+    have none (every path: a prefix '/')."""
+    if path_type != "ImplementationSpecific":
+        if path is None:
+            raise Rejected(f"path is required for pathType {path_type}")
+        return validate.matched_path(path)
+    return "/" if path is None or path == "" else validate.path(path)
 
 
 def _ingress_path_routes(
@@ -119,13 +149,18 @@ def _ingress_path_routes(
 ) -> list[Route]:
     routes = []
     for rule, paths in http_paths:
-        host = validate.hostname(rule["host"]) if rule.get("host") else "*"
+        host = rule.get("host")
+        # No host (absent or empty) is every host; a rule's host is checked as Kubernetes
+        # does, upper case refused.
+        host = "*" if host is None or host == "" else validate.hostname(host, fold_case=False)
         for http_path in paths:
             http_path = as_mapping(http_path, "a path")
-            path_type = http_path.get("pathType", "ImplementationSpecific")
+            path_type = http_path.get("pathType")
+            if path_type is None:
+                raise Rejected("pathType is required")
             if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
-                raise Rejected(f"unknown pathType {path_type!r}")
-            path = validate.path(http_path.get("path") or "/")
+                raise Rejected(f"unknown pathType {validate.show(path_type)}")
+            path = _ingress_path(http_path.get("path"), path_type)
             match: MatchType = "exact" if path_type == "Exact" else "prefix"
             if match == "prefix":
                 path = normalise_prefix(path)
@@ -152,6 +187,9 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
     options = parse_backend_options(ours)
     route_options = parse_route_options(ours)
     rules = as_list(spec.get("rules"), "spec.rules")
+    default = spec.get("defaultBackend")
+    if not rules and default is None:
+        raise Rejected("neither rules nor defaultBackend is set")
     http_paths = [
         (
             rule,
@@ -161,14 +199,18 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
         )
         for rule in rules
     ]
+    for rule, paths in http_paths:
+        if not paths and rule.get("http") is not None:
+            raise Rejected("a rule's http.paths is empty")
     path_count = sum(len(paths) for _rule, paths in http_paths)
     bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
     builder.check_counts(len(rules), path_count, path_count + bypass)
     certificates = _ingress_certificates(builder, namespace, spec, owner)
     routes = _ingress_path_routes(builder, namespace, http_paths, options, route_options, owner)
-    default = spec.get("defaultBackend")
     default_name = (
-        _ingress_backend(builder, namespace, default, options, owner) if default else None
+        _ingress_backend(builder, namespace, default, options, owner)
+        if default is not None
+        else None
     )
     builder.add_routes(with_bypass(routes, route_options.bypass_paths), owner)
     if default_name:
@@ -239,20 +281,24 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
     if unknown:
         raise Rejected(f"unknown key {unknown[0]!r}")
     keys = _RouteKeys.parse(data, builder)
-    service_name = data.get("service", name)
-    port: object = data.get("port")
-    if port is None:
-        service = builder.index.get("Service", namespace, str(service_name))
-        ports = as_list(as_mapping((service or {}).get("spec"), "spec").get("ports"), "spec.ports")
-        first = as_mapping(ports[0], "a port") if ports else {}
-        port = (first.get("name") or first.get("port")) if ports else 0
     certificate = (
         secret_certificate(builder.index, namespace, OPTION["tls-secret"].value(data["tls-secret"]))
         if data.get("tls-secret")
         else None
     )
     owner = describe("ConfigMap", ident)
-    service_name = OPTION["service"].value(service_name)
+    service_name = OPTION["service"].value(data.get("service", name))
+    port: object = data.get("port")
+    if port is None:
+        service = builder.index.get("Service", namespace, service_name)
+        if service is None:
+            raise Rejected(f"service {namespace}/{service_name} does not exist")
+        ports = as_list(as_mapping(service.get("spec"), "spec").get("ports"), "spec.ports")
+        if not ports:
+            raise Rejected(f"service {namespace}/{service_name} has no port")
+        # Its first port, by number: the name, a Service port name (an RFC 1123 label),
+        # may be longer than the port names the key takes (IANA, 15 characters).
+        port = as_mapping(ports[0], "a port").get("port")
     port = OPTION["port"].value(port)
     backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
     keys.add_routes(builder, backend, owner)

@@ -29,6 +29,7 @@ from typing import Any
 
 from breakwater import validate
 from breakwater.k8s.decode import CorruptValueError
+from breakwater.k8s.jsontext import JSONTextError, load_json
 
 KIND = "BreakwaterRoute"
 API_VERSION = "breakwater.io/v1"
@@ -39,11 +40,16 @@ def route_name(key: str, routes_prefix: str) -> str:
 
 
 def decode_route(key: str, value: bytes, routes_prefix: str) -> dict[str, Any]:
-    """A stored plain route as an object the catalog takes (kind BreakwaterRoute)."""
+    """A stored plain route as an object the catalog takes (kind BreakwaterRoute).
+
+    Read as strict JSON, as a Kubernetes object's JSON is (:func:`load_json`): no NaN or
+    Infinity, no lone surrogate, nothing nested too deeply or too long a number -- each
+    is this key's reason, not an error out of the reader.
+    """
     try:
         name = route_name(key, routes_prefix)
-        spec = json.loads(value)
-    except (validate.InvalidValue, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        spec = load_json(value)
+    except (validate.InvalidValue, JSONTextError) as exc:
         raise CorruptValueError(key, f"not a Breakwater route: {exc}") from exc
     if not isinstance(spec, dict):
         raise CorruptValueError(key, "a Breakwater route is a JSON object")

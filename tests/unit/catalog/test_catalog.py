@@ -472,6 +472,14 @@ def test_kubernetes_keeps_a_host_a_plain_route_also_wants() -> None:
             "address",
         ),
         ({"hosts": "a.example.com", "servers": []}, "list of strings"),
+        (
+            {"hosts": ["a.example.com"], "paths": ["/a/../admin"], "servers": []},
+            "paths '/a/../admin' must not contain '/../'",
+        ),
+        (
+            {"hosts": ["10.0.0.1"], "servers": []},
+            "hostname '10.0.0.1' is an IP address",
+        ),
         ({"hosts": ["a.example.com"], "servers": [], "colour": "blue"}, "unknown key 'colour'"),
         (
             {"hosts": ["a.example.com"], "servers": [], "tls": {"certificate": "x", "key": "y"}},

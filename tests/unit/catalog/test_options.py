@@ -354,3 +354,16 @@ def test_plain_route_strings() -> None:
 def test_plain_route_strings_refuses(spec: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidValue, match=f"^{reason}$"):
         plain_route_strings(spec)
+
+
+@pytest.mark.parametrize("key", ["paths", "exact-paths", "cache-bypass-paths"])
+@pytest.mark.parametrize(
+    "value", ["/a//b", "/a/./b", "/a/../b", "/a%2fb", "/a%2Fb", "/a/..", "/a/."]
+)
+def test_path_options_follow_kubernetes_rules_for_exact_and_prefix_paths(
+    key: str, value: str
+) -> None:
+    # They are matched as an Ingress's Prefix and Exact paths are: the same rules, so no
+    # object routes what an Ingress could not (validateHTTPIngressPath).
+    with pytest.raises(InvalidValue, match=f"^{key} '.*' must not"):
+        OPTION[key].value(value)
