@@ -921,3 +921,33 @@ def test_a_plain_route_that_is_not_strict_json_is_its_keys_reason(
     catalog, _ = LiveCatalog().update(state, Config().catalog)
     assert_good_route_serves(catalog)
     assert reason in rejected(catalog)["/breakwater/routes/bad"]
+
+
+def test_a_tls_secret_with_the_longest_names_kubernetes_allows_is_served() -> None:
+    """A 63-character namespace and a 253-character Secret name are valid; the file
+    name of its certificate is cut, kept distinct by a hash, and the renderer takes it."""
+    namespace = "n" * 63
+    names = [
+        "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 60 + suffix for suffix in "xy"
+    ]
+    objects = [
+        service(namespace, "web"),
+        endpoint_slice(namespace, "web", [("10.0.0.1", READY)]),
+    ]
+    for index, name in enumerate(names):
+        assert len(name) == 253
+        objects.append(tls_secret(namespace, name))
+        objects.append(
+            ingress(
+                namespace,
+                f"tls-{index}",
+                [(f"www{index}.example.com", "/", "Prefix", "web")],
+                tls=[{"hosts": [f"www{index}.example.com"], "secretName": name}],
+            )
+        )
+    catalog = build_catalog(objects)
+    assert rejected(catalog) == {}
+    files = list(catalog.certificates)
+    assert len(files) == 2 and len(set(files)) == 2  # two Secrets, two files
+    assert all(len(name) <= 251 for name in files)
+    assert "refused by the renderer" not in rendered_text(catalog)

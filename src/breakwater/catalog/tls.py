@@ -221,10 +221,26 @@ def secret_certificate(index: ClusterIndex, namespace: str, secret_name: str) ->
     problem = check_certificate(pem)
     if problem:
         raise Rejected(f"secret {namespace}/{secret_name}: {problem}")
-    digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
     return Certificate(
-        f"{namespace}_{secret_name}_{digest}", pem, f"Secret {namespace}/{secret_name}"
+        certificate_file_name(f"{namespace}_{secret_name}", pem),
+        pem,
+        f"Secret {namespace}/{secret_name}",
     )
+
+
+# A namespace (63) and a Secret name (253) make a longer name than a file name takes
+# (the renderer allows 251 characters): the readable part is cut, and what was cut is
+# kept distinct by a hash of the whole name.
+_READABLE_MAX = 200
+
+
+def certificate_file_name(readable: str, pem: str) -> str:
+    """``<readable>_<digest of the PEM>``, at most 218 characters whatever the names."""
+    digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
+    if len(readable) > _READABLE_MAX:
+        whole = hashlib.sha256(readable.encode()).hexdigest()[:8]
+        readable = f"{readable[:_READABLE_MAX]}_{whole}"
+    return f"{readable}_{digest}"
 
 
 def plain_pem(tls: object) -> str:
@@ -242,5 +258,4 @@ def plain_pem(tls: object) -> str:
 
 def plain_certificate(tls: object, name: str, owner: str) -> Certificate:
     pem = plain_pem(tls)
-    digest = hashlib.sha256(pem.encode()).hexdigest()[:8]
-    return Certificate(f"route_{name}_{digest}", pem, owner)
+    return Certificate(certificate_file_name(f"route_{name}", pem), pem, owner)
