@@ -181,3 +181,32 @@ def test_the_lookup_names_an_encrypted_secret_it_cannot_read(etcd) -> None:
     store_sealed(etcd, secret, sealed_aesgcm(secret, "key1", GCM_KEY))
     with pytest.raises(DecodeError, match=r"/registry/secrets/shop/www-tls: encrypted at rest"):
         edge_api.k8s_objects({"endpoints": [etcd.endpoint]}, "Secret", "shop")
+
+
+def test_the_haproxy_roles_render_reads_encrypted_secrets_with_the_keys(
+    etcd, tmp_path: Path
+) -> None:
+    """The haproxy role renders the first haproxy.cfg with the catalog lookup
+    (edge_view) on the controller; given the keys (a temporary file, as the role
+    writes it), it serves the certificate the watcher serves, so a run of the role on a
+    running edge keeps it."""
+    secret = tls_secret("shop", "www-tls", "www")
+    store_sealed(etcd, secret, sealed_aesgcm(secret, "key1", GCM_KEY))
+    keys = tmp_path / "keys.yaml"
+    encryption_config(keys)
+    settings: dict[str, Any] = {"catalog": {"allow_special_addresses": True}}
+    for obj in (
+        service("shop", "web"),
+        endpoint_slice("shop", "web", [("127.0.0.1", 8080)]),
+        ingress("shop", "web", "www.example.com", "web", tls_secret="www-tls"),
+    ):
+        store(etcd, obj)
+
+    def certificates(view_settings: dict[str, Any]) -> list[str]:
+        view = edge_api.edge_view(view_settings, {"endpoints": [etcd.endpoint]}, output="haproxy")
+        return [f["content"] for f in view["files"] if f["secret"]]
+
+    with_keys = certificates({**settings, "etcd": {"encryption_config": str(keys)}})
+    assert len(with_keys) == 1
+    assert (TLS / "www.crt").read_text().strip() in with_keys[0]
+    assert certificates(settings) == []  # without the keys: no certificate, none half-read
