@@ -443,6 +443,10 @@ def loose_permissions(path: str) -> str | None:
     return None
 
 
+# The last configuration summary logged (said once, and when it changes).
+_last_described: str | None = None
+
+
 def encryption_for(path: str | None) -> EncryptionConfig:
     """The encryption configuration named by ``etcd.encryption_config``; never raises.
 
@@ -469,6 +473,3 @@ def encryption_for(path: str | None) -> EncryptionConfig:
     log.log(logging.DEBUG if described == _last_described else logging.INFO, "%s", described)
     _last_described = described
     return loaded
-
-
-_last_described: str | None = None
