@@ -96,18 +96,26 @@ async def install_haproxy_config(
         if missing
     ]
     existing = sorted(os.listdir(config_dir)) if os.path.isdir(config_dir) else []
-    pruned = [
+    others = [
         os.path.join(config_dir, entry)
         for entry in existing
-        if entry.startswith("gen-") and entry != name
+        if _GENERATION.fullmatch(entry) and entry != name
     ]
+    # What the watcher keeps after a reload: the generation in use and the one before
+    # it (the configuration being replaced, or else the newest other one). Keeping the
+    # same here makes a run on a node the watcher keeps report nothing to change.
+    if before != rendered.config:
+        previous = set(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", before or ""))
+    else:
+        previous = {max(others, key=os.path.getmtime)} if others else set()
+    pruned = [path for path in others if path not in previous]
     if not check_mode:
         os.makedirs(config_dir, mode=0o755, exist_ok=True)
         ensure_node_state(config_dir)
         write_generation(rendered)
         if before != rendered.config:
             await target.write_checked(rendered.config)
-        remove_old_generations(config_dir, {generation_dir})
+        remove_old_generations(config_dir, {generation_dir, *previous})
     return ConfigChange(before, rendered.config, tuple(written), tuple(pruned))
 
 
@@ -232,6 +240,10 @@ async def set_node_rotation(
             return was_in, was_in if check_mode else in_rotation
         with open(map_path + ".staged", "w", encoding="utf-8") as handle:
             handle.write("" if in_rotation else f"{DRAINING_KEY} 1\n")
+        # The map keeps its owner, group and mode (the watcher's user writes it too).
+        current = os.stat(map_path)
+        os.chown(map_path + ".staged", current.st_uid, current.st_gid)
+        os.chmod(map_path + ".staged", current.st_mode & 0o7777)
         os.replace(map_path + ".staged", map_path)
         command = (
             f"del map {map_path} {DRAINING_KEY}"

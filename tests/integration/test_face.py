@@ -154,14 +154,17 @@ def test_install_haproxy_config_as_the_watcher_does(etcd: Etcd, tmp_path: Path) 
     again = install(haproxy_view(etcd, config_dir), config_dir)
     assert not again["changed"], again
 
-    # A new catalog: a new generation, and the old one pruned.
+    # A new catalog: a new generation; the one it replaces is kept (as the watcher
+    # keeps it after a reload), the one before that pruned.
     store(etcd, ingress("shop", "more", "more.example.com", "web"))
     second = haproxy_view(etcd, config_dir)
     assert second["generation_dir"] != first["generation_dir"]
     changed = install(second, config_dir)
-    assert changed["pruned"] == (first["generation_dir"],)
+    assert changed["pruned"] == ()
     assert changed["before"] == first["config"] and changed["after"] == second["config"]
-    assert sorted(p.name for p in config_dir.glob("gen-*")) == [Path(second["generation_dir"]).name]
+    assert sorted(p.name for p in config_dir.glob("gen-*")) == sorted(
+        Path(d).name for d in (first["generation_dir"], second["generation_dir"])
+    )
 
     # HAProxy refuses it: the last good file stays, nothing staged is left behind.
     broken = dict(second, config=second["config"] + "\nfrontend broken\n    bind :notaport\n")
@@ -169,3 +172,8 @@ def test_install_haproxy_config_as_the_watcher_does(etcd: Etcd, tmp_path: Path) 
         install(broken, config_dir)
     assert (config_dir / "haproxy.cfg").read_text() == second["config"]
     assert not (config_dir / ".haproxy.cfg.staged").exists()
+
+    # The next new catalog: the generation before the previous one is pruned.
+    store(etcd, ingress("shop", "most", "most.example.com", "web"))
+    third = install(haproxy_view(etcd, config_dir), config_dir)
+    assert third["pruned"] == (first["generation_dir"],)

@@ -63,3 +63,22 @@ def test_a_generation_directory_is_named_as_the_renderer_names_it(tmp_path, name
 def test_a_file_is_secret_or_not(tmp_path):
     with pytest.raises(ValueError, match="in both"):
         install(tmp_path, files={"a": ""}, secret_files={"a": ""})
+
+
+def test_the_generation_the_watcher_keeps_after_a_reload_is_no_change(tmp_path):
+    """After a reload the watcher keeps the generation in use and the one before it;
+    the same configuration installed again changes nothing (check mode agrees)."""
+    current = tmp_path / GENERATION
+    (tmp_path / "haproxy.cfg").write_text(f"global\n# {current}/routes-exact.map\n")
+    (tmp_path / "node-state.map").write_text("")
+    current.mkdir()
+    previous = tmp_path / "gen-fedcba9876543210"
+    previous.mkdir()
+    os.utime(previous, (1, 1))
+    change = install(tmp_path, config=f"global\n# {current}/routes-exact.map\n")
+    assert not change["changed"] and change["pruned"] == ()
+    older = tmp_path / "gen-00000000000000aa"
+    older.mkdir()
+    os.utime(older, (0, 0))
+    change = install(tmp_path, config=f"global\n# {current}/routes-exact.map\n")
+    assert [os.path.basename(p) for p in change["pruned"]] == ["gen-00000000000000aa"]
