@@ -27,8 +27,9 @@ from breakwater.cluster.state import ClusterState, read_cluster
 from breakwater.config import Config, as_dict, load_config, read_prefixes, read_resources
 from breakwater.k8s.decode import decode
 from breakwater.k8s.encryption import encryption_for
-from breakwater.render.haproxy import RenderedConfig, render_haproxy
-from breakwater.render.slots import assign_slots, layout_from_config
+from breakwater.render.haproxy import RenderedConfig, render_shaped
+from breakwater.render.shape import place, shape_from_config
+from breakwater.render.slots import layout_from_config
 from breakwater.render.vcl import render_vcl
 from breakwater.targets.invalidate import ban_expression, invalidate, node_secret
 
@@ -59,11 +60,19 @@ def cluster(config: Config) -> ClusterState:
 
 
 def haproxy_files(config: Config, catalog: Catalog, current_config: str | None) -> dict[str, Any]:
-    """haproxy.cfg and its generation directory, keeping the slots of ``current_config``."""
+    """haproxy.cfg and its generation directory, keeping the slots of ``current_config``
+    and the spares the watcher gave to new Services in it (the watcher's own render of
+    the same objects); afresh, every backend under its own name, when it would take a
+    spare or keep a section (what is written here is then reloaded anyway)."""
     previous = layout_from_config(current_config) if current_config else {}
-    layout = assign_slots(catalog, previous, config.haproxy.min_slots)
+    shape = None
+    if current_config:
+        current = shape_from_config(current_config)
+        placed = place(catalog, current)
+        if placed is not None and placed.serving == current.serving and not placed.kept:
+            shape = placed
     varnish = config.varnish if config.varnish.enabled else None
-    rendered = render_haproxy(catalog, layout, config.haproxy, varnish=varnish)
+    rendered, _layout = render_shaped(catalog, shape, previous, config.haproxy, varnish)
     return {
         "config": rendered.config,
         "generation_dir": rendered.generation_dir,

@@ -26,7 +26,7 @@ import yaml
 
 from breakwater.catalog import Catalog
 from breakwater.lab import storage_key, storage_value
-from breakwater.render.haproxy import render_haproxy
+from breakwater.render.haproxy import render_shaped
 from breakwater.render.vcl import render_vcl
 from breakwater.targets.haproxy_api import parse_show_proc
 from breakwater.targets.settings import HAProxySettings, VarnishSettings
@@ -276,7 +276,7 @@ class HAProxy:
 
     def start(self) -> None:
         # The first configuration, as the haproxy role renders it: no routes yet.
-        rendered = render_haproxy(Catalog(), {}, self.settings, varnish=self.varnish)
+        rendered, _layout = render_shaped(Catalog(), None, {}, self.settings, self.varnish)
         from breakwater.targets.staging import ensure_node_state, write_generation
 
         os.makedirs(self.settings.config_dir, exist_ok=True)

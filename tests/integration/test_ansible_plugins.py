@@ -329,7 +329,7 @@ def test_edge_node_rotation_survives_reloads(etcd, haproxy, backends, watcher, t
     assert monitor(haproxy) == 503
     assert http_get(haproxy.http_port, "node.example.com")[0] == 200  # clients are still served
     reloads = haproxy.processes().reloads
-    store(etcd, ingress("shop", "more", "more.example.com", "web"))  # a reload
+    store(etcd, ingress("shop", "more", "*.more.example.com", "web"))  # first wildcard: a reload
     wait_for(lambda: haproxy.processes().reloads > reloads, what="reload")
     assert monitor(haproxy) == 503, "out of rotation survives a reload"
     back = {"breakwater.edge.edge_node": {"state": "in_rotation", **settings}}

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from builders import tls_secret
+from builders import route_configmap, tls_secret
 from harness import (
     endpoint_slice,
     http_get,
@@ -140,12 +140,12 @@ def test_keep_alive_clients_see_no_errors_across_reloads(etcd, haproxy, backends
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
         thread.start()
-    for index in range(10):  # ten structural changes: ten reloads
-        store(etcd, ingress("shop", f"extra-{index}", f"extra{index}.example.com", "web"))
-        wait_for(
-            lambda i=index: http_get(haproxy.http_port, f"extra{i}.example.com")[0] == 200,
-            what=f"route {index}",
-        )
+    for index in range(10):  # ten structural changes (a backend's timeout): ten reloads
+        reloads = haproxy.processes().reloads
+        options = {"hosts": "extra.example.com", "timeout-server": f"{30 + index}s"}
+        store(etcd, route_configmap("shop", "web", options))
+        wait_for(lambda r=reloads: haproxy.processes().reloads > r, what=f"reload {index}")
+        assert http_get(haproxy.http_port, "extra.example.com")[0] == 200
     stop.set()
     for thread in threads:
         thread.join()

@@ -71,6 +71,8 @@ def test_metrics_say_what_the_watcher_did(etcd, haproxy, backends, watcher) -> N
     )
     assert value(after, 'breakwater_haproxy_server_slots{state="used"}') == 2
     assert value(after, 'breakwater_haproxy_server_slots{state="free"}') == 2
+    assert value(after, 'breakwater_haproxy_spare_backends{state="idle"}') == 64
+    assert value(after, 'breakwater_haproxy_spare_backends{state="in_use"}') == 0
     assert value(after, "breakwater_haproxy_runtime_commands_total") > value(
         before, "breakwater_haproxy_runtime_commands_total"
     )
@@ -78,9 +80,20 @@ def test_metrics_say_what_the_watcher_did(etcd, haproxy, backends, watcher) -> N
         after, "breakwater_etcd_revision_seen"
     )
 
-    # A new route: exactly one reload, and the generation the status file says.
-    store(etcd, ingress("shop", "second", "second.example.com", "web"))
-    wait_for(lambda: serves(haproxy, "second.example.com", "web"), what="second route")
+    # A new route to a new Service: a spare section, no reload.
+    store(etcd, service("shop", "api"))
+    store(etcd, endpoint_slice("shop", "api", [other.endpoint]))
+    store(etcd, ingress("shop", "api", "api.example.com", "api"))
+    wait_for(lambda: serves(haproxy, "api.example.com", "other"), what="route to a new Service")
+    wait_for(
+        lambda: value(scrape(watcher), 'breakwater_haproxy_spare_backends{state="in_use"}') == 1,
+        what="a spare in use",
+    )
+    assert value(scrape(watcher), 'breakwater_haproxy_spare_backends{state="idle"}') == 63
+
+    # The first wildcard host: exactly one reload, and the generation the status says.
+    store(etcd, ingress("shop", "second", "*.second.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "a.second.example.com", "web"), what="second route")
     wait_for(
         lambda: (
             value(scrape(watcher), 'breakwater_haproxy_reloads_total{cause="config"}')
@@ -88,9 +101,11 @@ def test_metrics_say_what_the_watcher_did(etcd, haproxy, backends, watcher) -> N
         ),
         what="one reload more",
     )
+    # That reload gave the new Service its own section, and a fresh pool of spares.
+    assert value(scrape(watcher), 'breakwater_haproxy_spare_backends{state="in_use"}') == 0
     status_file = watcher.config_path.parent / "status.json"
     wait_for(
-        lambda: "second.example.com" in status_file.read_text(),
+        lambda: "*.second.example.com" in status_file.read_text(),
         what="the status to hold the new route",
     )
     generation = json.loads(status_file.read_text())["generation"]

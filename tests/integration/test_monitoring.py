@@ -46,6 +46,7 @@ WATCHER_METRICS = names(
     breakwater_event_to_applied_seconds_count
     breakwater_haproxy_reloads_total breakwater_haproxy_check_failures_total
     breakwater_haproxy_runtime_commands_total breakwater_haproxy_server_slots
+    breakwater_haproxy_spare_backends
     breakwater_rejected_objects breakwater_rejected_object breakwater_unreadable_keys_total
     breakwater_generation_info
     """

@@ -166,8 +166,10 @@ def test_terminating_endpoint_is_drained(etcd, haproxy, backends, watcher):
     assert weights["s1"] == "0", state  # drained: weight 0, existing requests finish
 
 
-def test_new_ingress_causes_exactly_one_reload(etcd, haproxy, backends, watcher):
-    web = backends("web")
+def test_new_ingresses_take_no_reload_and_a_new_kind_of_host_takes_one(
+    etcd, haproxy, backends, watcher
+):
+    web, api = backends("web"), backends("api")
     store(etcd, service("shop", "web"))
     store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
     store(etcd, ingress("shop", "first", "first.example.com", "web"))
@@ -175,13 +177,25 @@ def test_new_ingress_causes_exactly_one_reload(etcd, haproxy, backends, watcher)
     time.sleep(0.5)  # let the first sync settle
     before = haproxy.processes()
 
+    # A new host to the same Service, and a route to a new Service: the runtime API.
     store(etcd, ingress("shop", "second", "second.example.com", "web"))
     wait_for(lambda: serves(haproxy, "second.example.com", "web"), what="second route")
+    store(etcd, service("shop", "api"))
+    store(etcd, endpoint_slice("shop", "api", [api.endpoint]))
+    store(etcd, ingress("shop", "api", "api.example.com", "api"))
+    wait_for(lambda: serves(haproxy, "api.example.com", "api"), what="route to a new Service")
+    time.sleep(0.5)
+    assert haproxy.processes() == before
+
+    # The first wildcard host adds a lookup to the frontend: exactly one reload.
+    store(etcd, ingress("shop", "wild", "*.wild.example.com", "web"))
+    wait_for(lambda: serves(haproxy, "a.wild.example.com", "web"), what="wildcard route")
     time.sleep(0.5)
     after = haproxy.processes()
     assert after.reloads == before.reloads + 1
     assert after.workers != before.workers
     assert serves(haproxy, "first.example.com", "web")
+    assert serves(haproxy, "api.example.com", "api")
 
 
 def test_deleted_route_gets_the_documented_404(etcd, haproxy, backends, watcher):
@@ -349,7 +363,8 @@ def test_sighup_rereads_the_config(etcd, haproxy, backends, watcher, tmp_path):
 
 def test_a_burst_of_changes_is_one_reload(etcd, haproxy, backends, tmp_path):
     """What coalescing promises: changes with no gap longer than the quiet period are
-    one sync (one reload), and the burst is served once it ends."""
+    one sync (one reload), and the burst is served once it ends.  (Wildcard hosts: the
+    first one adds a lookup to the frontend, so the burst takes a reload.)"""
     # The quiet period is generous here so that the promise, not the machine's speed,
     # decides the count: 30 writes from one client are far less than 1 s apart.
     config = watcher_config(
@@ -366,7 +381,7 @@ def test_a_burst_of_changes_is_one_reload(etcd, haproxy, backends, tmp_path):
         before = haproxy.processes().reloads
         values = {}
         for index in range(1, 31):
-            obj = ingress("shop", f"burst{index}", f"burst{index}.example.com", "web")
+            obj = ingress("shop", f"burst{index}", f"*.burst{index}.example.com", "web")
             values[storage_key(obj)] = obj
 
         # Thirty Ingresses written back to back from one client.
@@ -376,8 +391,8 @@ def test_a_burst_of_changes_is_one_reload(etcd, haproxy, backends, tmp_path):
                     await client.put(key.encode(), encode_protobuf(obj))
 
         asyncio.run(burst())
-        wait_for(lambda: serves(haproxy, "burst30.example.com", "web"), what="last route")
-        assert all(serves(haproxy, f"burst{i}.example.com", "web") for i in range(1, 31))
+        wait_for(lambda: serves(haproxy, "a.burst30.example.com", "web"), what="last route")
+        assert all(serves(haproxy, f"a.burst{i}.example.com", "web") for i in range(1, 31))
         assert haproxy.processes().reloads - before == 1
     finally:
         assert watcher.stop() == 0
@@ -400,7 +415,7 @@ def test_what_backends_log_at_a_reload_and_when_servers_go(
     haproxy_log = haproxy.directory / "haproxy.log"
     try:
         wait_for(lambda: serves(haproxy, "first.example.com", "web"), what="first route")
-        store(etcd, ingress("shop", "second", "second.example.com", "web"))  # a reload
+        store(etcd, ingress("shop", "second", "*.second.example.com", "web"))  # a reload
         wait_for(
             lambda: re.search(r"\[WARNING\].*Proxy be_\S+ stopped", haproxy_log.read_text()),
             what="the old worker to stop its backends",

@@ -259,3 +259,22 @@ def plain_pem(tls: object) -> str:
 def plain_certificate(tls: object, name: str, owner: str) -> Certificate:
     pem = plain_pem(tls)
     return Certificate(certificate_file_name(f"route_{name}", pem), pem, owner)
+
+
+def served_names(pem: str) -> frozenset[str]:
+    """The names a certificate may be served for by SNI: its DNS subject alternative
+    names and its common name (lower case; both, to be safe about overlaps)."""
+    try:
+        certificate = _load_certificates(pem)[0]
+    except (CertificateProblem, IndexError):
+        return frozenset()
+    names = [
+        str(attribute.value)
+        for attribute in certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    ]
+    try:
+        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names += alternative.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        pass
+    return frozenset(name.lower() for name in names)

@@ -42,6 +42,7 @@ class Snapshot:
     connected: Callable[[], bool] = lambda: False  # a list or watch established
     revisions: Callable[[], tuple[int, int]] = lambda: (0, 0)  # seen, applied
     slots: Callable[[], tuple[int, int]] = lambda: (0, 0)  # used, free
+    spares: Callable[[], tuple[int, int]] = lambda: (0, 0)  # in use, idle
     rejected: tuple[tuple[str, str], ...] = ()  # (object, reason) served now
     rejected_keys: Callable[[], dict[str, int]] = dict  # cause -> keys, ever
     generation: tuple[str, int] = ("", 0)  # (hash of what is served, etcd revision)
@@ -76,6 +77,16 @@ class _StateCollector(Collector):
         slots.add_metric(["used"], used)
         slots.add_metric(["free"], free)
         yield slots
+        in_use, idle = snapshot.spares()
+        spares = GaugeMetricFamily(
+            "breakwater_haproxy_spare_backends",
+            "Spare backend sections: in use (a new Service's, until the next reload renames "
+            "it) and idle.",
+            labels=["state"],
+        )
+        spares.add_metric(["in_use"], in_use)
+        spares.add_metric(["idle"], idle)
+        yield spares
 
         rejected = snapshot.rejected
         by_resource: dict[str, int] = {}
@@ -154,7 +165,8 @@ class Metrics:
         )
         self.reloads = Counter(
             "breakwater_haproxy_reloads",
-            "HAProxy reloads the watcher made, by cause (config, slots, runtime-refused).",
+            "HAProxy reloads the watcher made, by cause (config, slots, spares, certificates, "
+            "rename, runtime-refused).",
             ["cause"],
             registry=r,
         )
@@ -172,7 +184,7 @@ class Metrics:
         r.register(_StateCollector(self.snapshot))
         for kind in ("put", "delete"):
             self.watch_events.labels(kind)
-        for cause in ("config", "slots", "runtime-refused"):
+        for cause in ("config", "slots", "spares", "certificates", "rename", "runtime-refused"):
             self.reloads.labels(cause)
         # Failures exist at 0 from the start, so increase() sees the first one.
         for kind in ("check", "apply", "error", "failed", "vcl"):

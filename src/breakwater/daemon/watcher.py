@@ -126,6 +126,7 @@ class Watcher:
         snapshot.connected = self._connected
         snapshot.revisions = self._revisions
         snapshot.slots = self._slot_usage
+        snapshot.spares = self._spare_usage
         snapshot.rejected_keys = self._rejected_keys
         self._flushing: asyncio.Task[None] | None = None
 
@@ -137,6 +138,10 @@ class Watcher:
 
     def _slot_usage(self) -> tuple[int, int]:
         return self.target.slot_usage()  # the target of now: SIGHUP may replace it
+
+    def _spare_usage(self) -> tuple[int, int]:
+        shape = self.target.shape
+        return (len(shape.serving), shape.free_spares()) if shape is not None else (0, 0)
 
     def _rejected_keys(self) -> dict[str, int]:
         return dict(self.follower.state.rejected_keys)
@@ -270,7 +275,7 @@ class Watcher:
         Runs as a task beside the sync loop: events keep being applied meanwhile.
         """
         try:
-            if self.catalog is None or self.target.stale_since is None:
+            if self.catalog is None or self.target.flush_due(0, 0) is None:
                 return
             started = time.monotonic()
             result = await self.target.flush(self.catalog)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from breakwater.catalog import Catalog, Rejection
 from breakwater.render.maps import route_lookup, route_maps
 from breakwater.render.screen import screen
-from breakwater.render.slots import FREE_SLOT, SlotLayout, server_lines
+from breakwater.render.shape import SPARE_PREFIX, Shape, fresh_shape, sectioned
+from breakwater.render.slots import FREE_SLOT, Layout, SlotLayout, assign_slots, server_lines
 from breakwater.render.templates import _template
 from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
 
@@ -47,8 +49,13 @@ def render_haproxy(
     settings: HAProxySettings,
     header: str = "Rendered by Breakwater; edits are overwritten.",
     varnish: VarnishSettings | None = None,
+    serving: Mapping[str, str] | None = None,
 ) -> RenderedConfig:
-    """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog)."""
+    """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog).
+
+    ``catalog`` is keyed by backend section (see :func:`render_shaped`); ``serving``
+    names the backend each spare section in use serves.
+    """
     exact_map, prefix_map = route_maps(catalog.routes)
     catalog, refused = screen(catalog, (exact_map, prefix_map))
     if refused:
@@ -78,6 +85,9 @@ def render_haproxy(
         layout=layout,
         settings=settings,
         files=files,
+        serving=serving or {},
+        served=sum(1 for name in catalog.backends if not name.startswith(SPARE_PREFIX))
+        + len(serving or {}),
         free_slot=FREE_SLOT,
         server_lines=server_lines,
         header=header,
@@ -85,3 +95,19 @@ def render_haproxy(
         backend_log_level=BACKEND_LOG_LEVELS.get(settings.backend_log, "err"),
     )
     return RenderedConfig(config, directory, generation, frozenset(secrets), refused)
+
+
+def render_shaped(
+    catalog: Catalog,
+    shape: Shape | None,
+    previous: SlotLayout,
+    settings: HAProxySettings,
+    varnish: VarnishSettings | None = None,
+) -> tuple[RenderedConfig, Layout]:
+    """Render ``catalog`` under ``shape`` (None: a fresh one, as a reload renders),
+    keeping the server slots of ``previous``; the rendered file and its slots, keyed
+    by backend section."""
+    shape = shape if shape is not None else fresh_shape(catalog, settings.spare_backends)
+    placed = sectioned(catalog, shape)
+    layout = assign_slots(placed, previous, settings.min_slots)
+    return render_haproxy(placed, layout, settings, varnish=varnish, serving=shape.serving), layout

@@ -40,8 +40,8 @@ class RouteLookup:
     """Which map lookups the routes need, in order; the template leaves out the rest."""
 
     sources: list[str]  # HAProxy samples giving the host part of the map key
-    exact: bool  # the exact map has entries
-    prefix: bool  # the prefix map has entries
+    exact: bool  # the exact map is looked up
+    prefix: bool  # the prefix map is looked up
     redirect: bool  # some route redirects plain HTTP to HTTPS
     exact_hosts: bool  # some route names a host (not a wildcard, not any host)
 
@@ -55,7 +55,10 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
     if "*" in hosts:
         sources.append("str(*)")
     redirect = any(route.https_redirect for route in routes)
-    return RouteLookup(sources, bool(exact_map), bool(prefix_map), redirect, exact_hosts)
+    # Both maps are looked up whenever there are routes, even while one is empty: a
+    # route that fills it then changes the map alone, at runtime, not the file.
+    routed = bool(routes)
+    return RouteLookup(sources, routed, routed, redirect, exact_hosts)
 
 
 def route_maps(routes: list[Route]) -> tuple[str, str]:

@@ -17,6 +17,7 @@ FREE_SLOT = "127.0.0.1:1"
 
 
 SlotLayout = Mapping[str, list[Server | None]]
+Layout = dict[str, list[Server | None]]
 
 
 def server_lines(slots: list[Server | None]) -> str:
@@ -87,7 +88,7 @@ def layout_from_config(config: str) -> dict[str, list[Server | None]]:
     backend: str | None = None
     for line in config.splitlines():
         if match := _BACKEND_LINE.match(line):
-            backend = match[1] if match[1].startswith("be_") else None
+            backend = match[1] if match[1].startswith(("be_", "bw_spare_")) else None
             continue
         match = _SLOT_LINE.match(line)
         if backend is None or match is None:
@@ -110,14 +111,21 @@ def layout_from_config(config: str) -> dict[str, list[Server | None]]:
     return layout
 
 
-# A whole server line, its end included: a backend with more slots has the same rest.
-_SLOT_LINE_WHOLE = re.compile(_SLOT_LINE.pattern + r"\n?", re.MULTILINE)
+# What a reload is not needed for: whole server lines (a backend with more slots has
+# the same rest) and comment lines; and the generation directory, whose files (maps,
+# certificates) change through the runtime API too.
+_NOT_STRUCTURE = re.compile(
+    r"^(?:[ \t]+server[ \t]+s\d+[ \t]+\S+.*|[ \t]*#.*)(?:\n|\Z)", re.MULTILINE
+)
+_GENERATION = re.compile(r"/gen-[0-9a-f]{16}/")
 
 
 def structure_of(config: str, layout: SlotLayout) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """What a reload is needed for: everything but the server lines, and slot counts."""
+    """What a reload is needed for: everything but server lines, comments and the
+    generation directory's name; and slot counts."""
     slots = tuple(sorted((name, len(slots)) for name, slots in layout.items()))
-    return _SLOT_LINE_WHOLE.sub("", config), slots
+    text = _NOT_STRUCTURE.sub("", config)
+    return _GENERATION.sub("/gen-*/", text), slots
 
 
 # What ``add server`` needs to know of a backend, from the configuration HAProxy loaded.

@@ -15,14 +15,24 @@ from dataclasses import dataclass, field, replace
 from breakwater.catalog import (
     Catalog,
     Rejection,
-    Server,
     route_sources,
     source_fingerprints,
     without_sources,
 )
+from breakwater.catalog.tls import served_names
 from breakwater.memory import collector_paused
-from breakwater.render.haproxy import RenderedConfig, render_haproxy
+from breakwater.render.haproxy import RenderedConfig, render_haproxy, render_shaped
+from breakwater.render.shape import (
+    SPARE_PREFIX,
+    Shape,
+    fresh_shape,
+    kept_options,
+    place,
+    sectioned,
+    shape_from_config,
+)
 from breakwater.render.slots import (
+    Layout,
     added_server_options,
     assign_slots,
     layout_from_config,
@@ -31,6 +41,16 @@ from breakwater.render.slots import (
 )
 from breakwater.targets import Plan, Target
 from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, reload, runtime_reply_ok
+from breakwater.targets.haproxy_routes import (
+    Command,
+    LiveFiles,
+    RouteChange,
+    live_directory,
+    map_commands,
+    prepared_version,
+    reply_ok,
+    route_change,
+)
 from breakwater.targets.isolate import find_culprits
 from breakwater.targets.settings import HAProxySettings, VarnishSettings
 from breakwater.targets.staging import (
@@ -45,21 +65,24 @@ from breakwater.targets.staging import (
 log = logging.getLogger(__name__)
 
 
-Layout = dict[str, list[Server | None]]
 Structure = tuple[str, tuple[tuple[str, int], ...]]  # see render.slots.structure_of
 
 
 @dataclass(kw_only=True)
 class HAProxyPlan(Plan):
-    """``none``: the file says it already; ``runtime``: servers alone changed, and
-    ``commands`` place them (``rendered`` None: only the backends named, the file is
-    left stale); ``reload``: anything else; ``dry-run``: ``diff``."""
+    """``none``: the file says it already; ``runtime``: no reload needed -- server
+    ``commands``, and ``routes`` (maps, certificates) when ``rendered`` (None: only
+    the servers of the backends named, the file is left stale); ``reload``: anything
+    else; ``dry-run``: ``diff``."""
 
     layout: Layout  # slots after the plan (runtime without rendered: those backends')
     cause: str = "config"  # of a reload: see ApplyResult.cause
     structure: Structure | None = None
     rendered: RenderedConfig | None = None
     commands: list[str] = field(default_factory=list)
+    routes: RouteChange | None = None
+    shape: Shape | None = None  # the backend sections after the plan
+    catalog: Catalog | None = None
 
 
 @dataclass
@@ -82,12 +105,23 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self._file_lock = asyncio.Lock()
         self._runtime_changes = 0  # server-only syncs that sent commands, ever
         self.refused: tuple[Rejection, ...] = ()  # what the last render left out
+        # The backend sections HAProxy runs (spares in use, sections kept), the files
+        # it serves from its generation directory, the catalog it was brought to.
+        self.shape: Shape | None = None
+        self.live: LiveFiles | None = None
+        self._live_checked = False  # live.directory confirmed by 'show map' this session
+        self.served: Catalog | None = None
+        self.rename_at: float | None = None  # monotonic: the reload that renames spares
+        self._written: RenderedConfig | None = None  # the last file written after runtime work
+        self._names: dict[str, frozenset[str]] = {}  # certificate PEM -> SNI names
         # Objects whose configuration HAProxy's check refused: source -> (reason,
         # fingerprint).  Held back until they change (see _isolate).
         self.held_back: dict[str, tuple[str, str]] = {}
         current = self.file.current()
         if not self.layout and current:
             self.layout = layout_from_config(current)  # keep HAProxy's slots as they are
+        if current:
+            self.shape = shape_from_config(current)
 
     async def apply(self, catalog: Catalog, servers_only: list[str] | None = None) -> ApplyResult:
         """Bring HAProxy and its file to ``catalog``: plan, check, swap, activate.
@@ -109,13 +143,15 @@ class HAProxyTarget(Target[HAProxyPlan]):
         result.refused = self.refused
         return result
 
-    async def _apply_all(self, catalog: Catalog) -> ApplyResult:
-        plan = await self.plan(catalog)
+    async def _apply_all(self, catalog: Catalog, fresh: bool = False) -> ApplyResult:
+        plan = await self.plan(catalog, fresh=fresh)
         if plan.action == "runtime":
+            previous = self.file.current()
             result = await self._runtime(plan)
             if result is not None:
                 return result
-            plan = replace(plan, action="reload", cause="runtime-refused")
+            # HAProxy takes the whole file instead: never a half-applied change.
+            plan = replace(plan, action="reload", cause="runtime-refused", previous=previous)
         try:
             await self.check(plan)
             await self.swap(plan)
@@ -145,20 +181,39 @@ class HAProxyTarget(Target[HAProxyPlan]):
             self.stale_since = None
         return result
 
-    async def plan(self, catalog: Catalog, servers_only: list[str] | None = None) -> HAProxyPlan:
+    async def plan(
+        self, catalog: Catalog, servers_only: list[str] | None = None, fresh: bool = False
+    ) -> HAProxyPlan:
         """Render and decide; nothing is written or sent.
 
         ``servers_only``: those backends alone are placed, if their slots hold them.
+        The catalog is first rendered in the backend sections HAProxy runs (new
+        Services in spares, gone ones kept): if that differs from what HAProxy loaded
+        in servers, routes and certificates alone, it takes no reload.  Else (or
+        ``fresh``) it is rendered afresh, every backend under its own name, and
+        reloaded.
         """
         if servers_only is not None:
             plan = self._plan_servers(catalog, servers_only)
             if plan is not None:
                 return plan
-        rendered, layout = self.render(catalog)
         current = self.file.current()
-        if rendered.config == current:
+        shape = None if fresh or self.dry_run or self.shape is None else place(catalog, self.shape)
+        cause = "rename" if fresh else "spares" if self.shape and shape is None else "config"
+        if shape is not None:
+            rendered, layout, shape = self.render(catalog, kept_options(shape, self.served))
+            if rendered.config == current:
+                return self._plan_none(catalog, rendered, layout, shape)
             structure = structure_of(rendered.config, layout)
-            return HAProxyPlan(action="none", layout=layout, structure=structure, rendered=rendered)
+            if self.structure is not None and structure[0] == self.structure[0]:
+                plan = self._plan_runtime(catalog, rendered, layout, shape, structure)
+                if plan is not None:
+                    return plan
+                grows = self._commands(self.layout, layout) is not None
+                cause = "certificates" if grows else "slots"
+        rendered, layout, shape = self.render(catalog, None)
+        if rendered.config == current:
+            return self._plan_none(catalog, rendered, layout, shape)
         if self.dry_run:
             diff = "".join(
                 difflib.unified_diff(
@@ -169,26 +224,73 @@ class HAProxyTarget(Target[HAProxyPlan]):
                 )
             )
             return HAProxyPlan(action="dry-run", layout=layout, rendered=rendered, diff=diff)
-        structure = structure_of(rendered.config, layout)
-        plan = HAProxyPlan(
-            action="reload", layout=layout, structure=structure, rendered=rendered, previous=current
+        return HAProxyPlan(
+            action="reload",
+            layout=layout,
+            structure=structure_of(rendered.config, layout),
+            rendered=rendered,
+            previous=current,
+            cause=cause,
+            shape=shape,
+            catalog=catalog,
         )
-        if self.structure is None or structure[0] != self.structure[0]:
-            return plan
-        # The same file but for server lines; backends with more slots than HAProxy
-        # runs (slots never shrink) grow at runtime if they can.
+
+    def _plan_none(
+        self, catalog: Catalog, rendered: RenderedConfig, layout: Layout, shape: Shape
+    ) -> HAProxyPlan:
+        structure = structure_of(rendered.config, layout)
+        return HAProxyPlan(
+            action="none",
+            layout=layout,
+            structure=structure,
+            rendered=rendered,
+            shape=shape,
+            catalog=catalog,
+        )
+
+    def _plan_runtime(
+        self,
+        catalog: Catalog,
+        rendered: RenderedConfig,
+        layout: Layout,
+        shape: Shape,
+        structure: Structure,
+    ) -> HAProxyPlan | None:
+        """The runtime plan to a render whose structure HAProxy runs; None: it takes a
+        reload (a backend cannot grow, or certificates that must be reloaded)."""
         commands = self._commands(self.layout, layout)
-        if commands is None:
-            plan.cause = "slots"
-        else:
-            plan.action, plan.commands = "runtime", commands
-        return plan
+        if commands is None or self.live is None:
+            return None
+        routes = route_change(self.live, rendered.generation_files, self._served_names)
+        if routes is None:
+            return None
+        return HAProxyPlan(
+            action="runtime",
+            layout=layout,
+            structure=structure,
+            rendered=rendered,
+            commands=commands,
+            routes=routes,
+            shape=shape,
+            catalog=catalog,
+        )
+
+    def _served_names(self, pem: str) -> frozenset[str]:
+        names = self._names.get(pem)
+        if names is None:
+            names = self._names[pem] = served_names(pem)
+        return names
 
     def _plan_servers(self, catalog: Catalog, names: list[str]) -> HAProxyPlan | None:
         """The servers of ``names`` placed alone; None: it takes the whole catalog."""
         if self.structure is None or self.dry_run:
             return None
-        backends = {name: catalog.backends[name] for name in names if name in catalog.backends}
+        section_of = self.shape.section_of() if self.shape is not None else {}
+        backends = {
+            section_of.get(name, name): catalog.backends[name]
+            for name in names
+            if name in catalog.backends
+        }
         if len(backends) != len(names) or any(name not in self.layout for name in backends):
             return None
         old = {name: self.layout[name] for name in backends}
@@ -230,17 +332,23 @@ class HAProxyTarget(Target[HAProxyPlan]):
     async def swap(self, plan: HAProxyPlan) -> None:
         """Rename the checked file into place; for a runtime plan, write the file.
 
-        A runtime plan's file differs from the live one in server lines alone: its
-        structure is that of the file HAProxy loaded at the last reload, and server
-        lines are rendered from validated addresses -- while ``haproxy -c`` costs
-        seconds of CPU at 10,000 backends.  So it is not checked again.
+        A runtime plan's file differs from the live one in server lines, comments and
+        the generation directory alone: its structure is that of the file HAProxy
+        loaded at the last reload, server lines are rendered from validated addresses,
+        and the maps and certificates in the directory are what HAProxy took at
+        runtime -- while ``haproxy -c`` costs seconds of CPU at 10,000 backends.  So it
+        is not checked again.
         """
         if plan.rendered is None:
             return
         if plan.action == "reload":
             self.file.swap()
         elif plan.action == "runtime":
+            previous = self.file.current()
+            write_generation(plan.rendered)
             await self.file.write_checked(plan.rendered.config, check=False)
+            self._written = plan.rendered
+            self._remove_generations(plan.rendered, previous)
 
     async def activate(self, plan: HAProxyPlan) -> ApplyResult:
         """Runtime commands, or a reload through the master socket confirmed by a new
@@ -260,42 +368,160 @@ class HAProxyTarget(Target[HAProxyPlan]):
         finally:
             await self.session.close()  # the old worker's runtime session is gone
         self._settle(plan)
-        keep = {plan.rendered.generation_dir} if plan.rendered is not None else set()
-        if plan.previous:
-            keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", plan.previous))
-        remove_old_generations(self.settings.config_dir, keep)
+        if plan.rendered is not None:
+            self._remove_generations(plan.rendered, plan.previous)
         return ApplyResult("reload", "configuration reloaded", cause=plan.cause)
 
+    def _remove_generations(self, rendered: RenderedConfig, previous: str | None) -> None:
+        """Old generation directories go; kept: the file's, the one HAProxy loaded (its
+        maps' and certificates' names), and the previous file's."""
+        keep = {rendered.generation_dir}
+        if self.live is not None:
+            keep.add(self.live.directory)
+        if previous:
+            keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", previous))
+        remove_old_generations(self.settings.config_dir, keep)
+
     def _settle(self, plan: HAProxyPlan) -> None:
-        """HAProxy runs the whole plan, and the file says so."""
+        """HAProxy runs the whole plan (loaded from the file), and the file says so."""
         self.layout, self.structure, self.stale_since = plan.layout, plan.structure, None
+        self.shape, self.served, self.rename_at = plan.shape, plan.catalog, None
+        if plan.rendered is not None and (plan.action == "reload" or self.live is None):
+            # Loaded from the file (nothing to do at start: what HAProxy loaded, it is
+            # assumed, and checked before the first route change).
+            files = plan.rendered.generation_files
+            self.live = LiveFiles.of(plan.rendered.generation_dir, files)
+            self._live_checked = False
 
     async def _send(self, plan: HAProxyPlan) -> ApplyResult:
+        """The plan's commands as one batch: servers placed, certificates loaded, route
+        maps replaced (each in one commit), then servers freed and certificates
+        dropped -- so a route never points at a backend before its servers are there,
+        nor loses them before it stops pointing there."""
         for attempt in (1, 2):
-            for command in plan.commands:
-                reply = await self.session.command(command)
-                if runtime_reply_ok(command, reply):
-                    continue
-                if attempt == 1 and reply.startswith("Proxy is disabled"):
-                    # The session is on an old worker: HAProxy was reloaded by someone
-                    # else (an operator, a handler).  None of these commands reached the
-                    # new one: send them all to it.
-                    log.info("HAProxy was reloaded from outside: new runtime session")
-                    await self.session.close()
-                    break
-                raise HAProxyError(f"runtime API refused {command!r}: {reply}")
-            else:
+            batch = await self._batch(plan)
+            replies = await self.session.batch(batch)
+            failed = next(
+                (
+                    (command, reply)
+                    for command, reply in zip(batch, replies, strict=True)
+                    if not _reply_ok(command, reply)
+                ),
+                None,
+            )
+            if failed is None:
                 break
+            command, reply = failed
+            if attempt == 1 and replies[0].startswith("Proxy is disabled"):
+                # The session is on an old worker: HAProxy was reloaded by someone else
+                # (an operator, a handler).  None of these commands reached the new one:
+                # send them all to it.
+                log.info("HAProxy was reloaded from outside: new runtime session")
+                await self.session.close()
+                self._live_checked = False
+                continue
+            await self._abort(batch)
+            line = command if isinstance(command, str) else command[0]
+            raise HAProxyError(f"runtime API refused {line!r}: {reply[:300]}")
         self.structure = plan.structure  # the same, or with more slots (added servers)
         if plan.rendered is not None:
             self.layout = plan.layout
+            self.shape, self.served = plan.shape, plan.catalog
+            self._routes_applied(plan)
         else:  # those backends alone: the file is left stale
             self.layout.update(plan.layout)
             if plan.commands:
                 self._runtime_changes += 1
                 self.mark_stale()
-        count = len(plan.commands)
+        count = len(batch)
         return ApplyResult("runtime", f"{count} runtime commands", count)
+
+    async def _batch(self, plan: HAProxyPlan) -> list[Command]:
+        """The plan's commands in the order :meth:`_send` gives; the route maps'
+        versions are prepared first (one more round trip, when maps change)."""
+        freed = _freed_servers(self.layout, plan.layout)
+        placing = [c for c in plan.commands if c.split()[2] not in freed]
+        freeing = [c for c in plan.commands if c.split()[2] in freed]
+        routes = plan.routes
+        if not routes or self.live is None:
+            return [*placing, *freeing]
+        await self._check_live()
+        maps: list[Command] = []
+        if routes.maps:
+            assert self.live is not None
+            prepare = [f"prepare map {self.live.path(name)}" for name in routes.maps]
+            replies = await self.session.batch(prepare)
+            versions = {}
+            for name, command, reply in zip(routes.maps, prepare, replies, strict=True):
+                version = prepared_version(reply)
+                if version is None:
+                    raise HAProxyError(f"runtime API refused {command!r}: {reply[:300]}")
+                versions[name] = version
+            maps = map_commands(self.live, routes.maps, versions)
+        return [*placing, *routes.before_maps, *maps, *freeing, *routes.after_maps]
+
+    async def _check_live(self) -> None:
+        """Before route work: the session must be on the current worker (after a reload
+        from outside, an old, stopping worker keeps it -- and takes map changes that
+        nobody is served by), and HAProxy's maps named as :attr:`live` says (checked
+        once a session: it may run a file someone else reloaded)."""
+        for attempt in (1, 2):
+            checks = ["show info"] if self._live_checked else ["show info", "show map"]
+            replies = await self.session.batch(checks)
+            if "\nStopping: 1" not in "\n" + replies[0]:
+                break
+            log.info("the runtime session is on a stopping worker: new runtime session")
+            await self.session.close()
+            self._live_checked = False
+            if attempt == 2:
+                raise HAProxyError("the runtime session reaches only a stopping worker")
+        if self._live_checked or self.live is None:
+            return
+        directory = live_directory(replies[1], self.live.directory)
+        if directory is None:
+            raise HAProxyError("runtime API: 'show map' lists no route map")
+        written = self._written
+        if directory != self.live.directory and written and directory == written.generation_dir:
+            # Reloaded from outside (a handler, an operator) from the file we wrote: it
+            # runs what that file says, under its names.
+            self.live = LiveFiles.of(directory, written.generation_files)
+        elif directory != self.live.directory:
+            raise HAProxyError(f"HAProxy runs the maps of {directory}, not {self.live.directory}")
+        self._live_checked = True
+
+    async def _abort(self, batch: list[Command]) -> None:
+        """Certificate transactions a failed batch left open are aborted (uncommitted
+        map versions are never seen, and the next prepare starts afresh)."""
+        for command in batch:
+            if isinstance(command, tuple) and command[0].startswith("set ssl cert "):
+                path = command[0].split()[3]
+                try:
+                    await self.session.command(f"abort ssl cert {path}")
+                except HAProxyError:
+                    return
+        self._live_checked = False
+
+    def _routes_applied(self, plan: HAProxyPlan) -> None:
+        """HAProxy serves the plan's maps and certificates (under the live names)."""
+        routes, live = plan.routes, self.live
+        if routes is None or live is None:
+            return
+        live.maps.update(routes.maps)
+        if routes.before_maps or routes.after_maps:
+            live.certificates, live.default = dict(routes.certificates), routes.default
+        if routes or (plan.shape is not None and (plan.shape.serving or plan.shape.kept)):
+            self._schedule_rename(plan.shape)
+
+    def _schedule_rename(self, shape: Shape | None) -> None:
+        """Spare sections in use (or sections kept) are renamed by a reload once routes
+        have been quiet for ``rename_after``, or soon when the spares run low."""
+        if shape is None or not (shape.serving or shape.kept):
+            return
+        now = time.monotonic()
+        if shape.spares and shape.free_spares() * 4 < shape.spares:
+            self.rename_at = now  # at the next flush: spares are running out
+        elif self.settings.rename_after > 0:
+            self.rename_at = now + self.settings.rename_after
 
     def mark_stale(self, restart: bool = False) -> None:
         """HAProxy runs servers the file does not name (``restart``: wait afresh)."""
@@ -305,10 +531,14 @@ class HAProxyTarget(Target[HAProxyPlan]):
 
     def flush_due(self, delay: float, max_delay: float) -> float | None:
         """When :meth:`flush` should run: ``delay`` after the last server-only change,
-        at most ``max_delay`` after the first (monotonic time); None: not stale."""
-        if self.stale_since is None:
-            return None
-        return min(self.stale_last + delay, self.stale_since + max_delay)
+        at most ``max_delay`` after the first, or when spares are to be renamed
+        (monotonic time); None: nothing to do."""
+        due = []
+        if self.stale_since is not None:
+            due.append(min(self.stale_last + delay, self.stale_since + max_delay))
+        if self.rename_at is not None:
+            due.append(max(self.rename_at, self.stale_last + delay))
+        return min(due) if due else None
 
     async def flush(self, catalog: Catalog) -> ApplyResult:
         """Rewrite a stale file (staged and swapped) so that it says what HAProxy runs.
@@ -317,10 +547,14 @@ class HAProxyTarget(Target[HAProxyPlan]):
         a thread, and the file stays marked stale if servers changed meanwhile.
         """
         async with self._file_lock:
-            if self.stale_since is None or self.structure is None:
+            if self.rename_at is not None and time.monotonic() >= self.rename_at:
+                return await self._apply_all(catalog, fresh=True)
+            if self.stale_since is None or self.structure is None or self.shape is None:
                 return ApplyResult("none")
-            changes, layout = self._runtime_changes, dict(self.layout)
-            rendered, structure = await asyncio.to_thread(self._render_as_is, catalog, layout)
+            changes, layout, shape = self._runtime_changes, dict(self.layout), self.shape
+            rendered, structure = await asyncio.to_thread(
+                self._render_as_is, catalog, layout, shape
+            )
             if structure != self.structure:
                 if self._runtime_changes != changes:
                     return ApplyResult("none")  # servers moved on meanwhile: the next flush
@@ -344,24 +578,34 @@ class HAProxyTarget(Target[HAProxyPlan]):
             return ApplyResult("failed", f"servers updated live, file not written: {exc}")
         return None
 
-    def render(self, catalog: Catalog) -> tuple[RenderedConfig, Layout]:
-        rendered, layout = self._render_trial(self._holding_back(catalog))
-        held = tuple(
+    def render(
+        self, catalog: Catalog, shape: Shape | None = None
+    ) -> tuple[RenderedConfig, Layout, Shape]:
+        """Render under ``shape`` (None: afresh); what the render left out is kept in
+        :attr:`refused`."""
+        held = self._holding_back(catalog)
+        if shape is None:
+            shape = fresh_shape(held, self.settings.spare_backends)
+        rendered, layout = self._render_trial(held, shape)
+        held_back = tuple(
             Rejection(source, reason) for source, (reason, _fingerprint) in self.held_back.items()
         )
-        self.refused = rendered.refused + held
-        return rendered, layout
+        self.refused = rendered.refused + held_back
+        return rendered, layout, shape
 
-    def _render_trial(self, catalog: Catalog) -> tuple[RenderedConfig, Layout]:
+    def _render_trial(self, catalog: Catalog, shape: Shape) -> tuple[RenderedConfig, Layout]:
         with collector_paused():
-            layout = assign_slots(catalog, self.layout, self.settings.min_slots)
-            rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
-        return rendered, layout
+            return render_shaped(catalog, shape, self.layout, self.settings, self.varnish)
 
-    def _render_as_is(self, catalog: Catalog, layout: Layout) -> tuple[RenderedConfig, Structure]:
+    def _render_as_is(
+        self, catalog: Catalog, layout: Layout, shape: Shape
+    ) -> tuple[RenderedConfig, Structure]:
+        """What HAProxy runs now, rendered (the slots ``layout``, the sections ``shape``)."""
         with collector_paused():
-            catalog = without_sources(catalog, set(self.held_back))
-            rendered = render_haproxy(catalog, layout, self.settings, varnish=self.varnish)
+            catalog = sectioned(without_sources(catalog, set(self.held_back)), shape)
+            rendered = render_haproxy(
+                catalog, layout, self.settings, varnish=self.varnish, serving=shape.serving
+            )
         return rendered, structure_of(rendered.config, layout)
 
     def _holding_back(self, catalog: Catalog) -> Catalog:
@@ -382,7 +626,9 @@ class HAProxyTarget(Target[HAProxyPlan]):
         ensure_node_state(self.settings.config_dir)
 
         async def passes(held: set[str]) -> bool:
-            rendered, _layout = self._render_trial(without_sources(base, held))
+            trial = without_sources(base, held)
+            shape = fresh_shape(trial, self.settings.spare_backends)
+            rendered, _layout = self._render_trial(trial, shape)
             try:
                 write_generation(rendered)
                 await self.file.check_text(rendered.config)
@@ -404,13 +650,40 @@ class HAProxyTarget(Target[HAProxyPlan]):
         return True
 
     def slot_usage(self) -> tuple[int, int]:
-        """Server slots used and free, over all backends (safe from another thread:
-        the layout's lists are replaced, never changed in place)."""
+        """Server slots used and free, over all backends -- idle spare sections left out
+        (safe from another thread: the layout's lists are replaced, never changed in
+        place)."""
         used = free = 0
-        for slots in dict(self.layout).values():
+        shape = self.shape
+        idle = set()
+        if shape is not None:
+            idle = {name for name in shape.sections if name.startswith(SPARE_PREFIX)}
+            idle -= set(shape.serving)
+        for name, slots in dict(self.layout).items():
+            if name in idle:
+                continue
             taken = len(slots) - slots.count(None)
             used, free = used + taken, free + len(slots) - taken
         return used, free
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def _freed_servers(old: Layout, new: Layout) -> set[str]:
+    """``backend/sN`` of the slots that held a server in ``old`` and are free in ``new``."""
+    freed = set()
+    for backend, slots in new.items():
+        before = old.get(backend, [])
+        for index, (was, now) in enumerate(zip(before, slots, strict=False), 1):
+            if was is not None and now is None:
+                freed.add(f"{backend}/s{index}")
+    return freed
+
+
+def _reply_ok(command: Command, reply: str) -> bool:
+    if isinstance(command, tuple):
+        return reply_ok(command[0], reply)
+    if command.startswith(("set server", "set weight", "add server", "enable health")):
+        return runtime_reply_ok(command, reply)
+    return reply_ok(command, reply)

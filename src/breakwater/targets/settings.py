@@ -40,6 +40,14 @@ class HAProxySettings:
     socket_group: str | None = None  # group allowed on the stats socket (the watcher's)
     template: str | None = None  # a path: the operator's own template
     min_slots: int = 4
+    # Idle backend sections kept for routes to new Services (taken without a reload):
+    # at least this many, a quarter of the backends in a large cluster; 0: none.
+    spare_backends: int = 64
+    # After routes changed through the runtime API, the reload that gives backends
+    # served by spares their own names (logs, metrics) comes once no such change came
+    # for this many seconds (0: only with the next reload needed for another reason).
+    # It comes sooner when fewer than a quarter of the spares are left.
+    rename_after: float = 3600.0
 
 
 @dataclass(frozen=True)

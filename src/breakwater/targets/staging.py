@@ -34,7 +34,10 @@ class ApplyResult:
     refused: tuple[Rejection, ...] = ()  # left out: by the renderer, or held back
     check_failed: str | None = None  # the checker's output, when it refused the file
     # Why a reload: "slots" (a backend outgrew its slots and cannot grow at runtime),
-    # "runtime-refused" (HAProxy refused a runtime command), "config" (anything else).
+    # "spares" (a new Service found no idle spare section), "certificates" (the default
+    # certificate changes, or certificates share a name), "rename" (spare sections in
+    # use get their backends' names), "runtime-refused" (HAProxy refused a runtime
+    # command), "config" (anything else).
     cause: str = ""
 
 

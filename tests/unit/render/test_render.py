@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from breakwater.catalog import Backend, BackendOptions, Catalog, Route, Server
 from breakwater.render.haproxy import render_haproxy
 from breakwater.render.slots import assign_slots, runtime_commands, structure_of
@@ -49,7 +51,7 @@ def test_runtime_commands_for_add_remove_drain() -> None:
     ]
 
 
-def test_server_changes_are_not_structural_but_routes_are() -> None:
+def test_servers_and_routes_are_not_structural_but_options_are() -> None:
     def structure(catalog: Catalog, previous: dict) -> tuple:
         layout = assign_slots(catalog, previous, 4)
         return structure_of(render_haproxy(catalog, layout, SETTINGS).config, layout), layout
@@ -57,10 +59,17 @@ def test_server_changes_are_not_structural_but_routes_are() -> None:
     base, layout = structure(catalog_with(A), {})
     scaled, _ = structure(catalog_with(A, B), layout)
     assert scaled == base
+    # A new route changes the maps (a new generation directory) and the comment that
+    # counts routes: neither needs a reload.
     more_routes = catalog_with(A)
     more_routes.routes.append(Route("b.example.com", "/", "prefix", "be_ns_web_http", "x"))
     rerouted, _ = structure(more_routes, layout)
-    assert rerouted != base
+    assert rerouted == base
+    slower = catalog_with(A)
+    backend = slower.backends["be_ns_web_http"]
+    options = replace(backend.options, timeout_server="5m")
+    slower.backends["be_ns_web_http"] = replace(backend, options=options)
+    assert structure(slower, layout)[0] != base
 
 
 def test_rendered_servers_follow_the_layout() -> None:

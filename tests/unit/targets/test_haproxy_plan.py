@@ -74,10 +74,53 @@ def test_servers_only_plans_those_backends_and_leaves_the_file_stale(tmp_path) -
     assert plan.layout == {BACKEND: [B, None, None, None]}
 
 
-def test_a_new_route_plans_a_reload_that_can_restore_the_file(tmp_path) -> None:
+def test_a_new_route_plans_a_route_map_change_and_writes_nothing(tmp_path) -> None:
     target = applied(tmp_path, catalog_of(A))
     before = (tmp_path / "haproxy.cfg").read_text()
     plan = asyncio.run(target.plan(catalog_of(A, hosts=("www.example.com", "api.example.com"))))
+    assert plan.action == "runtime"
+    assert plan.commands == []  # no server moves
+    assert plan.routes is not None
+    assert plan.routes.maps == {
+        "routes-prefix.map": f"api.example.com/ {BACKEND};-;-;-;-\n"
+        f"www.example.com/ {BACKEND};-;-;-;-\n"
+    }
+    assert (tmp_path / "haproxy.cfg").read_text() == before
+
+
+def test_a_route_to_a_new_service_takes_a_spare_section(tmp_path) -> None:
+    target = applied(tmp_path, catalog_of(A))
+    catalog = catalog_of(A)
+    other = Backend("be_shop_api_http", "shop", "api", "http", BackendOptions(), (B,))
+    catalog.backends[other.name] = other
+    catalog.routes.append(Route("api.example.com", "/", "prefix", other.name, "Ingress shop/api"))
+    plan = asyncio.run(target.plan(catalog))
+    assert plan.action == "runtime"
+    assert plan.commands == [
+        "set server bw_spare_1/s1 addr 10.0.0.2 port 8080",
+        "set weight bw_spare_1/s1 1",
+        "set server bw_spare_1/s1 state ready",
+    ]
+    assert plan.routes is not None
+    assert "api.example.com/ bw_spare_1;-;-;-;-\n" in plan.routes.maps["routes-prefix.map"]
+    assert plan.rendered is not None
+    assert "backend bw_spare_1\n    # serves be_shop_api_http\n" in plan.rendered.config
+    # The next reload gives it its own name.
+    renamed = asyncio.run(target.plan(catalog, fresh=True))
+    assert renamed.action == "reload" and renamed.cause == "rename"
+    assert renamed.rendered is not None
+    assert "backend be_shop_api_http\n" in renamed.rendered.config
+
+
+def test_an_option_change_plans_a_reload_that_can_restore_the_file(tmp_path) -> None:
+    target = applied(tmp_path, catalog_of(A))
+    before = (tmp_path / "haproxy.cfg").read_text()
+    catalog = catalog_of(A)
+    backend = catalog.backends[BACKEND]
+    slow = Backend(BACKEND, "shop", "web", "http", BackendOptions(timeout_server="5m"), (A,))
+    catalog.backends[BACKEND] = slow
+    assert backend != slow
+    plan = asyncio.run(target.plan(catalog))
     assert plan.action == "reload"
     assert plan.previous == before
     assert (tmp_path / "haproxy.cfg").read_text() == before
@@ -98,7 +141,7 @@ def test_a_backend_that_outgrows_its_slots_grows_through_the_runtime_api(tmp_pat
             f"add server {BACKEND}/s7 127.0.0.1:1 disabled",
             f"add server {BACKEND}/s8 127.0.0.1:1 disabled",
         ]
-        assert plan.structure is not None and dict(plan.structure[1]) == {BACKEND: 8}
+        assert plan.structure is not None and dict(plan.structure[1])[BACKEND] == 8
     assert (
         plan.rendered is not None and "    server s8 127.0.0.1:1 disabled\n" in plan.rendered.config
     )

@@ -1,0 +1,323 @@
+"""Routes, Services and certificates change through HAProxy's runtime API: no reload,
+served at once, and a reload from the files written meanwhile serves exactly the same.
+
+A real HAProxy (master-worker) on loopback, brought to catalogs by the HAProxyTarget the
+watcher uses; no etcd (the catalog is what changes here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+import re
+import shutil
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from harness import HAProxy, http_get
+
+from breakwater.catalog import Backend, BackendOptions, Catalog, Certificate, Route, Server
+from breakwater.catalog.tls import certificate_file_name
+from breakwater.targets.haproxy import HAProxyTarget
+from breakwater.targets.haproxy_api import reload
+from breakwater.targets.staging import ApplyResult
+
+
+def self_signed(host: str) -> str:
+    """A certificate and key for ``host`` (EC P-256: quick to make), as one PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode() + key_pem.decode()
+
+
+def certificate(readable: str, host: str) -> Certificate:
+    pem = self_signed(host)
+    return Certificate(certificate_file_name(readable, pem), pem, f"Secret edge/{readable}")
+
+
+def backend(name: str, *servers: tuple[str, int]) -> Backend:
+    ready = tuple(Server(address, port, "ready") for address, port in servers)
+    return Backend(f"be_{name}_http", "edge", name, "http", BackendOptions(), ready)
+
+
+def route(host: str, backend_name: str, path: str = "/") -> Route:
+    return Route(host, path, "prefix", backend_name, f"Ingress edge/{host}")
+
+
+class Edge:
+    """The target and one event loop for the whole test (its runtime session lives on it)."""
+
+    def __init__(self, haproxy: HAProxy) -> None:
+        self.haproxy = haproxy
+        self.runner = asyncio.Runner()
+        self.target = HAProxyTarget(haproxy.settings, reload_timeout=20)
+
+    def apply(self, catalog: Catalog) -> ApplyResult:
+        result = self.runner.run(self.target.apply(catalog))
+        assert result.action in ("reload", "runtime", "none"), result.detail
+        return result
+
+    def reload(self) -> None:
+        """A reload from the files on disk, as an operator's or a handler's would be."""
+        self.runner.run(reload(self.haproxy.settings.master_socket, 20))
+
+    def close(self) -> None:
+        self.runner.run(self.target.close())
+        self.runner.close()
+
+    def stats(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(self.haproxy.settings.stats_socket)
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(1 << 20):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def served_by(self, host: str, path: str = "/") -> str:
+        status, body = http_get(self.haproxy.http_port, host, path)
+        return body.split()[0] if status == 200 else str(status)
+
+    def tls_subject(self, host: str) -> str:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        address = ("127.0.0.1", self.haproxy.https_port)
+        with (
+            socket.create_connection(address, 5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        names = x509.load_der_x509_certificate(der).subject
+        return str(names.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+    def served(self) -> dict[str, object]:
+        """What HAProxy serves, in terms a reload does not rename: each route map's
+        entries, each server's place, address and state, each certificate's names,
+        serial and place in the crt-list (the first is served to clients without SNI)."""
+        generation = re.compile(r"/gen-[0-9a-f]{16}/")
+        maps = {}
+        for line in self.stats("show map").splitlines():
+            found = re.search(r"\((\S+/(routes-\w+\.map))\)", line)
+            if found:
+                entries = self.stats(f"show map {found[1]}").splitlines()
+                maps[found[2]] = sorted(" ".join(entry.split()[1:]) for entry in entries if entry)
+        servers = []
+        for line in self.stats("show servers state").splitlines():
+            fields = line.split()
+            if len(fields) < 19 or not fields[0].isdigit():
+                continue
+            admin = int(fields[6])
+            # backend, server, address, port, in maintenance, draining, weight
+            maint, drain = bool(admin & 0x23), bool(admin & 0x18)
+            servers.append((fields[1], fields[3], fields[4], fields[18], maint, drain, fields[7]))
+        crt_lists = [
+            line for line in self.stats("show ssl crt-list").splitlines() if "crt-list" in line
+        ]
+        certificates = []
+        for crt_list in crt_lists:
+            entries = self.stats(f"show ssl crt-list {crt_list}").splitlines()[1:]
+            for entry in (e for e in entries if e.strip()):
+                detail = self.stats(f"show ssl cert {entry.split()[0]}")
+                serial = re.search(r"^Serial: (\S+)", detail, re.MULTILINE)
+                certificates.append((generation.sub("/", entry), serial[1] if serial else None))
+        return {"maps": maps, "servers": sorted(servers), "certificates": certificates}
+
+
+@pytest.fixture
+def edge(haproxy: HAProxy) -> Iterator[Edge]:
+    edge = Edge(haproxy)
+    yield edge
+    edge.close()
+
+
+def test_routes_services_and_certificates_change_without_a_reload(edge, backends) -> None:
+    pods = [backends(f"pod{i}") for i in range(3)]
+    shop = backend("shop", pods[0].endpoint)
+    default = certificate("a-default", "default.example")
+    catalog = Catalog(
+        routes=[route("shop.example", shop.name)],
+        backends={shop.name: shop},
+        certificates={default.name: default},
+    )
+    assert edge.apply(catalog).action == "reload"  # the first: the file had no routes
+    worker = edge.haproxy.worker_pid()
+    assert edge.served_by("shop.example") == "pod0"
+
+    # A new host and a new path to an existing Service: the route maps, at runtime.
+    catalog.routes += [route("www.example", shop.name), route("shop.example", shop.name, "/api")]
+    assert edge.apply(catalog).action == "runtime"
+    assert edge.served_by("www.example") == "pod0"
+    assert edge.served_by("shop.example", "/api/x") == "pod0"
+
+    # A route to a new Service: a spare section takes it, its servers first.
+    blog = backend("blog", pods[1].endpoint, pods[2].endpoint)
+    catalog.backends[blog.name] = blog
+    catalog.routes.append(route("blog.example", blog.name))
+    result = edge.apply(catalog)
+    assert result.action == "runtime", result.detail
+    assert {edge.served_by("blog.example") for _ in range(6)} == {"pod1", "pod2"}
+    config = Path(edge.haproxy.settings.config_file).read_text()
+    assert re.search(r"^backend bw_spare_\d+\n    # serves be_blog_http\n", config, re.MULTILINE)
+
+    # A new certificate, and a renewed one: loaded and in the crt-list.
+    blog_tls = certificate("blog", "blog.example")
+    catalog.certificates[blog_tls.name] = blog_tls
+    assert edge.apply(catalog).action == "runtime"
+    assert edge.tls_subject("blog.example") == "blog.example"
+    renewed = certificate("blog", "blog.example")
+    del catalog.certificates[blog_tls.name]
+    catalog.certificates[renewed.name] = renewed
+    assert edge.apply(catalog).action == "runtime"
+    assert edge.tls_subject("default.example") == "default.example"
+    assert blog_tls.name not in edge.stats("show ssl cert")
+    assert renewed.name in edge.stats("show ssl cert")
+
+    # Routes removed, a Service gone: 404 at once, its section kept without servers.
+    catalog.routes = [r for r in catalog.routes if r.host != "www.example"]
+    assert edge.apply(catalog).action == "runtime"
+    assert edge.served_by("www.example") == "404"
+    del catalog.backends[shop.name]
+    catalog.routes = [r for r in catalog.routes if r.backend != shop.name]
+    assert edge.apply(catalog).action == "runtime"
+    assert edge.served_by("shop.example") == "404"
+    assert edge.served_by("blog.example") in ("pod1", "pod2")
+
+    assert edge.haproxy.worker_pid() == worker  # no reload through all of it
+
+    # What still reloads: an option of a backend.
+    slow = BackendOptions(timeout_server="5m")
+    catalog.backends[blog.name] = replace(blog, options=slow)
+    result = edge.apply(catalog)
+    assert (result.action, result.cause) == ("reload", "config")
+    config = Path(edge.haproxy.settings.config_file).read_text()
+    assert "backend be_blog_http\n" in config and "# serves" not in config  # renamed
+    assert {edge.served_by("blog.example") for _ in range(6)} == {"pod1", "pod2"}
+
+
+def test_a_runtime_change_haproxy_refuses_is_reloaded_whole(edge, backends) -> None:
+    pod = backends("pod0")
+    shop = backend("shop", pod.endpoint)
+    catalog = Catalog(routes=[route("shop.example", shop.name)], backends={shop.name: shop})
+    edge.apply(catalog)
+    worker = edge.haproxy.worker_pid()
+    # HAProxy is reloaded behind the target's back from another file: its maps now have
+    # other names, and the runtime change is refused -- the target reloads instead.
+    config_file = Path(edge.haproxy.settings.config_file)
+    original = config_file.read_text()
+    generation = re.search(r"/(gen-[0-9a-f]{16})/", original)
+    assert generation is not None
+    config_dir = Path(edge.haproxy.settings.config_dir)
+    shutil.copytree(config_dir / generation[1], config_dir / "gen-ffffffffffffffff")
+    config_file.write_text(original.replace(generation[1], "gen-ffffffffffffffff"))
+    edge.reload()
+    assert edge.haproxy.worker_pid() != worker
+    config_file.write_text(original)
+    catalog.routes.append(route("www.example", shop.name))
+    result = edge.apply(catalog)
+    assert (result.action, result.cause) == ("reload", "runtime-refused")
+    assert edge.served_by("www.example") == "pod0"
+    assert edge.served_by("shop.example") == "pod0"
+
+
+KINDS = ["route", "route", "move", "unroute", "service", "gone", "servers", "tls"]
+
+
+def test_runtime_changes_then_a_reload_from_the_files_serve_the_same(edge, backends) -> None:
+    """Item 5 of the issue: a few hundred random runtime-only changes (routes added,
+    moved and removed, Services added and removed, servers moved, certificates added,
+    renewed and removed), then a reload from the files on disk: the maps, the servers
+    and the certificates HAProxy serves are the same before and after."""
+    rng = random.Random(14)
+    pods = [backends(f"pod{i}") for i in range(6)]
+    default = certificate("a-default", "default.example")
+    catalog = Catalog(certificates={default.name: default})
+    services: list[str] = []
+
+    def add_service() -> None:
+        name = f"svc{len(services)}"
+        services.append(name)
+        servers = rng.sample([p.endpoint for p in pods], rng.randint(1, 3))
+        new = backend(name, *servers)
+        catalog.backends[new.name] = new
+        catalog.routes.append(route(f"{name}.example", new.name))
+
+    for _ in range(4):
+        add_service()
+    assert edge.apply(catalog).action == "reload"
+    worker = edge.haproxy.worker_pid()
+    hosts = 0
+    actions: list[str] = []
+    for _step in range(300):
+        live = list(catalog.backends)
+        kind = rng.choice(
+            ["route", "route", "move", "unroute", "service", "gone", "servers", "tls"]
+        )
+        if kind == "route" or not catalog.routes:
+            hosts += 1
+            path = rng.choice(["/", "/api", "/static"])
+            catalog.routes.append(route(f"h{hosts}.example", rng.choice(live), path))
+        elif kind == "move":
+            index = rng.randrange(len(catalog.routes))
+            old = catalog.routes[index]
+            catalog.routes[index] = route(old.host, rng.choice(live), old.path)
+        elif kind == "unroute" and len(catalog.routes) > 4:
+            catalog.routes.pop(rng.randrange(len(catalog.routes)))
+        elif kind == "service" and len(services) < 40:
+            add_service()
+        elif kind == "gone" and len(live) > 3:
+            gone = rng.choice(live)
+            del catalog.backends[gone]
+            catalog.routes = [r for r in catalog.routes if r.backend != gone]
+        elif kind == "servers":
+            name = rng.choice(live)
+            servers = rng.sample([p.endpoint for p in pods], rng.randint(1, 5))
+            catalog.backends[name] = backend(name[3:-5], *servers)
+        elif kind == "tls":
+            extra = [name for name in catalog.certificates if name != default.name]
+            if extra and rng.random() < 0.5:
+                del catalog.certificates[rng.choice(extra)]
+            else:
+                hosts += 1
+                added = certificate(f"c{hosts}", f"h{hosts}.example")
+                catalog.certificates[added.name] = added
+        result = edge.apply(catalog)
+        actions.append(result.action)
+    assert edge.haproxy.worker_pid() == worker, "a change took a reload"
+    assert actions.count("runtime") > 250
+    before = edge.served()
+    assert len(before["servers"]) > 100 and before["certificates"]
+
+    edge.reload()
+    assert edge.haproxy.worker_pid() != worker
+    after = edge.served()
+    assert after == before
+    # And the target goes on at runtime after that outside reload.
+    catalog.routes.append(route("after.example", next(iter(catalog.backends))))
+    assert edge.apply(catalog).action == "runtime"
