@@ -4,7 +4,7 @@
 Real etcd, HAProxy and the watcher on loopback.  Two runs:
 
 1. wrk, keep-alive connections, on one route while the watcher applies 100 endpoint
-   changes to that route's backend (runtime API) and 20 new Ingresses (20 reloads);
+   changes to that route's backend (runtime API) and 20 option changes (20 reloads);
    every non-2xx response and every socket error is counted.
 2. long-lived streaming responses (chunked, one chunk every 100 ms) open across a
    reload: streams shorter than ``hard-stop-after`` finish on the old worker; longer
@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 from common import StaticBackends, Writer, summary, wait_until, wrk
-from harness import (
+from harness import (  # common put tests/ on the path: builders comes with harness
     Etcd,
     HAProxy,
     WatcherProcess,
+    builders,
     endpoint_slice,
     haproxy_settings,
     http_get,
@@ -73,6 +74,16 @@ class Edge:
         )
         wait_until(lambda: http_get(self.proxy.http_port, f"{name}.example")[0] == 200)
 
+    def option_change(self, name: str, index: int) -> dict[str, object]:
+        """A change that takes a reload: the server timeout of Service ``name``'s
+        backend, from a route ConfigMap (new routes, even to new Services, do not)."""
+        data = {
+            "service": name,
+            "hosts": f"{name}.options.example",
+            "timeout-server": f"{61 + index}s",
+        }
+        return builders.route_configmap("bench", f"{name}-options", data)
+
     def reloads(self) -> int:
         return int(self.proxy.processes().reloads)
 
@@ -103,7 +114,7 @@ def keepalive_run(work: Path, seconds: float, hard_stop_after: str) -> dict:
                     return
                 if step % 6 == 5:
                     index = changes["reload"]
-                    edge.writer.put(ingress("bench", f"r{index}", f"r{index}.example", "load"))
+                    edge.writer.put(edge.option_change("load", index))
                     changes["reload"] += 1
                 else:
                     first = changes["endpoint"] % 4
@@ -117,10 +128,11 @@ def keepalive_run(work: Path, seconds: float, hard_stop_after: str) -> dict:
         figures = wrk(f"http://127.0.0.1:{edge.proxy.http_port}/", "load.example", seconds)
         stop.set()
         thread.join()
-        # Every change took effect: the last route answers, and HAProxy reloaded once per
-        # new Ingress (the endpoint changes needed none).
-        last = changes["reload"] - 1
-        wait_until(lambda: http_get(edge.proxy.http_port, f"r{last}.example")[0] == 200)
+        # Every change took effect: HAProxy runs the last timeout (one reload per
+        # option change, unless two came within one reload; endpoints need none).
+        last = f"timeout server {61 + changes['reload'] - 1}s"
+        config = Path(edge.proxy.settings.config_file)
+        wait_until(lambda: last in config.read_text())
         time.sleep(0.5)
         figures["reloads"] = edge.reloads() - reloads_before
         figures["changes"] = dict(changes)
@@ -198,7 +210,7 @@ def streaming_run(work: Path, hard_stop_after: float, streams: int) -> dict:
         running = loop.run_until_complete(start_streams())
         start = time.monotonic()
         before = edge.reloads()
-        edge.writer.put(ingress("bench", "other", "other.example", "stream"))
+        edge.writer.put(edge.option_change("stream", 0))
         wait_until(lambda: edge.reloads() > before, 10)
         reloaded = time.monotonic()
         results = loop.run_until_complete(asyncio.gather(*running))
@@ -236,8 +248,8 @@ def main() -> None:
         streams = streaming_run(Path(work), args.hard_stop_after, args.streams)
     print(
         f"keep-alive load (wrk, 32 connections, {args.seconds:g} s):"
-        f" {load['changes']['endpoint']} endpoint changes, {load['changes']['reload']} new"
-        f" routes -> {load['reloads']} reloads"
+        f" {load['changes']['endpoint']} endpoint changes, {load['changes']['reload']} option"
+        f" changes -> {load['reloads']} reloads"
     )
     print(f"  requests {load['requests']}, {load['rps']:.0f}/s, p99 {load.get('p99_ms', 0):.2f} ms")
     print(
