@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -321,3 +322,46 @@ def test_runtime_changes_then_a_reload_from_the_files_serve_the_same(edge, backe
     # And the target goes on at runtime after that outside reload.
     catalog.routes.append(route("after.example", next(iter(catalog.backends))))
     assert edge.apply(catalog).action == "runtime"
+
+
+def test_spares_in_use_are_renamed_by_a_reload_when_quiet_or_running_out(haproxy, backends) -> None:
+    pods = [backends(f"pod{i}") for i in range(2)]
+    edge = Edge(haproxy)
+    edge.target.settings = replace(haproxy.settings, spare_backends=4, rename_after=0.5)
+    try:
+        catalog = Catalog()
+
+        def add(name: str) -> ApplyResult:
+            new = backend(name, pods[len(catalog.backends) % 2].endpoint)
+            catalog.backends[new.name] = new
+            catalog.routes.append(route(f"{name}.example", new.name))
+            return edge.apply(catalog)
+
+        assert add("base").action == "reload"  # the first route: four spares rendered
+        assert add("one").action == "runtime"
+        due = edge.target.flush_due(1.0, 10.0)
+        assert due is not None  # the rename, once routes are quiet for rename_after
+        assert edge.runner.run(edge.target.flush(catalog)).action == "none"  # not yet
+        time.sleep(0.6)
+        result = edge.runner.run(edge.target.flush(catalog))
+        assert (result.action, result.cause) == ("reload", "rename")
+        config = Path(haproxy.settings.config_file).read_text()
+        assert "backend be_one_http\n" in config and "# serves" not in config
+        assert edge.served_by("one.example") == "pod1"
+        assert edge.target.flush_due(1.0, 10.0) is None
+
+        # Spares running out: the rename comes at the next flush, whatever the quiet.
+        edge.target.settings = replace(edge.target.settings, rename_after=3600)
+        for name in ("two", "three", "four"):
+            assert add(name).action == "runtime"
+        shape = edge.target.shape
+        assert shape is not None and shape.free_spares() == 1  # a quarter: not fewer yet
+        assert edge.target.rename_at is not None and edge.target.rename_at > time.monotonic()
+        assert add("five").action == "runtime"  # the last one
+        assert edge.target.rename_at is not None and edge.target.rename_at <= time.monotonic()
+        # One past that finds none before the flush comes: a reload of its own.
+        result = add("six")
+        assert (result.action, result.cause) == ("reload", "spares")
+        assert all(edge.served_by(f"{n}.example").startswith("pod") for n in ("five", "six"))
+    finally:
+        edge.close()
