@@ -186,6 +186,15 @@ def test_routes_services_and_certificates_change_without_a_reload(edge, backends
     assert {edge.served_by("blog.example") for _ in range(6)} == {"pod1", "pod2"}
     config = Path(edge.haproxy.settings.config_file).read_text()
     assert re.search(r"^backend bw_spare_\d+\n    # serves be_blog_http\n", config, re.MULTILINE)
+    # Its endpoints change like any other backend's: the servers-only path, in the spare.
+    catalog.backends[blog.name] = replace(blog, servers=(Server(*pods[0].endpoint, "ready"),))
+    result = edge.runner.run(edge.target.apply(catalog, servers_only=[blog.name]))
+    assert result.action == "runtime", result.detail
+    assert edge.target.stale_since is not None  # that path: the file is written later
+    assert {edge.served_by("blog.example") for _ in range(6)} == {"pod0"}
+    catalog.backends[blog.name] = blog
+    assert edge.runner.run(edge.target.apply(catalog, servers_only=[blog.name])).action == "runtime"
+    assert {edge.served_by("blog.example") for _ in range(6)} == {"pod1", "pod2"}
 
     # A new certificate, and a renewed one: loaded and in the crt-list.
     blog_tls = certificate("blog", "blog.example")
