@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
-from breakwater.catalog import Catalog, Rejection
-from breakwater.render.maps import route_lookup, route_maps
+from breakwater.catalog import Backend, Catalog, Rejection
+from breakwater.render.maps import RouteLookup, route_lookup, route_maps
 from breakwater.render.screen import screen
 from breakwater.render.shape import SPARE_PREFIX, Shape, fresh_shape, sectioned
 from breakwater.render.slots import FREE_SLOT, Layout, SlotLayout, assign_slots, server_lines
@@ -41,21 +41,25 @@ class RenderedConfig:
     generation_files: dict[str, str] = field(default_factory=dict)  # relative name -> text
     secret_files: frozenset[str] = frozenset()  # relative names written with mode 0600
     refused: tuple[Rejection, ...] = ()  # what the renderer would not write (see screen)
+    structure_key: Hashable = None  # see structure_key()
+    backends: Mapping[str, Backend] = field(default_factory=dict)  # as rendered, screened
 
 
-def render_haproxy(
-    catalog: Catalog,
-    layout: SlotLayout,
-    settings: HAProxySettings,
-    header: str = "Rendered by Breakwater; edits are overwritten.",
-    varnish: VarnishSettings | None = None,
-    serving: Mapping[str, str] | None = None,
-) -> RenderedConfig:
-    """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog).
+@dataclass(frozen=True)
+class Generation:
+    """What a render writes besides ``haproxy.cfg``: of a :func:`screen`-ed catalog, the
+    generation directory's files (maps, PEM files, crt-list) and what the screen left out."""
 
-    ``catalog`` is keyed by backend section (see :func:`render_shaped`); ``serving``
-    names the backend each spare section in use serves.
-    """
+    catalog: Catalog  # screened
+    refused: tuple[Rejection, ...]
+    directory: str
+    files: dict[str, str]  # relative name -> text
+    secret_files: frozenset[str]
+    lookup: RouteLookup
+
+
+def render_generation(catalog: Catalog, settings: HAProxySettings) -> Generation:
+    """The generation directory of ``catalog`` (keyed by backend section), screened."""
     exact_map, prefix_map = route_maps(catalog.routes)
     catalog, refused = screen(catalog, (exact_map, prefix_map))
     if refused:
@@ -73,6 +77,44 @@ def render_haproxy(
         os.path.join(directory, f"certs/{name}.pem") + "\n" for name in sorted(catalog.certificates)
     )
     generation["crt-list"] = crt_list
+    lookup = route_lookup(catalog.routes, exact_map, prefix_map)
+    return Generation(catalog, refused, directory, generation, frozenset(secrets), lookup)
+
+
+def structure_key(generation: Generation, layout: SlotLayout) -> Hashable:
+    """What the default template's structure (:func:`~.slots.structure_of`) is made of:
+    the backend sections in order with their options, the default backend, the route
+    lookups, whether there are certificates, the slot counts.  Equal keys, equal
+    structures (a unit test holds them together): routes alone can then change
+    without rendering the file on the event path."""
+    catalog = generation.catalog
+    return (
+        tuple((name, backend.options) for name, backend in catalog.backends.items()),
+        catalog.default_backend,
+        generation.lookup,
+        bool(catalog.certificates),
+        tuple(sorted((name, len(slots)) for name, slots in layout.items())),
+    )
+
+
+def render_haproxy(
+    catalog: Catalog,
+    layout: SlotLayout,
+    settings: HAProxySettings,
+    header: str = "Rendered by Breakwater; edits are overwritten.",
+    varnish: VarnishSettings | None = None,
+    serving: Mapping[str, str] | None = None,
+    generation: Generation | None = None,
+) -> RenderedConfig:
+    """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog).
+
+    ``catalog`` is keyed by backend section (see :func:`render_shaped`); ``serving``
+    names the backend each spare section in use serves; ``generation``: that of
+    ``catalog``, when it is at hand.
+    """
+    if generation is None:
+        generation = render_generation(catalog, settings)
+    catalog, directory = generation.catalog, generation.directory
     files = GenerationFiles(
         directory=directory,
         exact_map=os.path.join(directory, "routes-exact.map"),
@@ -81,7 +123,7 @@ def render_haproxy(
     )
     config = _template(settings.template).render(
         catalog=catalog,
-        lookup=route_lookup(catalog.routes, exact_map, prefix_map),
+        lookup=generation.lookup,
         layout=layout,
         settings=settings,
         files=files,
@@ -94,7 +136,15 @@ def render_haproxy(
         varnish=varnish if varnish is not None and varnish.enabled else None,
         backend_log_level=BACKEND_LOG_LEVELS.get(settings.backend_log, "err"),
     )
-    return RenderedConfig(config, directory, generation, frozenset(secrets), refused)
+    return RenderedConfig(
+        config,
+        directory,
+        dict(generation.files),
+        generation.secret_files,
+        generation.refused,
+        structure_key(generation, layout),
+        catalog.backends,
+    )
 
 
 def render_shaped(

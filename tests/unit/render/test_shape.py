@@ -3,7 +3,11 @@ placement read back from a rendered file, and what is structural."""
 
 from __future__ import annotations
 
-from breakwater.catalog import Backend, BackendOptions, Catalog, Route, Server
+import random
+from dataclasses import replace
+from pathlib import Path
+
+from breakwater.catalog import Backend, BackendOptions, Catalog, Certificate, Route, Server
 from breakwater.render.haproxy import render_shaped
 from breakwater.render.shape import (
     Shape,
@@ -18,6 +22,7 @@ from breakwater.render.slots import layout_from_config, structure_of
 from breakwater.targets.settings import HAProxySettings
 
 SETTINGS = HAProxySettings(spare_backends=4)
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tls"
 SERVER = Server("10.0.0.1", 80, "ready")
 
 
@@ -125,3 +130,63 @@ def test_a_spare_in_use_is_structural_only_through_its_options() -> None:
     checked.backends["be_ns_b_http"] = backend("b", BackendOptions(health_check_path="/h"))
     other, layout = render_shaped(checked, placed, layout, SETTINGS)
     assert structure_of(other.config, layout)[0] != base
+
+
+def test_equal_structure_keys_mean_equal_structures() -> None:
+    """The watcher skips rendering haproxy.cfg on the event path when the structure key
+    is unchanged: over random pairs of catalogs, equal keys must mean equal structures
+    (and different structures, different keys)."""
+    rng = random.Random(7)
+    pem = (FIXTURES / "www.crt").read_text() + (FIXTURES / "www.key").read_text()
+    names = ["a", "b", "c", "d"]
+
+    def random_catalog() -> Catalog:
+        chosen = rng.sample(names, rng.randint(1, 4))
+        backends = {}
+        for name in chosen:
+            options = BackendOptions(
+                balance=rng.choice(["roundrobin", "leastconn"]),
+                timeout_server=rng.choice([None, "30s"]),
+            )
+            servers = tuple(Server(f"10.0.0.{i}", 80, "ready") for i in range(rng.randint(0, 3)))
+            backends[f"be_ns_{name}_http"] = replace(backend(name, options), servers=servers)
+        routes = [
+            Route(
+                rng.choice(["x.example", "*.example", "*", "y.example"]),
+                rng.choice(["/", "/api"]),
+                rng.choice(["prefix", "exact"]),
+                rng.choice(list(backends)),
+                "x",
+                https_redirect=rng.random() < 0.2,
+            )
+            for _ in range(rng.randint(0, 4))
+        ]
+        certificates = {"c": Certificate("c", pem, "s")} if rng.random() < 0.5 else {}
+        default = rng.choice([None, *backends])
+        return Catalog(routes, backends, certificates, default)
+
+    shape = Shape(sections=tuple(f"be_ns_{name}_http" for name in names))
+    same = different = 0
+    for _ in range(1500):
+        first = random_catalog()
+        second = random_catalog()
+        # Often the same backends and options (routes, servers, certificates differ).
+        if rng.random() < 0.6:
+            second.backends = {
+                name: replace(b, servers=second.backends.get(name, b).servers)
+                for name, b in first.backends.items()
+            }
+            second.routes = [
+                replace(r, backend=rng.choice(list(first.backends))) for r in second.routes
+            ]
+            second.default_backend = first.default_backend
+        one, layout_one = render_shaped(first, place(first, shape), {}, SETTINGS)
+        two, layout_two = render_shaped(second, place(second, shape), {}, SETTINGS)
+        equal_keys = one.structure_key == two.structure_key
+        equal_structures = structure_of(one.config, layout_one) == structure_of(
+            two.config, layout_two
+        )
+        assert equal_keys == equal_structures
+        same += equal_keys
+        different += not equal_keys
+    assert same > 20 and different > 20  # both cases were met
