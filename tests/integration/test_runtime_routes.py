@@ -182,6 +182,11 @@ def test_routes_services_and_certificates_change_without_a_reload(edge, backends
     assert edge.served_by("www.example") == "pod0"
     assert edge.served_by("shop.example", "/api/x") == "pod0"
 
+    # Maps past what HAProxy's CLI takes in one command (16 KiB): sent in chunks.
+    catalog.routes += [route(f"bulk{i}.example", shop.name) for i in range(600)]
+    assert edge.apply(catalog).action == "runtime"
+    assert edge.served_by("bulk0.example") == edge.served_by("bulk599.example") == "pod0"
+
     # A route to a new Service: a spare section takes it, its servers first.
     blog = backend("blog", pods[1].endpoint, pods[2].endpoint)
     catalog.backends[blog.name] = blog

@@ -286,7 +286,8 @@ class Watcher:
                 log.error("%s (writing the file after runtime changes)", result.detail)
                 self.target.mark_stale(restart=True)  # retried after another delay
             elif result.action != "none":
-                log.info("%s: %s", result.action, result.detail)
+                action = f"{result.action} ({result.cause})" if result.cause else result.action
+                log.info("%s: %s", action, result.detail)
             await self.report(result)
         finally:
             self.scheduler.changed.set()  # the sync loop works out the next flush, if any

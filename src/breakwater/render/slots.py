@@ -47,7 +47,8 @@ def slot_count(servers: int, minimum: int) -> int:
 def assign_slots(
     catalog: Catalog, previous: SlotLayout, minimum: int
 ) -> dict[str, list[Server | None]]:
-    """Place each backend's servers into slots, keeping every server in its old slot.
+    """Place each backend's servers into slots, keeping every server in its old slot
+    (and a slot a server leaves free, while there are others).
 
     A backend grows (to the next power of two) only when its servers no longer fit;
     it never shrinks while it exists, so scaling down needs no reload.
@@ -61,9 +62,15 @@ def assign_slots(
             kept = wanted.pop((slot.address, slot.port), None) if slot else None
             slots.append(kept)
         pending = sorted(wanted.values(), key=lambda s: (s.address, s.port))
-        for index, slot in enumerate(slots):
-            if slot is None and pending:
-                slots[index] = pending.pop(0)
+        # New servers take slots that were free already before those a server leaves
+        # now: HAProxy keeps a server's idle connections across 'set server addr', so a
+        # slot readdressed at once would send requests to the pod that left.
+        vacated = [i for i, slot in enumerate(old) if slot is not None and slots[i] is None]
+        free = [i for i, slot in enumerate(slots) if slot is None and i not in set(vacated)]
+        for index in free + vacated:
+            if not pending:
+                break
+            slots[index] = pending.pop(0)
         if pending:
             slots.extend(pending)
             slots.extend([None] * (slot_count(len(slots), minimum) - len(slots)))

@@ -113,6 +113,7 @@ def certificate_commands(
     could serve differently from a reload of the files, which takes a reload:
 
     - the bind appears or goes (the first certificate, the last);
+    - a PEM longer than a runtime command takes (:data:`PAYLOAD_LIMIT`);
     - an added certificate shares a name (SNI) with another certificate: which one
       HAProxy picks then depends on the order they were loaded in.
 
@@ -136,6 +137,8 @@ def certificate_commands(
     before: list[Command] = []
     for name in added:
         path = live.path(name)
+        if len(payload_lines(wanted[name])) > PAYLOAD_LIMIT:
+            return None  # more than the CLI takes in one command (a long chain)
         before += [
             f"new ssl cert {path}",
             (f"set ssl cert {path} <<", payload_lines(wanted[name])),
@@ -156,10 +159,34 @@ def map_commands(
     commands: list[Command] = []
     for name, text in maps.items():
         path, version = live.path(name), versions[name]
-        if text:
-            commands.append((f"add map @{version} {path} <<", payload_lines(text)))
+        for chunk in payload_chunks(payload_lines(text)):
+            commands.append((f"add map @{version} {path} <<", chunk))
         commands.append(f"commit map @{version} {path}")
     return commands
+
+
+PAYLOAD_LIMIT = 8192
+"""Bytes of payload per command.  HAProxy's CLI takes a command with its payload only
+whole in its input buffer (``tune.bufsize``, 16 KiB by default: measured on 2.6, a
+14 KB payload is taken, an 18 KB one gets no answer, a 45 KB one a reset).  A map's
+entries are sent in several ``add map @<version>`` commands, committed once."""
+
+
+def payload_chunks(lines: str, limit: int = PAYLOAD_LIMIT) -> list[str]:
+    """``lines`` (each ending in a newline) cut between lines into chunks of at most
+    ``limit`` bytes (a longer line is a chunk of its own)."""
+    chunks: list[str] = []
+    start = 0
+    while start < len(lines):
+        end = start + limit
+        if end >= len(lines):
+            chunks.append(lines[start:])
+            break
+        cut = lines.rfind("\n", start, end)
+        cut = cut + 1 if cut >= start else lines.find("\n", end) + 1
+        chunks.append(lines[start:cut])
+        start = cut
+    return chunks
 
 
 def reply_ok(command: str, reply: str) -> bool:

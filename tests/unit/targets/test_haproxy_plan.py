@@ -70,9 +70,16 @@ def test_servers_only_plans_those_backends_and_leaves_the_file_stale(tmp_path) -
     plan = asyncio.run(target.plan(catalog_of(B), servers_only=[BACKEND]))
     assert plan.action == "runtime"
     assert plan.rendered is None  # nothing rendered: the file is written later
-    # A replaced by B: the slot A leaves is readdressed in place.
-    assert plan.commands == [f"set server {BACKEND}/s1 addr 10.0.0.2 port 8080"]
-    assert plan.layout == {BACKEND: [B, None, None, None]}
+    # A replaced by B: B takes a slot that was free, and A's is freed -- never
+    # readdressed at once (HAProxy would reuse its idle connections to A).
+    assert plan.commands == [
+        f"set server {BACKEND}/s1 state maint",
+        f"set server {BACKEND}/s1 addr 127.0.0.1 port 1",
+        f"set server {BACKEND}/s2 addr 10.0.0.2 port 8080",
+        f"set weight {BACKEND}/s2 1",
+        f"set server {BACKEND}/s2 state ready",
+    ]
+    assert plan.layout == {BACKEND: [None, B, None, None]}
 
 
 def test_a_new_route_plans_a_route_map_change_and_writes_nothing(tmp_path) -> None:

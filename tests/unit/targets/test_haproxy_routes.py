@@ -10,6 +10,7 @@ from breakwater.targets.haproxy_routes import (
     LiveFiles,
     live_directory,
     map_commands,
+    payload_chunks,
     payload_lines,
     prepared_version,
     reply_ok,
@@ -105,6 +106,21 @@ def test_replies_and_the_live_directory() -> None:
     assert live_directory(show, DIR) == DIR
     assert live_directory(show, "/elsewhere") == DIR
     assert live_directory("# id (file) description\n", DIR) is None
+
+
+def test_a_long_map_goes_in_chunks_under_the_clis_buffer_committed_once() -> None:
+    text = "".join(f"host{i}.example/ be_a;-;-;-;-\n" for i in range(1000))
+    chunks = payload_chunks(text, 8192)
+    assert "".join(chunks) == text
+    assert all(len(chunk) <= 8192 and chunk.endswith("\n") for chunk in chunks)
+    assert len(chunks) == 4
+    assert payload_chunks("x" * 10 + "\n" + "y\n", 4) == ["x" * 10 + "\n", "y\n"]
+    live = LiveFiles.of(DIR, files())
+    commands = map_commands(live, {"routes-exact.map": text}, {"routes-exact.map": "9"})
+    assert [c[0] if isinstance(c, tuple) else c for c in commands] == [
+        *[f"add map @9 {DIR}/routes-exact.map <<"] * 4,
+        f"commit map @9 {DIR}/routes-exact.map",
+    ]
 
 
 def test_payloads_are_lines_and_nothing_else() -> None:
