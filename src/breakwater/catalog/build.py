@@ -93,9 +93,14 @@ _HANDLERS = {
 
 
 def build_catalog(
-    objects: Iterable[Object] | ClusterIndex, settings: CatalogSettings | None = None
+    objects: Iterable[Object] | ClusterIndex,
+    settings: CatalogSettings | None = None,
+    reuse: Catalog | None = None,
 ) -> Catalog:
     """The routing model of a set of decoded objects.  Pure: same input, same output.
+
+    ``reuse``: the catalog built before from the same index and settings; the servers of
+    Service ports whose objects are unchanged are taken from it (the result is the same).
 
     Conflicts (two objects routing the same host and path) go to the older object
     (creationTimestamp, then namespace/name); the newer one is rejected whole.  Plain
@@ -107,7 +112,7 @@ def build_catalog(
     """
     settings = settings or CatalogSettings()
     index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
-    builder = Builder(index, settings)
+    builder = Builder(index, settings, reuse=reuse.server_entries if reuse is not None else {})
     # Secrets are decoded as routes name them, once each, and let go after the build.
     with index.secret_reads() as unreadable_secrets:
         for kind, ident, obj in _route_sources(builder, index, settings):
@@ -119,6 +124,7 @@ def build_catalog(
         for ident, reason in sorted(unreadable_secrets.items()):
             builder.reject(describe("Secret", ident), reason)
     catalog = builder.catalog
+    catalog.server_entries = builder.entries
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
     catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))

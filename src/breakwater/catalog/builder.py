@@ -41,6 +41,12 @@ class Builder:
     )
     nodes: list[tuple[str, ServerState]] | None = None
     rejected_once: set[Rejection] = field(default_factory=set)
+    # Servers computed by the build before, reused for a Service port whose Service,
+    # EndpointSlices and Endpoints are the very objects they were computed from (the
+    # index replaces an object that changes): a route change then costs what its
+    # routes do, not a recomputation of every Service's servers.  Pods mode only.
+    reuse: Mapping[tuple[str, str, int | str], ServersEntry] = field(default_factory=dict)
+    entries: dict[tuple[str, str, int | str], ServersEntry] = field(default_factory=dict)
 
     def reject(self, what: str, reason: str) -> None:
         self.catalog.rejected.append(Rejection(what, reason))
@@ -56,6 +62,16 @@ class Builder:
         """(port label, servers) of a Service port, computed once; raises :class:`Rejected`."""
         key = (namespace, service, port)
         computed = self.computed.get(key)
+        witness: tuple[Any, ...] = ()
+        if computed is None and self.settings.mode == "pods":
+            witness = self._witness(namespace, service)
+            entry = self.reuse.get(key)
+            if entry is not None and _same_objects(entry.witness, witness):
+                computed = self.computed[key] = entry.computed
+                self.entries[key] = entry
+                if isinstance(computed, str):
+                    self.catalog.servers_rejected.add((namespace, service))
+                self._problems(namespace, service, entry.problems)
         if computed is None:
             if self.settings.mode == "nodeport" and self.nodes is None:
                 problems: Problems = {}
@@ -73,16 +89,33 @@ class Builder:
                 computed = reason_of(exc)
                 self.catalog.servers_rejected.add((namespace, service))
             self.computed[key] = computed
-            rejections = problem_rejections(found)
-            known = self.catalog.server_problems.get((namespace, service), ())
-            self.catalog.server_problems[(namespace, service)] = tuple(
-                sorted(set(known) | set(rejections), key=str)
-            )
-            for rejection in rejections:
-                self._reject_once(rejection)
+            if witness:
+                self.entries[key] = ServersEntry(witness, computed, dict(found))
+            self._problems(namespace, service, found)
         if isinstance(computed, str):
             raise Rejected(computed)
         return computed
+
+    def _problems(self, namespace: str, service: str, found: Problems) -> None:
+        if not found:  # the common case, cheaply
+            self.catalog.server_problems.setdefault((namespace, service), ())
+            return
+        rejections = problem_rejections(found)
+        known = self.catalog.server_problems.get((namespace, service), ())
+        self.catalog.server_problems[(namespace, service)] = tuple(
+            sorted(set(known) | set(rejections), key=str)
+        )
+        for rejection in rejections:
+            self._reject_once(rejection)
+
+    def _witness(self, namespace: str, service: str) -> tuple[Any, ...]:
+        """The objects a Service port's servers are computed from."""
+        slices = self.index.slices_by_service.get((namespace, service)) or {}
+        return (
+            self.index.get("Service", namespace, service),
+            self.index.get("Endpoints", namespace, service),
+            *sorted(slices.items(), key=lambda item: item[0]),
+        )
 
     def backend(
         self,
@@ -163,3 +196,26 @@ def as_list(value: object, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise Rejected(f"{what} is not a list")
     return value
+
+
+@dataclass(frozen=True)
+class ServersEntry:
+    """Servers (or the reason they were refused) of one Service port, with the objects
+    they were computed from and the problems met."""
+
+    witness: tuple[Any, ...]
+    computed: tuple[str, tuple[Server, ...]] | str
+    problems: Problems
+
+
+def _same_objects(before: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
+    """The same objects, by identity (slices as (name, object) pairs)."""
+    if len(before) != len(now):
+        return False
+    for old, new in zip(before, now, strict=True):
+        if isinstance(old, tuple) and isinstance(new, tuple):
+            if old[0] != new[0] or old[1] is not new[1]:
+                return False
+        elif old is not new:
+            return False
+    return True

@@ -67,7 +67,8 @@ class LiveCatalog:
     def rebuild(self, state: ClusterState, settings: CatalogSettings) -> tuple[Catalog, None]:
         """The catalog built afresh from every object (:meth:`update`'s full build)."""
         state.changed_services, state.structural = set(), False
+        reuse = self._base if self._settings == settings else None
         with collector_paused():
-            self._base = build_catalog(state.index, settings)
+            self._base = build_catalog(state.index, settings, reuse)
         self._settings = settings
         return with_unread(self._base, state), None

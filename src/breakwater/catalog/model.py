@@ -122,6 +122,11 @@ class Catalog:
     )
     # Services whose servers were refused (a limit, a malformed Service).
     servers_rejected: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
+    # (namespace, service, port) -> servers and the objects they came from (see
+    # catalog.builder.ServersEntry): what the next build may reuse.
+    server_entries: dict[tuple[str, str, int | str], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""

@@ -508,7 +508,10 @@ class HAProxyTarget(Target[HAProxyPlan]):
     async def _batch(self, plan: HAProxyPlan) -> list[Command]:
         """The plan's commands in the order :meth:`_send` gives; the route maps'
         versions are prepared first (one more round trip, when maps change)."""
-        freed = _freed_servers(self.layout, plan.layout)
+        commanded = {command.split()[2].partition("/")[0] for command in plan.commands}
+        freed = _freed_servers(
+            self.layout, {name: plan.layout[name] for name in commanded if name in plan.layout}
+        )
         placing = [c for c in plan.commands if c.split()[2] not in freed]
         freeing = [c for c in plan.commands if c.split()[2] in freed]
         routes = plan.routes

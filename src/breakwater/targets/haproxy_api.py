@@ -116,14 +116,14 @@ class RuntimeSession:
 _CONTINUATION = re.compile(r"^(?:\+ )+")  # prompt mode's "+ " for each payload line
 
 
-_UNSAFE_PAYLOAD = re.compile(r"[^ -~\n]|\n\n|^\n", re.ASCII)
+_NOT_PAYLOAD = re.compile(r"[^ -~\n]", re.ASCII)  # one class: one fast pass in C
 
 
 def check_payload(line: str, payload: str) -> None:
     """Raise :class:`HAProxyError` unless ``payload`` is lines of printable ASCII, none
     empty (an empty line ends a payload: what followed would run as commands)."""
-    unsafe = _UNSAFE_PAYLOAD.search(payload)
-    if not line.endswith(" <<") or not payload.endswith("\n") or unsafe is not None:
+    unsafe = _NOT_PAYLOAD.search(payload) or "\n\n" in payload or payload.startswith("\n")
+    if not line.endswith(" <<") or not payload.endswith("\n") or unsafe:
         raise HAProxyError(f"refused runtime payload for {line[:80]!r}: not lines of text")
 
 

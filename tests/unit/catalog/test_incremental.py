@@ -102,3 +102,57 @@ def test_an_undecodable_slice_is_reported_and_its_servers_go() -> None:
     catalog, _ = live.update(state, config.catalog)
     assert catalog.rejected == []
     assert [s.address for s in catalog.backends["be_ns_web_http"].servers] == ["10.0.0.1"]
+
+
+def test_full_builds_that_reuse_servers_equal_fresh_builds() -> None:
+    """After a route change the watcher rebuilds the catalog taking the servers of
+    unchanged Service ports from the build before; it must equal a fresh build, as
+    Services, slices (some malformed), Endpoints and routes change in any order."""
+    config = Config()
+    state, live = ClusterState("/registry/"), LiveCatalog()
+    names = [f"svc{i}" for i in range(5)]
+    for name in names:
+        put(state, service("ns", name), 1)
+    live.update(state, config.catalog)
+    rng = random.Random(11)
+    reused = 0
+    previous: dict[Any, Any] = {}
+    for step in range(400):
+        revision = 10 + step
+        name = rng.choice(names)
+        action = rng.random()
+        if action < 0.3:  # routes: an Ingress naming some Services, or gone
+            chosen = rng.sample(names, rng.randint(1, 3))
+            obj = ingress(
+                "ns",
+                f"ing{rng.randint(0, 3)}",
+                [(f"{n}.example", "/", "Prefix", n) for n in chosen],
+            )
+            (delete if rng.random() < 0.2 else put)(state, obj, revision)
+        elif action < 0.4:
+            put(state, route_configmap("ns", name, {"hosts": f"{name}.cm.example"}), revision)
+        elif action < 0.5:  # the Service itself: a new object, or gone
+            (delete if rng.random() < 0.2 else put)(state, service("ns", name), revision)
+        elif action < 0.6:
+            put(state, endpoints_object("ns", name, [f"10.1.0.{rng.randint(1, 9)}"]), revision)
+        else:
+            ips = [
+                f"10.0.{names.index(name)}.{i}" for i in rng.sample(range(1, 9), rng.randint(0, 4))
+            ]
+            if rng.random() < 0.05:
+                ips.append("not-an-ip")  # a malformed slice: rejected by name
+            conditions = [rng.choice([READY, DRAIN]) for _ in ips]
+            obj = endpoint_slice("ns", name, list(zip(ips, conditions, strict=True)), suffix="a")
+            (delete if rng.random() < 0.15 else put)(state, obj, revision)
+        state.structural = True  # a full build every time, reusing what it can
+        catalog, changed = live.update(state, config.catalog)
+        assert changed is None
+        expected = build_catalog(state.objects.values(), config.catalog)
+        assert catalog == expected, f"step {step}"
+        assert catalog.server_problems == expected.server_problems, f"step {step}"
+        assert catalog.servers_rejected == expected.servers_rejected, f"step {step}"
+        reused += sum(
+            1 for key, entry in catalog.server_entries.items() if previous.get(key) is entry
+        )
+        previous = catalog.server_entries
+    assert reused > 300  # servers were taken from the build before, not recomputed
