@@ -279,9 +279,13 @@ class HAProxyTarget(Target[HAProxyPlan]):
         old = {name: self.layout[name] for name in changed if name in self.layout}
         commands = self._commands(old, {name: layout[name] for name in old})
         routes = route_change(self.live, generation.files, self._served_names)
-        if commands is None or routes is None or not (commands or routes):
-            return None  # nothing to send: the full path says whether the file must be written
+        if commands is None or routes is None:
+            return None
         self.refused = generation.refused + self._held_back_rejections()
+        if not (commands or routes) and shape == self.shape:
+            # HAProxy runs this already (a change to objects no route uses): nothing to
+            # send, and the file, stale or not, is left to the flush.
+            return HAProxyPlan(action="none", layout=self.layout, structure=self.structure)
         return HAProxyPlan(
             action="runtime",
             layout=layout,
@@ -415,7 +419,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if plan.action == "dry-run":
             return ApplyResult("dry-run", "would change haproxy.cfg", diff=plan.diff)
         if plan.action == "none":
-            self._settle(plan)
+            if plan.rendered is not None:  # else: nothing rendered, nothing to settle
+                self._settle(plan)
             return ApplyResult("none")
         if plan.action == "runtime":
             return await self._send(plan)
