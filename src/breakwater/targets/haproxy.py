@@ -122,6 +122,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self._live_checked = False  # live.directory confirmed by 'show map' this session
         self.served: Catalog | None = None
         self.rename_at: float | None = None  # monotonic: the reload that renames spares
+        self._rename_soon = False  # that reload comes at once (spares running out)
         self._written: RenderedConfig | None = None  # the last file written after runtime work
         self._names: dict[str, frozenset[str]] = {}  # certificate PEM -> SNI names
         self._key: Hashable = None  # the structure key of what HAProxy runs
@@ -595,8 +596,9 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if shape is None or not (shape.serving or shape.kept):
             return
         now = time.monotonic()
-        if shape.spares and shape.free_spares() * 4 < shape.spares:
-            self.rename_at = now  # at the next flush: spares are running out
+        self._rename_soon = bool(shape.spares and shape.free_spares() * 4 < shape.spares)
+        if self._rename_soon:
+            self.rename_at = now  # spares are running out: at once, not once quiet
         elif self.settings.rename_after > 0:
             self.rename_at = now + self.settings.rename_after
 
@@ -614,7 +616,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if self.stale_since is not None:
             due.append(min(self.stale_last + delay, self.stale_since + max_delay))
         if self.rename_at is not None:
-            due.append(max(self.rename_at, self.stale_last + delay))
+            quiet = self.stale_last + delay
+            due.append(self.rename_at if self._rename_soon else max(self.rename_at, quiet))
         return min(due) if due else None
 
     async def flush(self, catalog: Catalog) -> ApplyResult:
