@@ -113,10 +113,14 @@ def screen(
         return catalog, ()
     used = {route.backend for route in routes}
     default = catalog.default_backend if catalog.default_backend not in bad_backends else None
+    # Sections no route used before (idle spares, kept sections) stay: only backends
+    # whose routes were all refused go with them.
+    unrouted = set(catalog.backends) - {r.backend for r in catalog.routes}
+    unrouted.discard(catalog.default_backend or "")
     backends = {
         name: backend
         for name, backend in catalog.backends.items()
-        if name not in bad_backends and (name in used or name == default)
+        if name not in bad_backends and (name in used or name == default or name in unrouted)
     }
     routed = {route.backend for route in catalog.routes}
     for name in sorted(set(bad_backends) - routed):

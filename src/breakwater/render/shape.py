@@ -46,7 +46,9 @@ class Shape:
         return sum(1 for name in self.sections if name.startswith(SPARE_PREFIX))
 
     def free_spares(self) -> int:
-        return self.spares - len(self.serving)
+        """Spares a new Service may take: neither in use nor kept."""
+        kept = sum(1 for name in self.kept if name.startswith(SPARE_PREFIX))
+        return self.spares - len(self.serving) - kept
 
     def section_of(self) -> dict[str, str]:
         """Backend -> the section serving it, for the backends served by a spare."""
@@ -75,7 +77,9 @@ def fresh_shape(catalog: Catalog, minimum_spares: int) -> Shape:
 def place(catalog: Catalog, live: Shape) -> Shape | None:
     """``catalog``'s backends placed in the sections of ``live``: a backend keeps its
     section, a new one takes the first idle spare, a section whose backend is gone is
-    kept (a spare is freed).  None when there are not enough spares."""
+    kept -- a spare too: it is idle again only after the next reload, so that no new
+    Service takes a spare whose old routes and servers are still being let go in the
+    same batch.  None when there are not enough spares."""
     serving: dict[str, str] = {}
     sections = set(live.sections)
     placed = set(catalog.backends) & sections
@@ -90,6 +94,8 @@ def place(catalog: Catalog, live: Shape) -> Shape | None:
             for name in live.sections
             if name.startswith(SPARE_PREFIX)
             and name not in serving
+            and name not in live.serving
+            and name not in live.kept
             and name not in catalog.backends
         )
         for backend in new:
@@ -100,7 +106,9 @@ def place(catalog: Catalog, live: Shape) -> Shape | None:
     kept = {
         name: live.kept.get(name, BackendOptions())
         for name in live.sections
-        if not name.startswith(SPARE_PREFIX) and name not in catalog.backends
+        if name not in catalog.backends
+        and name not in serving
+        and (not name.startswith(SPARE_PREFIX) or name in live.serving or name in live.kept)
     }
     return Shape(sections=live.sections, serving=serving, kept=kept)
 

@@ -50,6 +50,7 @@ from breakwater.render.slots import (
 from breakwater.targets import Plan, Target
 from breakwater.targets.haproxy_api import HAProxyError, RuntimeSession, reload, runtime_reply_ok
 from breakwater.targets.haproxy_routes import (
+    MAP_FILES,
     Command,
     LiveFiles,
     RouteChange,
@@ -113,6 +114,11 @@ class HAProxyTarget(Target[HAProxyPlan]):
         # Held by whatever writes haproxy.cfg (a sync that renders all, or flush());
         # server-only syncs do not write it, so they never wait for a write.
         self._file_lock = asyncio.Lock()
+        # Held by a full apply (plan, runtime or reload); server-only syncs wait for it,
+        # so none lands on a worker a reload is replacing, nor between a plan and its
+        # batch.  (The file lock alone lets them run beside the flush's write.)
+        self._full = asyncio.Lock()
+        self._outside = False  # a runtime plan found HAProxy reloaded from outside
         self._runtime_changes = 0  # server-only syncs that sent commands, ever
         self.refused: tuple[Rejection, ...] = ()  # what the last render left out
         # The backend sections HAProxy runs (spares in use, sections kept), the files
@@ -123,7 +129,6 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self.served: Catalog | None = None
         self.rename_at: float | None = None  # monotonic: the reload that renames spares
         self._rename_soon = False  # that reload comes at once (spares running out)
-        self._written: RenderedConfig | None = None  # the last file written after runtime work
         self._names: dict[str, frozenset[str]] = {}  # certificate PEM -> SNI names
         self._key: Hashable = None  # the structure key of what HAProxy runs
         self._placed: Mapping[str, Backend] = {}  # section -> the backend it runs
@@ -145,9 +150,10 @@ class HAProxyTarget(Target[HAProxyPlan]):
         """
         result = None
         if servers_only is not None:
-            plan = self._plan_servers(catalog, servers_only)
-            if plan is not None:
-                result = await self._runtime(plan)
+            async with self._full:  # not while a full apply (the flush's rename) runs
+                plan = self._plan_servers(catalog, servers_only)
+                if plan is not None:
+                    result = await self._runtime(plan)
         if result is None:
             async with self._file_lock:
                 result = await self._apply_all(catalog)
@@ -157,13 +163,32 @@ class HAProxyTarget(Target[HAProxyPlan]):
         return result
 
     async def _apply_all(self, catalog: Catalog, fresh: bool = False) -> ApplyResult:
+        async with self._full:
+            return await self._apply_full(catalog, fresh)
+
+    async def _apply_full(self, catalog: Catalog, fresh: bool) -> ApplyResult:
         plan = await self.plan(catalog, fresh=fresh)
         if plan.action == "runtime":
+            self._outside = False
             result = await self._runtime(plan)
+            if result is None and self._outside:
+                # HAProxy was reloaded from outside: what it runs was read back from
+                # the file; planned again from that, once.
+                plan = await self.plan(catalog, fresh=fresh)
+                if plan.action != "runtime":
+                    return await self._reload_path(plan)
+                result = await self._runtime(plan)
             if result is not None:
                 return result
-            # HAProxy takes the whole file instead: never a half-applied change.
+            # HAProxy takes the whole file instead: never a half-applied change -- a
+            # reload even when the file already says it (HAProxy may run half of it).
             plan = replace(await self.plan(catalog, fresh=True), cause="runtime-refused")
+            if plan.action == "none":
+                plan = replace(plan, action="reload", previous=self.file.current())
+        return await self._reload_path(plan)
+
+    async def _reload_path(self, plan: HAProxyPlan) -> ApplyResult:
+        """Check, swap and activate a plan that is not runtime work alone."""
         try:
             await self.check(plan)
             await self.swap(plan)
@@ -210,7 +235,9 @@ class HAProxyTarget(Target[HAProxyPlan]):
             if plan is not None:
                 return plan
         current = self.file.current()
-        shape = None if fresh or self.dry_run or self.shape is None else place(catalog, self.shape)
+        shape = None
+        if not (fresh or self.dry_run or self.shape is None):
+            shape = place(self._holding_back(catalog), self.shape)
         cause = "rename" if fresh else "spares" if self.shape and shape is None else "config"
         if shape is not None:
             shape = kept_options(shape, self.served)
@@ -411,7 +438,6 @@ class HAProxyTarget(Target[HAProxyPlan]):
             previous = self.file.current()
             write_generation(plan.rendered)
             await self.file.write_checked(plan.rendered.config, check=False)
-            self._written = plan.rendered
             self._remove_generations(plan.rendered, previous)
 
     async def activate(self, plan: HAProxyPlan) -> ApplyResult:
@@ -465,28 +491,23 @@ class HAProxyTarget(Target[HAProxyPlan]):
         maps replaced (each in one commit), then servers freed and certificates
         dropped -- so a route never points at a backend before its servers are there,
         nor loses them before it stops pointing there."""
-        for attempt in (1, 2):
-            batch = await self._batch(plan)
-            replies = await self.session.batch(batch)
-            failed = next(
-                (
-                    (command, reply)
-                    for command, reply in zip(batch, replies, strict=True)
-                    if not _reply_ok(command, reply)
-                ),
-                None,
-            )
-            if failed is None:
-                break
+        batch = await self._batch(plan)
+        replies = await self.session.batch(batch)
+        failed = next(
+            (
+                (command, reply)
+                for command, reply in zip(batch, replies, strict=True)
+                if not _reply_ok(command, reply)
+            ),
+            None,
+        )
+        if failed is not None:
             command, reply = failed
-            if attempt == 1 and replies[0].startswith("Proxy is disabled"):
+            if replies[0].startswith("Proxy is disabled"):
                 # The session is on an old worker: HAProxy was reloaded by someone else
-                # (an operator, a handler).  None of these commands reached the new one:
-                # send them all to it.
-                log.info("HAProxy was reloaded from outside: new runtime session")
-                await self.session.close()
-                self._live_checked = False
-                continue
+                # (an operator, a handler), from a file whose sections may not be ours.
+                await self._reloaded_from_outside()
+                raise HAProxyError("HAProxy was reloaded from outside")
             await self._abort(batch)
             line = command if isinstance(command, str) else command[0]
             raise HAProxyError(f"runtime API refused {line!r}: {reply[:300]}")
@@ -505,6 +526,9 @@ class HAProxyTarget(Target[HAProxyPlan]):
             self.mark_stale()
         else:  # those backends alone: the file is left stale
             self.layout.update(plan.layout)
+            # Their servers are no longer those of the backends last placed: the next
+            # route plan places them again.
+            self._placed = {k: v for k, v in self._placed.items() if k not in plan.layout}
             if plan.commands:
                 self._runtime_changes += 1
                 self.mark_stale()
@@ -543,29 +567,35 @@ class HAProxyTarget(Target[HAProxyPlan]):
         from outside, an old, stopping worker keeps it -- and takes map changes that
         nobody is served by), and HAProxy's maps named as :attr:`live` says (checked
         once a session: it may run a file someone else reloaded)."""
-        for attempt in (1, 2):
-            checks = ["show info"] if self._live_checked else ["show info", "show map"]
-            replies = await self.session.batch(checks)
-            if "\nStopping: 1" not in "\n" + replies[0]:
-                break
-            log.info("the runtime session is on a stopping worker: new runtime session")
-            await self.session.close()
-            self._live_checked = False
-            if attempt == 2:
-                raise HAProxyError("the runtime session reaches only a stopping worker")
+        checks = ["show info"] if self._live_checked else ["show info", "show map"]
+        replies = await self.session.batch(checks)
+        if "\nStopping: 1" in "\n" + replies[0]:
+            await self._reloaded_from_outside()
+            raise HAProxyError("HAProxy was reloaded from outside (a stopping worker)")
         if self._live_checked or self.live is None:
             return
         directory = live_directory(replies[1], self.live.directory)
         if directory is None:
             raise HAProxyError("runtime API: 'show map' lists no route map")
-        written = self._written
-        if directory != self.live.directory and written and directory == written.generation_dir:
-            # Reloaded from outside (a handler, an operator) from the file we wrote: it
-            # runs what that file says, under its names.
-            self.live = LiveFiles.of(directory, written.generation_files)
-        elif directory != self.live.directory:
-            raise HAProxyError(f"HAProxy runs the maps of {directory}, not {self.live.directory}")
+        if directory != self.live.directory:
+            expected = self.live.directory
+            await self._reloaded_from_outside()
+            raise HAProxyError(f"HAProxy runs the maps of {directory}, not {expected}")
         self._live_checked = True
+
+    async def _reloaded_from_outside(self) -> None:
+        """HAProxy was reloaded by someone else, from the file as it stands (whatever it
+        was rendered by): what runs is read back from it, as at start, and the change
+        that found out goes the full way (a reload, unless the file says it all)."""
+        log.info("HAProxy was reloaded from outside: taking what runs from %s", self.file.path)
+        self._outside = True
+        await self.session.close()
+        current = self.file.current() or ""
+        self.layout = layout_from_config(current)
+        self.shape = shape_from_config(current) if current else None
+        self._key, self._placed, self._live_checked = None, {}, False
+        self.live = _generation_of(current)
+        self.structure = structure_of(current, self.layout) if self.live is not None else None
 
     async def _abort(self, batch: list[Command]) -> None:
         """Certificate transactions a failed batch left open are aborted (uncommitted
@@ -628,7 +658,14 @@ class HAProxyTarget(Target[HAProxyPlan]):
         """
         async with self._file_lock:
             if self.rename_at is not None and time.monotonic() >= self.rename_at:
-                return await self._apply_all(catalog, fresh=True)
+                result = await self._apply_all(catalog, fresh=True)
+                if result.action != "failed":
+                    return result
+                # Not now (the check or the reload failed): later, and the file
+                # written meanwhile as it stands.
+                log.error("renaming spare sections: %s", result.detail)
+                self._rename_soon = False
+                self.rename_at = time.monotonic() + max(self.settings.rename_after, 60.0)
             if self.stale_since is None or self.structure is None or self.shape is None:
                 return ApplyResult("none")
             changes, layout, shape = self._runtime_changes, dict(self.layout), self.shape
@@ -769,3 +806,26 @@ def _reply_ok(command: Command, reply: str) -> bool:
     if command.startswith(("set server", "set weight", "add server", "enable health")):
         return runtime_reply_ok(command, reply)
     return reply_ok(command, reply)
+
+
+def _generation_of(config: str) -> LiveFiles | None:
+    """The generation directory a rendered file names, read from disk; None if there is
+    none or it cannot be read whole."""
+    found = re.search(r"(/\S*/gen-[0-9a-f]{16})/", config)
+    if found is None:
+        return None
+    directory = found[1]
+    try:
+        files = {name: _read(os.path.join(directory, name)) for name in MAP_FILES}
+        files["crt-list"] = _read(os.path.join(directory, "crt-list"))
+        certs = os.path.join(directory, "certs")
+        for name in sorted(os.listdir(certs)) if os.path.isdir(certs) else []:
+            files[f"certs/{name}"] = _read(os.path.join(certs, name))
+    except OSError:
+        return None
+    return LiveFiles.of(directory, files)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()

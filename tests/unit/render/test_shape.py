@@ -61,7 +61,7 @@ def test_a_new_service_takes_the_first_idle_spare_and_keeps_it() -> None:
     assert again.serving == {"bw_spare_1": "be_ns_b_http", "bw_spare_2": "be_ns_c_http"}
 
 
-def test_a_gone_service_keeps_its_section_and_a_gone_spare_user_frees_it() -> None:
+def test_a_gone_service_keeps_its_section_and_so_does_a_spare_it_used() -> None:
     live = place(catalog_of("a", "b"), fresh_shape(catalog_of("a"), 4))
     assert live is not None
     placed = place(catalog_of("b"), live)
@@ -70,8 +70,15 @@ def test_a_gone_service_keeps_its_section_and_a_gone_spare_user_frees_it() -> No
     slow = BackendOptions(timeout_server="5m")
     old = Catalog(backends={"be_ns_a_http": backend("a", slow)})
     assert kept_options(placed, old).kept == {"be_ns_a_http": slow}
+    # The spare b used is kept too, not idle, until the next reload: no new Service
+    # takes it in the batch that lets b's routes and servers go.
     freed = place(catalog_of("a"), live)
-    assert freed is not None and freed.serving == {} and freed.kept == {}
+    assert (
+        freed is not None and freed.serving == {} and freed.kept == {"bw_spare_1": BackendOptions()}
+    )
+    assert freed.free_spares() == 3
+    after = place(catalog_of("a", "c"), freed)
+    assert after is not None and after.serving == {"bw_spare_2": "be_ns_c_http"}
     # The same Service back: its own section again.
     assert place(catalog_of("a", "b"), placed) == live
 
