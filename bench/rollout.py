@@ -80,7 +80,10 @@ class OneByOneTarget(HAProxyTarget):
         if plan.rendered is not None or plan.routes is not None:
             raise NotImplementedError("only servers-only plans are sent one by one")
         first = last = time.monotonic()
-        for command in plan.commands:
+        # In the order the batch takes (new servers placed before old ones are freed):
+        # only the one write differs.
+        for command in await self._batch(plan):
+            assert isinstance(command, str)
             last = time.monotonic()
             reply = await self.session.command(command)
             if not runtime_reply_ok(command, reply):
