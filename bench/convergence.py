@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
 import http.client
 import re
 import socket
@@ -39,14 +38,13 @@ from typing import Any
 import yaml
 from common import Writer, percentile, wait_until
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from harness import (
+from harness import (  # common put tests/ on the path: builders comes with harness
     Backend,
     Etcd,
     HAProxy,
     WatcherProcess,
+    builders,
     endpoint_slice,
     haproxy_settings,
     http_get,
@@ -68,33 +66,9 @@ KINDS = (
 RELOAD_LINE = re.compile(r"^\w+ [\w.]+: reload(?: \(([\w-]+)\))?: ", re.MULTILINE)
 
 
-def self_signed(host: str) -> tuple[bytes, bytes]:
-    """A fresh EC P-256 certificate for ``host`` (CN and SAN) and its key, in PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 def tls_secret(namespace: str, name: str, host: str) -> dict[str, Any]:
     """A kubernetes.io/tls Secret holding a fresh certificate for ``host``."""
-    crt, key = self_signed(host)
+    crt, key = builders.self_signed(host)
     return {
         "kind": "Secret",
         "apiVersion": "v1",

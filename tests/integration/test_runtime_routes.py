@@ -8,7 +8,6 @@ watcher uses; no etcd (the catalog is what changes here).
 from __future__ import annotations
 
 import asyncio
-import datetime
 import random
 import re
 import shutil
@@ -20,9 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from builders import self_signed
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import HAProxy, http_get
 
@@ -33,32 +31,9 @@ from breakwater.targets.haproxy_api import reload
 from breakwater.targets.staging import ApplyResult
 
 
-def self_signed(host: str) -> str:
-    """A certificate and key for ``host`` (EC P-256: quick to make), as one PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode() + key_pem.decode()
-
-
 def certificate(readable: str, host: str) -> Certificate:
-    pem = self_signed(host)
+    crt, key = self_signed(host)
+    pem = crt.decode() + key.decode()
     return Certificate(certificate_file_name(readable, pem), pem, f"Secret edge/{readable}")
 
 
