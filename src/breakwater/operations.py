@@ -33,6 +33,7 @@ from breakwater.targets.haproxy_api import (
 from breakwater.targets.staging import (
     FileTarget,
     ensure_node_state,
+    generation_dirs,
     remove_old_generations,
     write_generation,
 )
@@ -105,7 +106,7 @@ async def install_haproxy_config(
     # it (the configuration being replaced, or else the newest other one). Keeping the
     # same here makes a run on a node the watcher keeps report nothing to change.
     if before != rendered.config:
-        previous = set(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", before or ""))
+        previous = set(generation_dirs(before))
     else:
         previous = {max(others, key=os.path.getmtime)} if others else set()
     pruned = [path for path in others if path not in previous]

@@ -8,7 +8,6 @@ import asyncio
 import difflib
 import logging
 import os
-import re
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
@@ -67,6 +66,7 @@ from breakwater.targets.staging import (
     CheckFailed,
     FileTarget,
     ensure_node_state,
+    generation_dirs,
     remove_old_generations,
     write_generation,
 )
@@ -470,7 +470,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if self.live is not None:
             keep.add(self.live.directory)
         if previous:
-            keep.update(re.findall(r"(/\S*/gen-[0-9a-f]{16})/", previous))
+            keep.update(generation_dirs(previous))
         remove_old_generations(self.settings.config_dir, keep)
 
     def _settle(self, plan: HAProxyPlan) -> None:
@@ -811,10 +811,10 @@ def _reply_ok(command: Command, reply: str) -> bool:
 def _generation_of(config: str) -> LiveFiles | None:
     """The generation directory a rendered file names, read from disk; None if there is
     none or it cannot be read whole."""
-    found = re.search(r"(/\S*/gen-[0-9a-f]{16})/", config)
-    if found is None:
+    named = generation_dirs(config)
+    if not named:
         return None
-    directory = found[1]
+    directory = named[0]
     try:
         files = {name: _read(os.path.join(directory, name)) for name in MAP_FILES}
         files["crt-list"] = _read(os.path.join(directory, "crt-list"))

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from typing import Literal
@@ -168,6 +169,14 @@ def ensure_node_state(config_dir: str) -> None:
     path = os.path.join(config_dir, "node-state.map")
     if not os.path.exists(path):
         write_file(path, "", 0o664)
+
+
+_NAMED_GENERATION = re.compile(r"(/\S*/gen-[0-9a-f]{16})/")
+
+
+def generation_dirs(config: str | None) -> list[str]:
+    """The generation directories a rendered ``haproxy.cfg`` names (in file order)."""
+    return list(dict.fromkeys(_NAMED_GENERATION.findall(config or "")))
 
 
 def remove_old_generations(config_dir: str, keep: set[str]) -> None:
