@@ -362,3 +362,25 @@ def test_spares_in_use_are_renamed_by_a_reload_when_quiet_or_running_out(haproxy
         assert all(edge.served_by(f"{n}.example").startswith("pod") for n in ("five", "six"))
     finally:
         edge.close()
+
+
+def test_an_idle_runtime_session_does_not_keep_an_old_worker_alive(edge, backends) -> None:
+    """HAProxy lets an old worker go once its connections close; the target's session
+    is closed when idle, so a reload from outside (a handler, an operator) is not held
+    up by it for ``stats timeout``."""
+    pod = backends("pod0")
+    shop = backend("shop", pod.endpoint)
+    catalog = Catalog(routes=[route("shop.example", shop.name)], backends={shop.name: shop})
+    edge.apply(catalog)
+    catalog.routes.append(route("www.example", shop.name))
+    assert edge.apply(catalog).action == "runtime"  # the session is open now
+    edge.flush(catalog)  # as the watcher does once changes stop
+    edge.reload()
+    edge.runner.run(asyncio.sleep(2.5))  # the watcher's loop runs on: the idle close, 2 s
+    deadline = time.monotonic() + 5  # well before hard-stop-after (10 s here)
+    while "# old workers" in (text := edge.haproxy.master("show proc")) and re.search(
+        r"# old workers\n\d+", text
+    ):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    assert edge.served_by("www.example") == "pod0"

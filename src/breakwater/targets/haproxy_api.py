@@ -30,13 +30,34 @@ class HAProxyError(Exception):
 
 
 class RuntimeSession:
-    """A persistent interactive session on HAProxy's stats socket."""
+    """A persistent interactive session on HAProxy's stats socket, closed after
+    ``idle_close`` seconds without a command: an open session keeps the worker it
+    reached alive after a reload from outside (HAProxy lets an old worker go only once
+    its connections are closed), for as long as ``stats timeout``."""
 
-    def __init__(self, path: str, timeout: float = 5.0) -> None:
+    def __init__(self, path: str, timeout: float = 5.0, idle_close: float = 2.0) -> None:
         self.path = path
         self.timeout = timeout
+        self.idle_close = idle_close
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._busy = 0
+        self._idle: asyncio.TimerHandle | None = None
+
+    def _used(self) -> None:
+        """(Re)arm the idle close after a command."""
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._writer is not None and self.idle_close > 0:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self.idle_close, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        if self._busy or self._writer is None:
+            return
+        writer, self._reader, self._writer = self._writer, None, None
+        writer.close()
 
     async def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None:
@@ -50,6 +71,9 @@ class RuntimeSession:
         return self._reader, self._writer
 
     async def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()
@@ -63,18 +87,24 @@ class RuntimeSession:
         a ``;`` or a newline as commands of their own.
         """
         check_command(line)
-        for attempt in (1, 2):
-            try:
-                reader, writer = await self._streams()
-                writer.write(line.encode() + b"\n")
-                await writer.drain()
-                reply = await asyncio.wait_for(reader.readuntil(_PROMPT), self.timeout)
-                return reply[: -len(_PROMPT)].decode(errors="replace").strip()
-            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-                await self.close()
-                if attempt == 2:
-                    raise HAProxyError(f"runtime API {self.path}: {line!r}: {exc!r}") from exc
-        raise AssertionError("unreachable")
+        self._busy += 1
+        try:
+            for attempt in (1, 2):
+                try:
+                    reader, writer = await self._streams()
+                    writer.write(line.encode() + b"\n")
+                    await writer.drain()
+                    reply = await asyncio.wait_for(reader.readuntil(_PROMPT), self.timeout)
+                    return reply[: -len(_PROMPT)].decode(errors="replace").strip()
+                except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                    await self.close()
+                    if attempt == 2:
+                        what = f"{self.path}: {line!r}: {exc!r}"
+                        raise HAProxyError(f"runtime API {what}") from exc
+            raise AssertionError("unreachable")
+        finally:
+            self._busy -= 1
+            self._used()
 
     async def batch(self, commands: Sequence[str | tuple[str, str]]) -> list[str]:
         """Run ``commands`` as one write on the session and return their replies.
@@ -97,6 +127,7 @@ class RuntimeSession:
                 data += line.encode() + b"\n" + payload.encode() + b"\n"
         if not data:
             return []
+        self._busy += 1
         try:
             reader, writer = await self._streams()
             writer.write(bytes(data))
@@ -111,6 +142,9 @@ class RuntimeSession:
             await self.close()
             what = f"batch of {len(commands)}"
             raise HAProxyError(f"runtime API {self.path}: {what}: {exc!r}") from exc
+        finally:
+            self._busy -= 1
+            self._used()
 
 
 _CONTINUATION = re.compile(r"^(?:\+ )+")  # prompt mode's "+ " for each payload line
