@@ -104,16 +104,13 @@ def render_haproxy(
     header: str = "Rendered by Breakwater; edits are overwritten.",
     varnish: VarnishSettings | None = None,
     serving: Mapping[str, str] | None = None,
-    generation: Generation | None = None,
 ) -> RenderedConfig:
     """Render ``haproxy.cfg`` and its generation directory (of a :func:`screen`-ed catalog).
 
     ``catalog`` is keyed by backend section (see :func:`render_shaped`); ``serving``
-    names the backend each spare section in use serves; ``generation``: that of
-    ``catalog``, when it is at hand.
+    names the backend each spare section in use serves.
     """
-    if generation is None:
-        generation = render_generation(catalog, settings)
+    generation = render_generation(catalog, settings)
     catalog, directory = generation.catalog, generation.directory
     files = GenerationFiles(
         directory=directory,
