@@ -92,6 +92,14 @@ _HANDLERS = {
 }
 
 
+def _handler(builder: Builder, kind: str, ident: tuple[str, str], obj: Object) -> Any:
+    def handle() -> None:
+        _check_ident(kind, ident)
+        _HANDLERS[kind](builder, ident, obj)
+
+    return handle
+
+
 def build_catalog(
     objects: Iterable[Object] | ClusterIndex,
     settings: CatalogSettings | None = None,
@@ -100,7 +108,9 @@ def build_catalog(
     """The routing model of a set of decoded objects.  Pure: same input, same output.
 
     ``reuse``: the catalog built before from the same index and settings; the servers of
-    Service ports whose objects are unchanged are taken from it (the result is the same).
+    Service ports whose objects are unchanged are taken from it, and so is what each
+    unchanged object contributed (replayed: :class:`~breakwater.catalog.builder.Trace`).
+    The result is the same.
 
     Conflicts (two objects routing the same host and path) go to the older object
     (creationTimestamp, then namespace/name); the newer one is rejected whole.  Plain
@@ -112,19 +122,23 @@ def build_catalog(
     """
     settings = settings or CatalogSettings()
     index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
-    builder = Builder(index, settings, reuse=reuse.server_entries if reuse is not None else {})
+    builder = Builder(index, settings)
+    if reuse is not None:
+        builder.reuse, builder.reuse_traces = reuse.server_entries, reuse.traces
+        builder.reuse_backends = reuse.backends
     # Secrets are decoded as routes name them, once each, and let go after the build.
     with index.secret_reads() as unreadable_secrets:
         for kind, ident, obj in _route_sources(builder, index, settings):
             try:
-                _check_ident(kind, ident)
-                _HANDLERS[kind](builder, ident, obj)
-            except Exception as exc:
-                builder.reject(describe(kind, ident), reason_of(exc))
+                reason = builder.source((kind, ident), obj, _handler(builder, kind, ident, obj))
+            except Exception as exc:  # a replayed claim met one made first this time
+                reason = reason_of(exc)
+            if reason is not None:
+                builder.reject(describe(kind, ident), reason)
         for ident, reason in sorted(unreadable_secrets.items()):
             builder.reject(describe("Secret", ident), reason)
     catalog = builder.catalog
-    catalog.server_entries = builder.entries
+    catalog.server_entries, catalog.traces = builder.entries, builder.traces
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
     catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))

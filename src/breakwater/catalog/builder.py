@@ -1,5 +1,14 @@
 """The catalog under construction: backends (servers computed once per Service port),
-routes claimed by one object each, limits per object."""
+routes claimed by one object each, limits per object.
+
+An object's contribution is recorded as it is built (:class:`Trace`): the builder calls
+it made, the objects it read, the objects its servers came from.  The next build replays
+the trace of an object that is the very same object, whose reads and servers come from
+the very same objects, instead of parsing and validating it again: a route change then
+costs the replay of every other object (dictionary work), not their parsing.  Replay
+makes the same calls in the same order, so conflicts, rejections and first-come
+certificates come out as a fresh build makes them (a unit test holds it to that).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ from breakwater.catalog.model import (
     BackendOptions,
     Catalog,
     CatalogSettings,
+    Certificate,
     Problems,
     Rejected,
     Rejection,
@@ -24,8 +34,32 @@ from breakwater.catalog.model import (
 from breakwater.catalog.servers import backend_name, backend_servers, node_addresses
 from breakwater.cluster.index import (
     ClusterIndex,
+    Object,
+    SecretUnreadable,
 )
 from breakwater.validate import reason_of
+
+SourceKey = tuple[str, tuple[str, str]]
+"""(kind, (namespace, name)) of an object that makes routes."""
+
+
+class Conflict(Rejected):
+    """A rejection that depends on what other objects claimed first (a route taken,
+    backend options kept): the object's trace is not kept, as the claim may be gone
+    by the next build."""
+
+
+@dataclass
+class Trace:
+    """What building one object did: replayed by the next build while what it read is
+    unchanged (see the module's docstring)."""
+
+    obj: Object
+    steps: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    # (kind, namespace, name, what was found): a Secret's unreadable reason as a str.
+    reads: list[tuple[str, str, str, Any]] = field(default_factory=list)
+    witnesses: list[tuple[tuple[str, str], tuple[Any, ...]]] = field(default_factory=list)
+    error: str | None = None  # why the object was rejected whole
 
 
 @dataclass
@@ -47,9 +81,103 @@ class Builder:
     # routes do, not a recomputation of every Service's servers.  Pods mode only.
     reuse: Mapping[tuple[str, str, int | str], ServersEntry] = field(default_factory=dict)
     entries: dict[tuple[str, str, int | str], ServersEntry] = field(default_factory=dict)
+    # The traces of the build before (replayed when still true), and of this one.
+    reuse_traces: Mapping[SourceKey, Trace] = field(default_factory=dict)
+    traces: dict[SourceKey, Trace] = field(default_factory=dict)
+    trace: Trace | None = None  # the object being recorded
+    reuse_backends: Mapping[str, Backend] = field(default_factory=dict)
+    witnesses: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+
+    def _step(self, name: str, *args: Any) -> None:
+        if self.trace is not None:
+            self.trace.steps.append((name, args))
+
+    def source(self, key: SourceKey, obj: Object, handler: Any) -> str | None:
+        """Build one object: ``handler()`` recorded, or its trace replayed.  Returns why
+        the object is rejected whole, or None; raises when a replayed claim conflicts
+        (as the handler would have)."""
+        trace = self.reuse_traces.get(key)
+        if trace is not None and self._replayable(trace, obj):
+            self.traces[key] = trace
+            for name, args in trace.steps:
+                getattr(self, name)(*args)
+            return trace.error
+        # Servers from Nodes (NodePort mode) have no witness: always built afresh.
+        trace = self.trace = Trace(obj) if self.settings.mode == "pods" else None
+        try:
+            handler()
+        except Exception as exc:
+            if trace is not None and not isinstance(exc, Conflict):
+                trace.error = reason_of(exc)
+                self.traces[key] = trace
+            return reason_of(exc)
+        finally:
+            self.trace = None
+        if trace is not None:
+            self.traces[key] = trace
+        return None
+
+    def _replayable(self, trace: Trace, obj: Object) -> bool:
+        if trace.obj is not obj or self.settings.mode != "pods":
+            return False
+        for (namespace, service), witness in trace.witnesses:
+            if not _same_objects(witness, self._witness(namespace, service)):
+                return False
+        for kind, namespace, name, found in trace.reads:
+            if kind != "Secret":
+                if self.index.get(kind, namespace, name) is not found:
+                    return False
+                continue
+            try:
+                now: Any = self.index.secret(namespace, name)
+            except SecretUnreadable as exc:
+                now = str(exc)
+            if not (now is found or (isinstance(found, str) and found == now)):
+                return False
+        return True
+
+    def read(self, kind: str, namespace: str, name: str) -> Object | None:
+        """An object of the index (recorded: the trace holds while it is the same)."""
+        found = self.index.get(kind, namespace, name)
+        if self.trace is not None:
+            self.trace.reads.append((kind, namespace, name, found))
+        return found
+
+    def secret(self, namespace: str, name: str) -> Object | None:
+        """:meth:`ClusterIndex.secret`, recorded as :meth:`read` is."""
+        try:
+            found = self.index.secret(namespace, name)
+        except SecretUnreadable as exc:
+            if self.trace is not None:
+                self.trace.reads.append(("Secret", namespace, name, str(exc)))
+            raise
+        if self.trace is not None:
+            self.trace.reads.append(("Secret", namespace, name, found))
+        return found
 
     def reject(self, what: str, reason: str) -> None:
+        self._step("reject", what, reason)
         self.catalog.rejected.append(Rejection(what, reason))
+
+    def set_default_backend(self, name: str, owner: str) -> None:
+        """The first object to name a default backend sets it; a later one is told."""
+        self._step("set_default_backend", name, owner)
+        if self.catalog.default_backend not in (None, name):
+            self.catalog.rejected.append(
+                Rejection(owner, "defaultBackend ignored: another Ingress already set one")
+            )
+        else:
+            self.catalog.default_backend = name
+
+    def add_certificate(self, certificate: Certificate) -> None:
+        """The first object to bring a certificate (by file name) keeps it."""
+        self._step("add_certificate", certificate)
+        self.catalog.certificates.setdefault(certificate.name, certificate)
+
+    def add_backend(self, backend: Backend) -> None:
+        """A backend whose servers are listed inline (a plain route)."""
+        self._step("add_backend", backend)
+        self.catalog.backends[backend.name] = backend
 
     def _reject_once(self, rejection: Rejection) -> None:
         if rejection not in self.rejected_once:
@@ -63,6 +191,8 @@ class Builder:
         key = (namespace, service, port)
         computed = self.computed.get(key)
         witness: tuple[Any, ...] = ()
+        if self.trace is not None:
+            self.trace.witnesses.append(((namespace, service), self._witness(namespace, service)))
         if computed is None and self.settings.mode == "pods":
             witness = self._witness(namespace, service)
             entry = self.reuse.get(key)
@@ -109,13 +239,17 @@ class Builder:
             self._reject_once(rejection)
 
     def _witness(self, namespace: str, service: str) -> tuple[Any, ...]:
-        """The objects a Service port's servers are computed from."""
-        slices = self.index.slices_by_service.get((namespace, service)) or {}
-        return (
-            self.index.get("Service", namespace, service),
-            self.index.get("Endpoints", namespace, service),
-            *sorted(slices.items(), key=lambda item: item[0]),
-        )
+        """The objects a Service port's servers are computed from (once per build)."""
+        key = (namespace, service)
+        witness = self.witnesses.get(key)
+        if witness is None:
+            slices = self.index.slices_by_service.get(key) or {}
+            witness = self.witnesses[key] = (
+                self.index.get("Service", namespace, service),
+                self.index.get("Endpoints", namespace, service),
+                *sorted(slices.items(), key=lambda item: item[0]),
+            )
+        return witness
 
     def backend(
         self,
@@ -127,6 +261,14 @@ class Builder:
     ) -> str:
         service = validate.service_name(service_name)
         port_ref = validate.service_port(port)
+        return self.checked_backend(namespace, service, port_ref, options, owner)
+
+    def checked_backend(
+        self, namespace: str, service: str, port_ref: int | str, options: BackendOptions, owner: str
+    ) -> str:
+        """:meth:`backend` once its names are checked (what a replay calls: the names
+        were checked when it was recorded)."""
+        self._step("checked_backend", namespace, service, port_ref, options, owner)
         port_label, servers = self.servers(namespace, service, port_ref)
         name = backend_name(namespace, service, port_label)
         existing = self.catalog.backends.get(name)
@@ -134,15 +276,26 @@ class Builder:
             if options == BackendOptions():
                 return name  # no options of its own: use the existing ones
             if existing.options != BackendOptions():
-                raise Rejected(
+                raise Conflict(
                     f"backend options for {namespace}/{service} conflict with "
                     f"{self.option_owner[name]}, which keeps them"
                 )
         if existing is None or existing.options == BackendOptions():
             self.option_owner[name] = owner
-            self.catalog.backends[name] = Backend(
-                name, namespace, service, port_label, options, servers
-            )
+            before = self.reuse_backends.get(name)
+            if (
+                before is not None
+                and before.servers is servers
+                and before.options == options
+                and before.port == port_label
+                and before.namespace == namespace
+                and before.service == service
+            ):
+                self.catalog.backends[name] = before  # the same: renderers cache by identity
+            else:
+                self.catalog.backends[name] = Backend(
+                    name, namespace, service, port_label, options, servers
+                )
         refs = self.catalog.server_refs.setdefault((namespace, service), [])
         if (name, port_ref) not in refs:
             refs.append((name, port_ref))
@@ -150,6 +303,7 @@ class Builder:
 
     def add_routes(self, routes: list[Route], owner: str) -> None:
         """Add an object's routes; all of them, or none if one is already taken."""
+        self._step("add_routes", routes, owner)
         if len(routes) > self.settings.max_routes_per_object:
             raise Rejected(
                 f"{len(routes)} routes, more than catalog.max_routes_per_object "
@@ -158,7 +312,7 @@ class Builder:
         for route in routes:
             taken = self.route_owner.get((route.host, route.path, route.match))
             if taken is not None and taken != owner:
-                raise Rejected(
+                raise Conflict(
                     f"{route.host}{route.path} ({route.match}) is already routed by {taken}"
                 )
         for route in routes:

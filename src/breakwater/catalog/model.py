@@ -127,6 +127,11 @@ class Catalog:
     server_entries: dict[tuple[str, str, int | str], Any] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # (kind, (namespace, name)) -> what building that object did (catalog.builder.Trace):
+    # what the next build may replay.
+    traces: dict[tuple[str, tuple[str, str]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""

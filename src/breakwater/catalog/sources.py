@@ -120,7 +120,7 @@ def _ingress_certificates(
             validate.tls_host(host)
         if tls.get("secretName"):
             try:
-                certificates.append(secret_certificate(builder.index, namespace, tls["secretName"]))
+                certificates.append(secret_certificate(builder, namespace, tls["secretName"]))
             except (Rejected, InvalidValue) as exc:
                 # Documented: the routes stay, served over HTTP and with the edge's other
                 # certificates; the object is listed with the reason.
@@ -214,12 +214,9 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
     )
     builder.add_routes(with_bypass(routes, route_options.bypass_paths), owner)
     if default_name:
-        if builder.catalog.default_backend not in (None, default_name):
-            builder.reject(owner, "defaultBackend ignored: another Ingress already set one")
-        else:
-            builder.catalog.default_backend = default_name
+        builder.set_default_backend(default_name, owner)
     for certificate in certificates:
-        builder.catalog.certificates.setdefault(certificate.name, certificate)
+        builder.add_certificate(certificate)
 
 
 @dataclass(frozen=True)
@@ -282,7 +279,7 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
         raise Rejected(f"unknown key {unknown[0]!r}")
     keys = _RouteKeys.parse(data, builder)
     certificate = (
-        secret_certificate(builder.index, namespace, OPTION["tls-secret"].value(data["tls-secret"]))
+        secret_certificate(builder, namespace, OPTION["tls-secret"].value(data["tls-secret"]))
         if data.get("tls-secret")
         else None
     )
@@ -290,7 +287,7 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
     service_name = OPTION["service"].value(data.get("service", name))
     port: object = data.get("port")
     if port is None:
-        service = builder.index.get("Service", namespace, service_name)
+        service = builder.read("Service", namespace, service_name)
         if service is None:
             raise Rejected(f"service {namespace}/{service_name} does not exist")
         ports = as_list(as_mapping(service.get("spec"), "spec").get("ports"), "spec.ports")
@@ -303,7 +300,7 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
     backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
     keys.add_routes(builder, backend, owner)
     if certificate:
-        builder.catalog.certificates.setdefault(certificate.name, certificate)
+        builder.add_certificate(certificate)
 
 
 def _plain_servers(entries: object, limit: int) -> tuple[Server, ...]:
@@ -327,9 +324,7 @@ def plain_route(builder: Builder, ident: tuple[str, str], route: Object) -> None
     tls = spec.get("tls")
     certificate = plain_certificate(tls, name, owner) if tls is not None else None
     backend = f"be_route_{name}"
-    builder.catalog.backends[backend] = Backend(
-        backend, "", name, "route", keys.backend_options, servers
-    )
+    builder.add_backend(Backend(backend, "", name, "route", keys.backend_options, servers))
     keys.add_routes(builder, backend, owner)
     if certificate:
-        builder.catalog.certificates.setdefault(certificate.name, certificate)
+        builder.add_certificate(certificate)

@@ -14,6 +14,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -32,7 +33,7 @@ from breakwater.catalog.model import (
     Rejected,
 )
 from breakwater.cluster.index import (
-    ClusterIndex,
+    Object,
     SecretUnreadable,
 )
 
@@ -200,7 +201,13 @@ def check_certificate(pem: str) -> str | None:
         return f"the certificate does not parse ({type(exc).__name__})"
 
 
-def secret_certificate(index: ClusterIndex, namespace: str, secret_name: str) -> Certificate:
+class SecretSource(Protocol):
+    """What reads Secrets: the cluster's index, or the builder recording its reads."""
+
+    def secret(self, namespace: str, name: str) -> Object | None: ...
+
+
+def secret_certificate(index: SecretSource, namespace: str, secret_name: str) -> Certificate:
     validate.dns_subdomain(secret_name, "secret name")
     try:
         # Decoded (decrypted, if encrypted at rest) now: only Secrets a route names are.
