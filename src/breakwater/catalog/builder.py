@@ -58,7 +58,8 @@ class Trace:
     steps: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     # (kind, namespace, name, what was found): a Secret's unreadable reason as a str.
     reads: list[tuple[str, str, str, Any]] = field(default_factory=list)
-    witnesses: list[tuple[tuple[str, str], tuple[Any, ...]]] = field(default_factory=list)
+    services: list[tuple[str, str]] = field(default_factory=list)  # whose servers it took
+    generation: int = 0  # the index's reader generation (what reads stored Secrets)
     error: str | None = None  # why the object was rejected whole
 
 
@@ -103,7 +104,11 @@ class Builder:
                 getattr(self, name)(*args)
             return trace.error
         # Servers from Nodes (NodePort mode) have no witness: always built afresh.
-        trace = self.trace = Trace(obj) if self.settings.mode == "pods" else None
+        trace = self.trace = (
+            Trace(obj, generation=self.index.reader_generation)
+            if self.settings.mode == "pods"
+            else None
+        )
         try:
             handler()
         except Exception as exc:
@@ -118,10 +123,13 @@ class Builder:
         return None
 
     def _replayable(self, trace: Trace, obj: Object) -> bool:
-        if trace.obj is not obj or self.settings.mode != "pods":
+        """The object is the same, and so is what it read: nothing it depends on was
+        touched since the build before (the index's :attr:`~ClusterIndex.touched`)."""
+        if trace.obj is not obj or trace.generation != self.index.reader_generation:
             return False
-        for (namespace, service), witness in trace.witnesses:
-            if not _same_objects(witness, self._witness(namespace, service)):
+        touched = self.index.touched
+        for namespace, service in trace.services:
+            if ("service", namespace, service) in touched:
                 return False
         for kind, namespace, name, found in trace.reads:
             if kind != "Secret":
@@ -192,17 +200,21 @@ class Builder:
         computed = self.computed.get(key)
         witness: tuple[Any, ...] = ()
         if self.trace is not None:
-            self.trace.witnesses.append(((namespace, service), self._witness(namespace, service)))
+            self.trace.services.append((namespace, service))
         if computed is None and self.settings.mode == "pods":
-            witness = self._witness(namespace, service)
             entry = self.reuse.get(key)
-            if entry is not None and _same_objects(entry.witness, witness):
+            if entry is not None and (
+                ("service", namespace, service) not in self.index.touched
+                or _same_objects(entry.witness, self._witness(namespace, service))
+            ):
                 computed = self.computed[key] = entry.computed
                 self.entries[key] = entry
                 if isinstance(computed, str):
                     self.catalog.servers_rejected.add((namespace, service))
                 self._problems(namespace, service, entry.problems)
         if computed is None:
+            if self.settings.mode == "pods":
+                witness = self._witness(namespace, service)
             if self.settings.mode == "nodeport" and self.nodes is None:
                 problems: Problems = {}
                 self.nodes = node_addresses(

@@ -70,5 +70,6 @@ class LiveCatalog:
         reuse = self._base if self._settings == settings else None
         with collector_paused():
             self._base = build_catalog(state.index, settings, reuse)
+        state.index.settle()  # the next build replays from this one
         self._settings = settings
         return with_unread(self._base, state), None

@@ -53,6 +53,23 @@ class ClusterIndex:
     # During a build (secret_reads): what it read, and the Secrets it could not read.
     _read: dict[tuple[str, str], tuple[StoredSecret, Object | SecretUnreadable]] | None = None
     _unreadable: dict[tuple[str, str], str] | None = None
+    # What changed since the owner last called settle(): (kind, namespace, name) of each
+    # object added or removed, and ("service", namespace, name) of each Service whose
+    # servers may have changed with it.  A build replays an object's trace only while
+    # nothing it depends on is here (catalog.builder).  A new index has all touched.
+    touched: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def settle(self) -> None:
+        """A catalog built from this index is now the one to build the next from."""
+        self.touched = set()
+
+    def _touch(self, kind: str, ident: tuple[str, str], obj: Object | None) -> None:
+        self.touched.add((kind, *ident))
+        service = served_service(obj) if obj is not None else None
+        if service is not None:
+            self.touched.add(("service", *service))
+        elif kind == "Service":
+            self.touched.add(("service", *ident))
 
     def get(self, kind: str, namespace: str, name: str) -> Object | None:
         return self.by_kind.get(kind, {}).get((namespace, name))
@@ -66,6 +83,7 @@ class ClusterIndex:
         if ident is None:
             return
         kind = str(obj["kind"])
+        self._touch(kind, ident, obj)
         self.by_kind.setdefault(kind, {})[ident] = obj
         service = served_service(obj)
         if kind == "EndpointSlice" and service is not None:
@@ -76,6 +94,7 @@ class ClusterIndex:
         ident = ident or _ident(obj)
         if ident is None:
             return
+        self._touch(str(obj["kind"]), ident, obj)
         objects = self.by_kind.get(str(obj["kind"]), {})
         if objects.get(ident) is obj:
             del objects[ident]
@@ -87,12 +106,14 @@ class ClusterIndex:
                 del self.slices_by_service[service]
 
     def store_secret(self, secret: StoredSecret, ident: tuple[str, str]) -> None:
+        self._touch("Secret", ident, None)
         self.stored_secrets[ident] = secret
         self._decoded.pop(ident, None)
 
     def forget_secret(self, secret: StoredSecret, ident: tuple[str, str]) -> None:
         """Forget ``secret`` -- only if it is the one held under ``ident``."""
         if self.stored_secrets.get(ident) is secret:
+            self._touch("Secret", ident, None)
             del self.stored_secrets[ident]
             self._decoded.pop(ident, None)
 

@@ -58,10 +58,13 @@ class Generation:
     lookup: RouteLookup
 
 
-def render_generation(catalog: Catalog, settings: HAProxySettings) -> Generation:
-    """The generation directory of ``catalog`` (keyed by backend section), screened."""
+def render_generation(
+    catalog: Catalog, settings: HAProxySettings, clean: Mapping[str, Backend] | None = None
+) -> Generation:
+    """The generation directory of ``catalog`` (keyed by backend section), screened
+    (``clean``: see :func:`~.screen.screen`)."""
     exact_map, prefix_map = route_maps(catalog.routes)
-    catalog, refused = screen(catalog, (exact_map, prefix_map))
+    catalog, refused = screen(catalog, (exact_map, prefix_map), clean)
     if refused:
         exact_map, prefix_map = route_maps(catalog.routes)
     generation: dict[str, str] = {"routes-exact.map": exact_map, "routes-prefix.map": prefix_map}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from breakwater.catalog import Backend, Catalog, Rejection
 from breakwater.render.maps import map_key, map_value, route_maps
@@ -59,13 +60,15 @@ def _map_clean(text: str) -> bool:
     return all(line.count(" ") == 1 and line[0] != " " and line[-1] != " " for line in lines)
 
 
-def _all_clean(catalog: Catalog, map_texts: tuple[str, ...]) -> bool:
+def _all_clean(catalog: Catalog, map_texts: tuple[str, ...], clean: Mapping[str, Backend]) -> bool:
     """One pass over the whole catalog and the map files rendered from it: the common
-    case, where nothing is refused (tens of milliseconds at 10,000 backends)."""
-    words = [word for backend in catalog.backends.values() for word in _backend_words(backend)]
+    case, where nothing is refused (tens of milliseconds at 10,000 backends).  A backend
+    that is the very object ``clean`` holds under its name passed before, and is skipped."""
+    fresh = [b for name, b in catalog.backends.items() if clean.get(name) is not b]
+    words = [word for backend in fresh for word in _backend_words(backend)]
     if not _words_clean(words):
         return False
-    if not all(_ports_valid(backend) for backend in catalog.backends.values()):
+    if not all(_ports_valid(backend) for backend in fresh):
         return False
     if not all(_map_clean(text) for text in map_texts):
         return False
@@ -73,7 +76,9 @@ def _all_clean(catalog: Catalog, map_texts: tuple[str, ...]) -> bool:
 
 
 def screen(
-    catalog: Catalog, map_texts: tuple[str, ...] = ()
+    catalog: Catalog,
+    map_texts: tuple[str, ...] = (),
+    clean: Mapping[str, Backend] | None = None,
 ) -> tuple[Catalog, tuple[Rejection, ...]]:
     """The catalog without anything the renderer cannot write safely, and what it left out.
 
@@ -82,8 +87,11 @@ def screen(
     without whitespace, quotes, ``\\`` or ``#``, every map entry is two words, every
     file name stays inside the generation directory.  What fails is left out with its
     route's object named, never written -- and never expected to happen.
+
+    ``clean``: backends a screen passed before (the sections HAProxy runs), by name;
+    the very same objects are not checked again.
     """
-    if _all_clean(catalog, map_texts or route_maps(catalog.routes)):
+    if _all_clean(catalog, map_texts or route_maps(catalog.routes), clean or {}):
         return catalog, ()
     refused: list[Rejection] = []
     bad_backends = {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from breakwater.catalog import Backend, BackendOptions, Catalog
 
@@ -125,6 +126,13 @@ def kept_options(shape: Shape, old: Catalog | None) -> Shape:
     return replace(shape, kept=kept)
 
 
+@lru_cache(maxsize=8192)
+def _idle_section(name: str, options: BackendOptions) -> Backend:
+    """A section without servers (an idle spare, a kept section): the same object each
+    time, which the screen need not check again."""
+    return Backend(name, "", "", "", options, ())
+
+
 def sectioned(catalog: Catalog, shape: Shape) -> Catalog:
     """The catalog the renderer writes under ``shape``: one backend per section, in the
     sections' order (a spare in use takes its backend's options and servers; idle
@@ -137,8 +145,7 @@ def sectioned(catalog: Catalog, shape: Shape) -> Catalog:
         if backend is not None:
             backends[name] = backend if served == name else replace(backend, name=name)
         else:
-            options = shape.kept.get(name, BackendOptions())
-            backends[name] = Backend(name, "", "", "", options, ())
+            backends[name] = _idle_section(name, shape.kept.get(name, BackendOptions()))
     if not section_of:
         return replace(catalog, backends=backends)
     routes = [

@@ -53,6 +53,7 @@ from breakwater.targets.haproxy_routes import (
     Command,
     LiveFiles,
     RouteChange,
+    entry_command,
     live_directory,
     map_commands,
     prepared_version,
@@ -288,12 +289,13 @@ class HAProxyTarget(Target[HAProxyPlan]):
             return None
         held = self._holding_back(catalog)
         with collector_paused():
-            generation = render_generation(sectioned(held, shape), self.settings)
-            placed = generation.catalog.backends
+            # The sections HAProxy runs passed the screen: the same objects pass again.
+            generation = render_generation(sectioned(held, shape), self.settings, self._placed)
+            placed, before = generation.catalog.backends, self._placed
             changed = {
                 name: backend
                 for name, backend in placed.items()
-                if self._placed.get(name) != backend
+                if before.get(name) is not backend and before.get(name) != backend
             }
             layout = dict(self.layout)
             if changed:
@@ -548,18 +550,25 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if not routes or self.live is None:
             return [*placing, *freeing]
         await self._check_live()
+        live = self.live
         maps: list[Command] = []
-        if routes.maps:
-            assert self.live is not None
-            prepare = [f"prepare map {self.live.path(name)}" for name in routes.maps]
+        whole = {}  # maps that take a new version
+        for name, text in routes.maps.items():
+            entry = entry_command(live.path(name), live.maps.get(name, ""), text)
+            if entry is not None:
+                maps.append(entry)
+            else:
+                whole[name] = text
+        if whole:
+            prepare = [f"prepare map {live.path(name)}" for name in whole]
             replies = await self.session.batch(prepare)
             versions = {}
-            for name, command, reply in zip(routes.maps, prepare, replies, strict=True):
+            for name, command, reply in zip(whole, prepare, replies, strict=True):
                 version = prepared_version(reply)
                 if version is None:
                     raise HAProxyError(f"runtime API refused {command!r}: {reply[:300]}")
                 versions[name] = version
-            maps = map_commands(self.live, routes.maps, versions)
+            maps += map_commands(live, whole, versions)
         return [*placing, *routes.before_maps, *maps, *freeing, *routes.after_maps]
 
     async def _check_live(self) -> None:

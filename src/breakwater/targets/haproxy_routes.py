@@ -152,6 +152,26 @@ def certificate_commands(
     return before, after
 
 
+def entry_command(path: str, before: str, after: str) -> Command | None:
+    """The one command that takes the map at ``path`` from ``before`` to ``after``
+    (map texts) when they differ by one entry added or removed: one entry changes at
+    once, so no half-applied map is ever seen.  None when more differ, or an entry
+    takes another value (``set map`` takes no payload, and a value holds ``;``, which
+    would end a command): a new version, filled and committed (:func:`map_commands`).
+
+    A route added or removed is one entry per map: one command instead of the whole
+    map again, which HAProxy would parse anew at each change (1,000 routes: 60 KB).
+    """
+    old, new = set(before.splitlines()), set(after.splitlines())
+    gone, added = old - new, new - old
+    if len(added) == 1 and not gone:
+        return (f"add map {path} <<", f"{next(iter(added))}\n")
+    if len(gone) == 1 and not added:
+        key = next(iter(gone)).split(" ", 1)[0]
+        return None if ";" in key else f"del map {path} {key}"
+    return None
+
+
 def map_commands(
     live: LiveFiles, maps: Mapping[str, str], versions: Mapping[str, str]
 ) -> list[Command]:
@@ -192,7 +212,7 @@ def payload_chunks(lines: str, limit: int = PAYLOAD_LIMIT) -> list[str]:
 def reply_ok(command: str, reply: str) -> bool:
     """Whether a reply to one of these commands means success."""
     verb = " ".join(command.split()[:3])
-    if verb.startswith(("add map", "commit map")):
+    if verb.startswith(("add map", "commit map", "del map")):
         return reply == ""
     if verb == "new ssl cert":
         return reply.startswith("New empty certificate store")

@@ -9,6 +9,7 @@ from builders import READY, endpoint_slice, ingress, route_configmap, service, t
 
 from breakwater.catalog import CatalogSettings, build_catalog
 from breakwater.catalog.live import LiveCatalog
+from breakwater.cluster.index import ClusterIndex
 from breakwater.cluster.source import Change
 from breakwater.cluster.state import ClusterState
 from breakwater.config import Config
@@ -248,18 +249,29 @@ def test_replayed_objects_equal_fresh_builds() -> None:
         metadata = obj["metadata"]
         return obj["kind"], metadata.get("namespace", ""), metadata["name"]
 
+    index = ClusterIndex()  # updated in place, as the watcher's state updates it
+
+    def put(obj: dict[str, Any]) -> None:
+        remove(obj)
+        objects[key(obj)] = obj
+        index.add(obj)
+
+    def remove(obj: dict[str, Any]) -> None:
+        old = objects.pop(key(obj), None)
+        if old is not None:
+            index.discard(old)
+
     for name in SERVICES:
-        objects[key(service("ns", name))] = service("ns", name)
-    previous = build_catalog(list(objects.values()), settings)
+        put(service("ns", name))
+    previous = build_catalog(index, settings)
+    index.settle()
     replayed = recorded = conflicts = 0
     for step in range(1500):
         for _ in range(rng.randint(1, 2)):
             obj = _random_source(rng)
-            if rng.random() < 0.15:
-                objects.pop(key(obj), None)
-            else:
-                objects[key(obj)] = obj
-        catalog = build_catalog(list(objects.values()), settings, reuse=previous)
+            (remove if rng.random() < 0.15 else put)(obj)
+        catalog = build_catalog(index, settings, reuse=previous)
+        index.settle()
         expected = build_catalog(list(objects.values()), settings)
         assert catalog == expected, f"step {step}"
         assert catalog.server_problems == expected.server_problems, f"step {step}"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from breakwater.targets.haproxy_api import HAProxyError, check_payload
+from breakwater.targets.haproxy_api import HAProxyError, check_command, check_payload
 from breakwater.targets.haproxy_routes import (
     LiveFiles,
+    entry_command,
     live_directory,
     map_commands,
     payload_chunks,
@@ -133,4 +134,26 @@ def test_payloads_are_lines_and_nothing_else() -> None:
         ("add map @1 /x <<", "a\tb\n"),  # control characters
     ]:
         with pytest.raises(HAProxyError):
+            check_payload(line, payload)
+
+
+def test_one_entry_added_or_removed_is_one_command_else_a_new_version() -> None:
+    path = "/etc/haproxy/gen-1/routes-prefix.map"
+    before = "a.example/ be_a;-;-;-;-\nb.example/ be_b;-;-;-;-\n"
+    added = before + "c.example/ be_c;r;-;-;-\n"
+    # The value holds ';': it travels as a payload line, never on the command line.
+    assert entry_command(path, before, added) == (
+        f"add map {path} <<",
+        "c.example/ be_c;r;-;-;-\n",
+    )
+    assert entry_command(path, added, before) == f"del map {path} c.example/"
+    # Another value for a key, two entries, a key that holds ';': a whole new version.
+    moved = before.replace("be_b;", "be_c;")
+    assert entry_command(path, before, moved) is None
+    assert entry_command(path, "", added) is None
+    assert entry_command(path, before + "x.example/a;b be_x;-;-;-;-\n", before) is None
+    for command in (entry_command(path, before, added), entry_command(path, added, before)):
+        line, payload = command if isinstance(command, tuple) else (command, None)
+        check_command(line)
+        if payload is not None:
             check_payload(line, payload)
