@@ -3,18 +3,22 @@ objects back from it."""
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from breakwater import validate
-from breakwater.catalog.builder import Builder, as_mapping
+from breakwater.catalog.builder import Builder, BuildState, Trace, as_mapping
 from breakwater.catalog.model import (
     Backend,
+    BackendOptions,
     Catalog,
     CatalogSettings,
     Problems,
+    Route,
     describe,
     problem_rejections,
 )
@@ -30,6 +34,7 @@ from breakwater.cluster import plain_routes
 from breakwater.cluster.index import (
     ClusterIndex,
     Object,
+    SecretUnreadable,
     index_objects,
 )
 from breakwater.validate import reason_of
@@ -58,27 +63,34 @@ def _is_route_configmap(configmap: Object, settings: CatalogSettings) -> bool:
     return bool(labels.get(settings.configmap_label) == settings.configmap_label_value)
 
 
+def _selectors(index: ClusterIndex, settings: CatalogSettings) -> dict[str, Any]:
+    """Which ConfigMaps and Ingresses make routes, by kind; raises for a malformed
+    IngressClass of ours."""
+    default = default_class(index, settings)
+    return {
+        "ConfigMap": lambda obj: _is_route_configmap(obj, settings),
+        "Ingress": lambda obj: ingress_is_ours(obj, settings, default),
+    }
+
+
 def _route_sources(
     builder: Builder, index: ClusterIndex, settings: CatalogSettings
 ) -> list[tuple[str, tuple[str, str], Object]]:
     """The objects that make routes, in the order they claim hosts and paths."""
     sources: list[tuple[str, tuple[str, str], Object]] = []
     try:
-        default = default_class(index, settings)
+        selectors = _selectors(index, settings)
     except Exception as exc:  # a malformed class is not the default, and is named
         builder.reject(describe("IngressClass", ("", settings.ingress_class)), reason_of(exc))
-        default = False
-    selectors: list[tuple[str, Any]] = [
-        ("ConfigMap", lambda obj: _is_route_configmap(obj, settings)),
-        ("Ingress", lambda obj: ingress_is_ours(obj, settings, default)),
-    ]
-    for kind, selected in selectors:
+        selectors = _selectors(ClusterIndex(), settings)
+    for kind, selected in selectors.items():
         for ident, obj in index.all(kind):
             try:
                 if selected(obj):
                     sources.append((kind, ident, obj))
             except Exception as exc:
                 builder.reject(describe(kind, ident), reason_of(exc))
+                builder.unselected.add((kind, *ident))
     sources.sort(key=_creation_order)
     # Plain routes come after every Kubernetes object: a clash goes to Kubernetes.
     sources.extend((plain_routes.KIND, *item) for item in index.all(plain_routes.KIND))
@@ -122,13 +134,18 @@ def build_catalog(
     """
     settings = settings or CatalogSettings()
     index = objects if isinstance(objects, ClusterIndex) else index_objects(objects)
+    if reuse is not None and isinstance(objects, ClusterIndex):
+        grown = _grown(index, settings, reuse)
+        if grown is not None:
+            return grown
     builder = Builder(index, settings)
     if reuse is not None:
         builder.reuse, builder.reuse_traces = reuse.server_entries, reuse.traces
         builder.reuse_backends = reuse.backends
     # Secrets are decoded as routes name them, once each, and let go after the build.
     with index.secret_reads() as unreadable_secrets:
-        for kind, ident, obj in _route_sources(builder, index, settings):
+        sources = _route_sources(builder, index, settings)
+        for kind, ident, obj in sources:
             try:
                 reason = builder.source((kind, ident), obj, _handler(builder, kind, ident, obj))
             except Exception as exc:  # a replayed claim met one made first this time
@@ -139,10 +156,115 @@ def build_catalog(
             builder.reject(describe("Secret", ident), reason)
     catalog = builder.catalog
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
+    depended = {(kind, *ident) for kind, ident, _obj in sources} | builder.unselected
+    depended.add(("IngressClass", "", settings.ingress_class))
+    catalog.build_state = builder.state(depended, set(), builder.traces.values())
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
-    catalog.routes.sort(key=lambda r: (r.host, r.path, r.match))
+    catalog.routes.sort(key=_route_order)
     return catalog
+
+
+def _route_order(route: Route) -> tuple[str, str, str]:
+    return (route.host, route.path, route.match)
+
+
+def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) -> Catalog | None:
+    """:func:`build_catalog` when the objects touched since ``previous`` are only new
+    Ingresses or route ConfigMaps (with objects nothing else read: their Services,
+    Secrets) that build cleanly: ``previous`` and what they add, without going over
+    every other object again.  None: it takes the full build.
+
+    Clean means that where the new objects sort among the others cannot matter: no
+    rejection (their own, or of an EndpointSlice of their Services), no host or path
+    another object claims, no backend options another keeps, no default backend, no
+    certificate another brings.  A new object that is not clean takes the full build,
+    which gives the claims to the older object.
+    """
+    state: BuildState | None = previous.build_state
+    if (
+        state is None
+        or state.settings != settings
+        or settings.mode != "pods"
+        or state.reader_generation != index.reader_generation
+    ):
+        return None
+    added = []
+    selectors: dict[str, Any] | None = None
+    for key in index.touched:
+        if key in state.depended:
+            return None
+        kind, namespace, name = key
+        if kind == plain_routes.KIND:
+            return None  # plain routes go by name, after every Kubernetes object
+        obj = index.get(kind, namespace, name)
+        if kind not in ("Ingress", "ConfigMap") or obj is None:
+            continue  # not ours, or gone again: nothing read it
+        try:
+            selectors = selectors or _selectors(index, settings)
+            if selectors[kind](obj):
+                added.append((kind, (namespace, name), obj))
+        except Exception:
+            return None  # rejected as it is selected: the full build names it
+    if not added:
+        return previous  # what was touched makes no route, nor feeds one
+    added.sort(key=_creation_order)
+    builder = Builder(index, settings)
+    builder.resume(previous, state)
+    rejected = len(builder.catalog.rejected)
+    new_traces = []
+    with index.secret_reads():
+        for ident in state.secrets:  # read again: kept decoded, as a full build keeps them
+            with contextlib.suppress(SecretUnreadable):
+                index.secret(*ident)
+        for kind, ident, obj in added:
+            try:
+                reason = builder.source((kind, ident), obj, _handler(builder, kind, ident, obj))
+            except Exception:
+                return None
+            trace = builder.traces.get((kind, ident))
+            if reason is not None or trace is None or not _clean(trace, builder, previous):
+                return None
+            new_traces.append(trace)
+    if len(builder.catalog.rejected) != rejected:
+        return None
+    catalog = builder.catalog
+    catalog.rejected = previous.rejected  # the same rejections, in the same order
+    catalog.server_entries, catalog.traces = builder.entries, builder.traces
+    depended = set(state.depended) | {(kind, *ident) for kind, ident, _obj in added}
+    catalog.build_state = builder.state(depended, set(state.secrets), new_traces)
+    catalog.build_state.grown = True
+    routes = catalog.routes[len(previous.routes) :]
+    catalog.routes = list(previous.routes)
+    for route in routes:
+        bisect.insort(catalog.routes, route, key=_route_order)
+    backends = dict(previous.backends)
+    for name in {route.backend for route in routes}:
+        backends[name] = catalog.backends[name]
+    catalog.backends = dict(sorted(backends.items()))
+    return catalog
+
+
+def _clean(trace: Trace, builder: Builder, previous: Catalog) -> bool:
+    """Whether a new object's build is the same wherever it sorts (see :func:`_grown`)."""
+    for name, args in trace.steps:
+        if name == "set_default_backend":  # a backend none of its routes may use
+            return False
+        if name == "add_certificate" and args[0].name in previous.certificates:
+            return False
+        # Options of its own for a Service routed before: which object keeps them (and
+        # is named to those that disagree) hangs on the order.
+        if (
+            name == "checked_backend"
+            and args[3] != BackendOptions()
+            and (args[0], args[1]) in previous.server_refs
+        ):
+            return False
+    catalog = builder.catalog
+    for service in trace.services:
+        if catalog.server_problems.get(service) or service in catalog.servers_rejected:
+            return False
+    return True
 
 
 def refresh_servers(

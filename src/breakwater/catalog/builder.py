@@ -12,7 +12,7 @@ certificates come out as a fresh build makes them (a unit test holds it to that)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,36 @@ class Trace:
     services: list[tuple[str, str]] = field(default_factory=list)  # whose servers it took
     generation: int = 0  # the index's reader generation (what reads stored Secrets)
     error: str | None = None  # why the object was rejected whole
+    # Rejected for a claim another object made first: not replayed (the claim may be
+    # gone), but what it read is still what it depends on.
+    conflicted: bool = False
+
+    def depends_on(self) -> Iterator[tuple[str, str, str]]:
+        """The index keys (see :attr:`ClusterIndex.touched`) whose change may change
+        what the object contributes, besides the object itself."""
+        for namespace, service in self.services:
+            yield ("service", namespace, service)
+        for kind, namespace, name, _found in self.reads:
+            yield (kind, namespace, name)
+
+
+@dataclass
+class BuildState:
+    """What a build ends with besides its catalog: where the next build starts from
+    when objects were only added (:func:`~breakwater.catalog.build.build_catalog`)."""
+
+    settings: CatalogSettings
+    reader_generation: int
+    backends: dict[str, Backend]  # every backend asked for, routed or not
+    option_owner: dict[str, str]
+    route_owner: dict[tuple[str, str, str], str]
+    computed: dict[tuple[str, str, int | str], tuple[str, tuple[Server, ...]] | str]
+    rejected_once: set[Rejection]
+    # Index keys whose change may change the catalog: every object that makes routes
+    # (or was rejected trying), and what each read.
+    depended: set[tuple[str, str, str]]
+    secrets: set[tuple[str, str]]  # the Secrets read (kept decoded while they are)
+    grown: bool = False  # this build started where the one before ended
 
 
 @dataclass
@@ -76,6 +106,8 @@ class Builder:
     )
     nodes: list[tuple[str, ServerState]] | None = None
     rejected_once: set[Rejection] = field(default_factory=set)
+    # Objects whose selection (is it ours?) failed, and were rejected for it.
+    unselected: set[tuple[str, str, str]] = field(default_factory=set)
     # Servers computed by the build before, reused for a Service port whose Service,
     # EndpointSlices and Endpoints are the very objects they were computed from (the
     # index replaces an object that changes): a route change then costs what its
@@ -98,7 +130,7 @@ class Builder:
         the object is rejected whole, or None; raises when a replayed claim conflicts
         (as the handler would have)."""
         trace = self.reuse_traces.get(key)
-        if trace is not None and self._replayable(trace, obj):
+        if trace is not None and not trace.conflicted and self._replayable(trace, obj):
             self.traces[key] = trace
             for name, args in trace.steps:
                 getattr(self, name)(*args)
@@ -112,8 +144,9 @@ class Builder:
         try:
             handler()
         except Exception as exc:
-            if trace is not None and not isinstance(exc, Conflict):
+            if trace is not None:
                 trace.error = reason_of(exc)
+                trace.conflicted = isinstance(exc, Conflict)
                 self.traces[key] = trace
             return reason_of(exc)
         finally:
@@ -121,6 +154,50 @@ class Builder:
         if trace is not None:
             self.traces[key] = trace
         return None
+
+    def resume(self, previous: Catalog, state: BuildState) -> None:
+        """Start where the build of ``previous`` ended (copies: ``previous`` is not
+        changed), to build objects added since."""
+        catalog = self.catalog
+        catalog.routes = list(previous.routes)
+        catalog.backends = dict(state.backends)
+        catalog.certificates = dict(previous.certificates)
+        catalog.default_backend = previous.default_backend
+        catalog.rejected = list(previous.rejected)
+        catalog.server_refs = {key: list(refs) for key, refs in previous.server_refs.items()}
+        catalog.server_problems = dict(previous.server_problems)
+        catalog.servers_rejected = set(previous.servers_rejected)
+        self.route_owner = dict(state.route_owner)
+        self.option_owner = dict(state.option_owner)
+        self.computed = dict(state.computed)
+        self.rejected_once = set(state.rejected_once)
+        self.reuse, self.entries = previous.server_entries, dict(previous.server_entries)
+        self.reuse_backends = previous.backends
+        self.traces = dict(previous.traces)
+
+    def state(
+        self,
+        depended: set[tuple[str, str, str]],
+        secrets: set[tuple[str, str]],
+        traces: Iterable[Trace],
+    ) -> BuildState:
+        """What the next build may start from.  ``depended``: the keys of the objects
+        that made routes (or were rejected trying), and ``secrets``: the Secrets read,
+        to which what ``traces`` read is added (both are kept)."""
+        for trace in traces:
+            depended.update(trace.depends_on())
+            secrets.update((ns, name) for kind, ns, name, _ in trace.reads if kind == "Secret")
+        return BuildState(
+            settings=self.settings,
+            reader_generation=self.index.reader_generation,
+            backends=self.catalog.backends,
+            option_owner=self.option_owner,
+            route_owner=self.route_owner,
+            computed=self.computed,
+            rejected_once=self.rejected_once,
+            depended=depended,
+            secrets=secrets,
+        )
 
     def _replayable(self, trace: Trace, obj: Object) -> bool:
         """The object is the same, and so is what it read: nothing it depends on was
@@ -283,6 +360,11 @@ class Builder:
         self._step("checked_backend", namespace, service, port_ref, options, owner)
         port_label, servers = self.servers(namespace, service, port_ref)
         name = backend_name(namespace, service, port_label)
+        # Which backends a change to the Service's servers recomputes: registered
+        # whatever the options do below, so that it does not hang on the order.
+        refs = self.catalog.server_refs.setdefault((namespace, service), [])
+        if (name, port_ref) not in refs:
+            refs.append((name, port_ref))
         existing = self.catalog.backends.get(name)
         if existing is not None and existing.options != options:
             if options == BackendOptions():
@@ -308,9 +390,6 @@ class Builder:
                 self.catalog.backends[name] = Backend(
                     name, namespace, service, port_label, options, servers
                 )
-        refs = self.catalog.server_refs.setdefault((namespace, service), [])
-        if (name, port_ref) not in refs:
-            refs.append((name, port_ref))
         return name
 
     def add_routes(self, routes: list[Route], owner: str) -> None:

@@ -112,7 +112,7 @@ class Catalog:
     rejected: list[Rejection] = field(default_factory=list)
     # (namespace, service) -> [(backend, service port)]: which backends to recompute
     # when only that Service's EndpointSlices or Endpoints change (refresh_servers).
-    # Every Service whose servers were computed, routed or not.
+    # Every Service whose servers were computed, routed or not; each list in no order.
     server_refs: dict[tuple[str, str], list[tuple[str, int | str]]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -132,6 +132,9 @@ class Catalog:
     traces: dict[tuple[str, tuple[str, str]], Any] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # Where the build ended (catalog.builder.BuildState): what the next build starts
+    # from when objects were only added.
+    build_state: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""
