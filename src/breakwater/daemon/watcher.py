@@ -54,9 +54,11 @@ def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None 
             f"{len(new.routes)} routes, {len(new.backends)} backends, {len(new.rejected)} rejected"
         )
     parts = []
-    same = old.routes is new.routes
-    old_routes = {} if same else {(r.host, r.path, r.match): r for r in old.routes}
-    new_routes = {} if same else {(r.host, r.path, r.match): r for r in new.routes}
+    # Routes are shared between catalogs (an unchanged object's are the same objects):
+    # only those that are not can differ, found by identity in one pass each.
+    old_ids, new_ids = {id(r) for r in old.routes}, {id(r) for r in new.routes}
+    old_routes = {(r.host, r.path, r.match): r for r in old.routes if id(r) not in new_ids}
+    new_routes = {(r.host, r.path, r.match): r for r in new.routes if id(r) not in old_ids}
     for key in sorted(new_routes.keys() - old_routes.keys())[:5]:
         parts.append(f"+route {key[0]}{key[1]} ({new_routes[key].source})")
     for key in sorted(old_routes.keys() - new_routes.keys())[:5]:
@@ -69,7 +71,7 @@ def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None 
     names = new.backends if servers_only is None else servers_only
     for name in names:
         backend, before = new.backends[name], old.backends.get(name)
-        if before is not None and before.servers != backend.servers:
+        if before is not None and before is not backend and before.servers != backend.servers:
             ready = sum(1 for s in backend.servers if s.state == "ready")
             parts.append(f"{name}: {len(backend.servers)} servers ({ready} ready)")
     new_rejections = (

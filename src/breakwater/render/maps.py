@@ -61,6 +61,12 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
     return RouteLookup(sources, routed, routed, redirect, exact_hosts)
 
 
+# The key and value of each route of the last call, by identity (the route is kept, so
+# its id is not reused): routes are shared between catalogs, and a route change renders
+# the maps again with a handful of new ones.  Replaced whole at each call.
+_entries: dict[int, tuple[Route, str, str]] = {}
+
+
 def route_maps(routes: list[Route]) -> tuple[str, str]:
     """(exact map, prefix map) text.
 
@@ -68,19 +74,26 @@ def route_maps(routes: list[Route]) -> tuple[str, str]:
     exact map; each prefix "/foo" also goes to the prefix map as "/foo/", so that
     "/foobar" is not served.  HAProxy's map_beg returns the longest prefix.
     """
+    global _entries
+    known, entries = _entries, {}
     exact: dict[str, str] = {}
     prefix: dict[str, str] = {}
     for route in routes:
+        entry = known.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = (route, map_key(route), map_value(route))
+        entries[id(route)] = entry
         if route.match == "exact":
-            exact[map_key(route)] = map_value(route)
-    for route in routes:
+            exact[entry[1]] = entry[2]
+    for route, key, value in entries.values():
         if route.match != "prefix":
             continue
         if route.path == "/":
-            prefix.setdefault(map_key(route), map_value(route))
+            prefix.setdefault(key, value)
         else:
-            exact.setdefault(map_key(route), map_value(route))
-            prefix.setdefault(f"{map_key(route)}/", map_value(route))
+            exact.setdefault(key, value)
+            prefix.setdefault(f"{key}/", value)
+    _entries = entries
     return (
         "".join(f"{key} {value}\n" for key, value in sorted(exact.items())),
         "".join(f"{key} {value}\n" for key, value in sorted(prefix.items())),

@@ -235,7 +235,6 @@ class HAProxyTarget(Target[HAProxyPlan]):
             plan = self._plan_servers(catalog, servers_only)
             if plan is not None:
                 return plan
-        current = self.file.current()
         shape = None
         if not (fresh or self.dry_run or self.shape is None):
             shape = place(self._holding_back(catalog), self.shape)
@@ -245,6 +244,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
             fast = self._plan_fast(catalog, shape)
             if fast is not None:
                 return fast
+        current = self.file.current()
+        if shape is not None:
             rendered, layout, shape = self.render(catalog, shape)
             if rendered.config == current:
                 return self._plan_none(catalog, rendered, layout, shape)
