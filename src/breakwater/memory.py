@@ -25,3 +25,17 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def settle_heap() -> None:
+    """Collect once, then exempt what is alive from later collections (``gc.freeze``).
+
+    After the first list and catalog the heap holds hundreds of thousands of objects
+    that live as long as the watcher (the decoded objects, the catalog): each full
+    collection would scan them again, for nothing -- measured at 1,000 Services, a
+    full collection cost 8 ms on the event path, a route change's p99 went from 49
+    to 35-45 ms without them.  Frozen objects are still freed by reference counting
+    when they go; only a cycle among them would be kept, and these are trees.
+    """
+    gc.collect()
+    gc.freeze()

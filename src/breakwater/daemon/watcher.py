@@ -36,6 +36,7 @@ from breakwater.daemon.follower import Follower
 from breakwater.daemon.metrics import Metrics, MetricsError
 from breakwater.daemon.reporter import Reporter
 from breakwater.daemon.scheduler import Scheduler
+from breakwater.memory import settle_heap
 from breakwater.render.templates import clear_template_cache
 from breakwater.targets.haproxy import HAProxyTarget
 from breakwater.targets.staging import ApplyResult
@@ -257,6 +258,8 @@ class Watcher:
                 change = summarize(self.catalog, catalog, servers_only)
                 action = f"{result.action} ({result.cause})" if result.cause else result.action
                 log.info("%s: %s (after %s)", action, change, self.scheduler.cause(keys))
+            if self.catalog is None:
+                settle_heap()  # the first catalog is applied: what lives on is known
             self.catalog = catalog
             self.last_error = None
             self.last_sync = time.time()
