@@ -164,7 +164,7 @@ class Builder:
         catalog.certificates = dict(previous.certificates)
         catalog.default_backend = previous.default_backend
         catalog.rejected = list(previous.rejected)
-        catalog.server_refs = {key: list(refs) for key, refs in previous.server_refs.items()}
+        catalog.server_refs = dict(previous.server_refs)  # lists replaced, never changed
         catalog.server_problems = dict(previous.server_problems)
         catalog.servers_rejected = set(previous.servers_rejected)
         self.route_owner = dict(state.route_owner)
@@ -362,9 +362,9 @@ class Builder:
         name = backend_name(namespace, service, port_label)
         # Which backends a change to the Service's servers recomputes: registered
         # whatever the options do below, so that it does not hang on the order.
-        refs = self.catalog.server_refs.setdefault((namespace, service), [])
-        if (name, port_ref) not in refs:
-            refs.append((name, port_ref))
+        refs = self.catalog.server_refs.get((namespace, service), [])
+        if (name, port_ref) not in refs:  # a new list: a resumed build shares the old
+            self.catalog.server_refs[(namespace, service)] = [*refs, (name, port_ref)]
         existing = self.catalog.backends.get(name)
         if existing is not None and existing.options != options:
             if options == BackendOptions():

@@ -92,12 +92,20 @@ def structure_key(generation: Generation, layout: SlotLayout) -> Hashable:
     without rendering the file on the event path."""
     catalog = generation.catalog
     return (
-        tuple((name, backend.options) for name, backend in catalog.backends.items()),
+        # Two flat tuples, not one pair per section: the key lives on, and a tuple per
+        # section is a thousand more objects for the collector at each route change.
+        tuple(catalog.backends),
+        tuple(backend.options for backend in catalog.backends.values()),
         catalog.default_backend,
         generation.lookup,
         bool(catalog.certificates),
-        tuple(sorted((name, len(slots)) for name, slots in layout.items())),
+        *_slot_counts(layout),
     )
+
+
+def _slot_counts(layout: SlotLayout) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    names = tuple(sorted(layout))
+    return names, tuple(len(layout[name]) for name in names)
 
 
 def render_haproxy(
