@@ -26,7 +26,7 @@ from harness import HAProxy, http_get
 
 from breakwater.catalog import Backend, BackendOptions, Catalog, Certificate, Route, Server
 from breakwater.catalog.tls import certificate_file_name
-from breakwater.targets.haproxy import HAProxyTarget
+from breakwater.targets.haproxy import RENAME_LULL, HAProxyTarget
 from breakwater.targets.haproxy_api import reload
 from breakwater.targets.staging import ApplyResult
 
@@ -360,6 +360,56 @@ def test_spares_in_use_are_renamed_by_a_reload_when_quiet_or_running_out(haproxy
         result = add("six")
         assert (result.action, result.cause) == ("reload", "spares")
         assert all(edge.served_by(f"{n}.example").startswith("pod") for n in ("five", "six"))
+    finally:
+        edge.close()
+
+
+def test_spares_running_low_are_renamed_in_a_lull_and_at_once_when_nearly_out(
+    haproxy, backends
+) -> None:
+    """Fewer than a quarter idle: the rename waits for a lull in route changes (a
+    reload in a burst would hold its next change), at most RENAME_LULL_MAX; fewer than
+    an eighth: at once."""
+    pods = [backends(f"pod{i}") for i in range(2)]
+    edge = Edge(haproxy)
+    edge.target.settings = replace(haproxy.settings, spare_backends=8, rename_after=3600)
+    try:
+        catalog = Catalog()
+
+        def add(name: str) -> ApplyResult:
+            new = backend(name, pods[len(catalog.backends) % 2].endpoint)
+            catalog.backends[new.name] = new
+            catalog.routes.append(route(f"{name}.example", new.name))
+            return edge.apply(catalog)
+
+        assert add("base").action == "reload"  # eight spares rendered
+        for index in range(6):
+            assert add(f"app{index}").action == "runtime"
+        assert edge.target.rename_at is not None
+        assert edge.target.rename_at > time.monotonic() + 60  # two idle: once quiet
+        started = time.monotonic()
+        assert add("app6").action == "runtime"  # one idle of eight: running low
+        due = edge.target.rename_at
+        assert due is not None and started < due <= time.monotonic() + RENAME_LULL
+        # A flush before the lull writes the file, and renames nothing.
+        assert edge.runner.run(edge.target.flush(catalog)).action == "written"
+        assert edge.target.shape is not None and edge.target.shape.serving
+        time.sleep(max(0.0, due - time.monotonic()) + 0.05)
+        result = edge.runner.run(edge.target.flush(catalog))
+        assert (result.action, result.cause) == ("reload", "rename")
+        assert edge.target.shape is not None and not edge.target.shape.serving
+        assert edge.served_by("app6.example").startswith("pod")
+
+        # Nearly out (fewer than an eighth idle): at once.
+        for index in range(7, 20):
+            assert add(f"app{index}").action in ("runtime", "reload")
+            shape = edge.target.shape
+            if shape is not None and shape.spares and shape.free_spares() * 8 < shape.spares:
+                assert edge.target.rename_at is not None
+                assert edge.target.rename_at <= time.monotonic()
+                break
+        else:
+            raise AssertionError("the spares never ran out")
     finally:
         edge.close()
 

@@ -74,6 +74,11 @@ from breakwater.targets.staging import (
 
 log = logging.getLogger(__name__)
 
+RENAME_LULL = 1.0
+"""Seconds without a route change before spares running low are renamed (a reload)."""
+RENAME_LULL_MAX = 10.0
+"""Seconds at most that rename waits for a lull once spares run low."""
+
 
 Structure = tuple[str, tuple[tuple[str, int], ...]]  # see render.slots.structure_of
 
@@ -129,7 +134,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self._live_checked = False  # live.directory confirmed by 'show map' this session
         self.served: Catalog | None = None
         self.rename_at: float | None = None  # monotonic: the reload that renames spares
-        self._rename_soon = False  # that reload comes at once (spares running out)
+        self._rename_soon = False  # that reload comes soon (spares running low)
+        self._low_since: float | None = None  # when the spares started running low
         self._names: dict[str, frozenset[str]] = {}  # certificate PEM -> SNI names
         self._key: Hashable = None  # the structure key of what HAProxy runs
         self._placed: Mapping[str, Backend] = {}  # section -> the backend it runs
@@ -480,6 +486,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         """HAProxy runs the whole plan (loaded from the file), and the file says so."""
         self.layout, self.structure, self.stale_since = plan.layout, plan.structure, None
         self.shape, self.served, self.rename_at = plan.shape, plan.catalog, None
+        self._rename_soon, self._low_since = False, None
         if plan.rendered is not None:
             self._key, self._placed = plan.rendered.structure_key, plan.rendered.backends
         if plan.rendered is not None and (plan.action == "reload" or self.live is None):
@@ -632,15 +639,22 @@ class HAProxyTarget(Target[HAProxyPlan]):
 
     def _schedule_rename(self, shape: Shape | None) -> None:
         """Spare sections in use (or sections kept) are renamed by a reload once routes
-        have been quiet for ``rename_after``, or soon when the spares run low."""
+        have been quiet for ``rename_after``; when fewer than a quarter of the spares
+        are idle, in the next lull of route changes (:data:`RENAME_LULL`), at most
+        :data:`RENAME_LULL_MAX` later -- a reload in the middle of a burst would hold
+        the burst's next change; when fewer than an eighth are, at once."""
         if shape is None or not (shape.serving or shape.kept):
             return
-        now = time.monotonic()
-        self._rename_soon = bool(shape.spares and shape.free_spares() * 4 < shape.spares)
-        if self._rename_soon:
-            self.rename_at = now  # spares are running out: at once, not once quiet
+        now, idle, spares = time.monotonic(), shape.free_spares(), shape.spares
+        if spares and idle * 8 < spares:
+            self._rename_soon, self.rename_at = True, now
+        elif spares and idle * 4 < spares:
+            if self._low_since is None:
+                self._low_since = now
+            self._rename_soon = True
+            self.rename_at = min(now + RENAME_LULL, self._low_since + RENAME_LULL_MAX)
         elif self.settings.rename_after > 0:
-            self.rename_at = now + self.settings.rename_after
+            self._rename_soon, self.rename_at = False, now + self.settings.rename_after
 
     def mark_stale(self, restart: bool = False) -> None:
         """HAProxy runs servers the file does not name (``restart``: wait afresh)."""
@@ -674,7 +688,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
                 # Not now (the check or the reload failed): later, and the file
                 # written meanwhile as it stands.
                 log.error("renaming spare sections: %s", result.detail)
-                self._rename_soon = False
+                self._rename_soon, self._low_since = False, None
                 self.rename_at = time.monotonic() + max(self.settings.rename_after, 60.0)
             if self.stale_since is None or self.structure is None or self.shape is None:
                 return ApplyResult("none")
