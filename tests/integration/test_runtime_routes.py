@@ -414,6 +414,48 @@ def test_spares_running_low_are_renamed_in_a_lull_and_at_once_when_nearly_out(
         edge.close()
 
 
+def test_a_route_change_does_not_wait_for_the_file_and_the_file_catches_up(edge, backends) -> None:
+    """The deferred file write renders beside route changes: one that comes while it
+    renders is applied at once, what was rendered is dropped, and the next write
+    (holding route changes while it renders) leaves the file saying what runs."""
+    pod = backends("pod")
+    catalog = Catalog()
+    for index in range(3):
+        new = backend(f"app{index}", pod.endpoint)
+        catalog.backends[new.name] = new
+        catalog.routes.append(route(f"app{index}.example", new.name))
+    assert edge.apply(catalog).action == "reload"
+    catalog.routes.append(route("late.example", "be_app0_http"))
+    assert edge.apply(catalog).action == "runtime"  # the file is now stale
+    moved = Catalog(
+        routes=[*catalog.routes, route("later.example", "be_app1_http")],
+        backends=dict(catalog.backends),
+    )
+
+    async def flush_with_a_change_meanwhile() -> tuple[ApplyResult, ApplyResult]:
+        flushing = asyncio.ensure_future(edge.target.flush(catalog))
+        await asyncio.sleep(0)  # the flush has copied what runs and renders in a thread
+        change = await edge.target.apply(moved)
+        return await flushing, change
+
+    flushed, change = edge.runner.run(flush_with_a_change_meanwhile())
+    assert change.action == "runtime"  # not held by the render
+    assert flushed.action == "none"  # overtaken: what it rendered was dropped
+    assert edge.target.stale_since is not None
+
+    def file_routes() -> str:  # the prefix map the file names
+        config = Path(edge.target.file.path).read_text()
+        return Path(re.search(r"map_beg\((\S+)\)", config)[1]).read_text()
+
+    assert "late.example/" not in file_routes()  # nothing was written
+    assert edge.runner.run(edge.target.flush(moved)).action == "written"
+    assert edge.target.stale_since is None
+    assert "late.example/" in file_routes() and "later.example/" in file_routes()
+    edge.reload()  # from the file alone: it serves what ran
+    assert edge.served_by("later.example") == "pod"
+    assert edge.served_by("late.example") == "pod"
+
+
 def test_an_idle_runtime_session_does_not_keep_an_old_worker_alive(edge, backends) -> None:
     """HAProxy lets an old worker go once its connections close; the target's session
     is closed when idle, so a reload from outside (a handler, an operator) is not held

@@ -136,6 +136,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self.rename_at: float | None = None  # monotonic: the reload that renames spares
         self._rename_soon = False  # that reload comes soon (spares running low)
         self._low_since: float | None = None  # when the spares started running low
+        self._flush_overtaken = False  # route changes came while the last flush rendered
         self._names: dict[str, frozenset[str]] = {}  # certificate PEM -> SNI names
         self._key: Hashable = None  # the structure key of what HAProxy runs
         self._placed: Mapping[str, Backend] = {}  # section -> the backend it runs
@@ -677,8 +678,12 @@ class HAProxyTarget(Target[HAProxyPlan]):
     async def flush(self, catalog: Catalog) -> ApplyResult:
         """Rewrite a stale file (staged and swapped) so that it says what HAProxy runs.
 
-        Meant to run beside server-only syncs: it renders from a copy of the slots, in
-        a thread, and the file stays marked stale if servers changed meanwhile.
+        Meant to run beside syncs: it renders from a copy of the slots, in a thread,
+        and the file stays marked stale if servers changed meanwhile.  Route changes
+        are not held while it renders (a thousand backends: a few hundred ms); when
+        one came meanwhile, what was rendered is dropped and the next flush -- at the
+        next lull, or :attr:`~CoalesceSettings.file_max_delay` later -- holds them
+        while it renders, so that a burst cannot keep the file stale for long.
         """
         async with self._file_lock:
             if self.rename_at is not None and time.monotonic() >= self.rename_at:
@@ -693,22 +698,43 @@ class HAProxyTarget(Target[HAProxyPlan]):
             if self.stale_since is None or self.structure is None or self.shape is None:
                 return ApplyResult("none")
             changes, layout, shape = self._runtime_changes, dict(self.layout), self.shape
-            rendered, structure = await asyncio.to_thread(
-                self._render_as_is, catalog, layout, shape
-            )
-            if structure != self.structure:
-                if self._runtime_changes != changes:
-                    return ApplyResult("none")  # servers moved on meanwhile: the next flush
-                return await self._apply_all(catalog)  # not servers alone: the full path
-            plan = HAProxyPlan(
-                action="runtime", layout=layout, structure=structure, rendered=rendered
-            )
-            failed = await self._write_servers(plan)
-            if failed is not None:
-                return failed
-            if self._runtime_changes == changes:
-                self.stale_since = None
-            return ApplyResult("written", "haproxy.cfg written after runtime changes")
+            held = set(self.held_back)
+            if self._flush_overtaken:
+                self._flush_overtaken = False
+                rendered, structure = await asyncio.to_thread(
+                    self._render_as_is, catalog, layout, shape, held
+                )
+                return await self._write_flushed(catalog, rendered, structure, layout, changes)
+        rendered, structure = await asyncio.to_thread(
+            self._render_as_is, catalog, layout, shape, held
+        )
+        async with self._file_lock:
+            if self.shape is not shape or self.stale_since is None:
+                # Routes changed (or HAProxy was reloaded) while it rendered.
+                self._flush_overtaken = self.stale_since is not None
+                self.mark_stale(restart=True)
+                return ApplyResult("none")
+            return await self._write_flushed(catalog, rendered, structure, layout, changes)
+
+    async def _write_flushed(
+        self,
+        catalog: Catalog,
+        rendered: RenderedConfig,
+        structure: Structure,
+        layout: Layout,
+        changes: int,
+    ) -> ApplyResult:
+        if structure != self.structure:
+            if self._runtime_changes != changes:
+                return ApplyResult("none")  # servers moved on meanwhile: the next flush
+            return await self._apply_all(catalog)  # not servers alone: the full path
+        plan = HAProxyPlan(action="runtime", layout=layout, structure=structure, rendered=rendered)
+        failed = await self._write_servers(plan)
+        if failed is not None:
+            return failed
+        if self._runtime_changes == changes:
+            self.stale_since = None
+        return ApplyResult("written", "haproxy.cfg written after runtime changes")
 
     async def _write_servers(self, plan: HAProxyPlan) -> ApplyResult | None:
         """Swap a runtime plan's file in; the failure, if it could not be written."""
@@ -741,11 +767,13 @@ class HAProxyTarget(Target[HAProxyPlan]):
             return render_shaped(catalog, shape, self.layout, self.settings, self.varnish)
 
     def _render_as_is(
-        self, catalog: Catalog, layout: Layout, shape: Shape
+        self, catalog: Catalog, layout: Layout, shape: Shape, held: set[str]
     ) -> tuple[RenderedConfig, Structure]:
-        """What HAProxy runs now, rendered (the slots ``layout``, the sections ``shape``)."""
+        """What HAProxy runs now, rendered (the slots ``layout``, the sections ``shape``,
+        without the objects ``held`` back).  Runs in a thread: reads nothing that
+        changes meanwhile."""
         with collector_paused():
-            catalog = sectioned(without_sources(catalog, set(self.held_back)), shape)
+            catalog = sectioned(without_sources(catalog, held), shape)
             rendered = render_haproxy(
                 catalog, layout, self.settings, varnish=self.varnish, serving=shape.serving
             )
