@@ -14,9 +14,10 @@ import shutil
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import self_signed
@@ -320,19 +321,30 @@ def test_runtime_changes_then_a_reload_from_the_files_serve_the_same(edge, backe
     assert edge.apply(catalog).action == "runtime"
 
 
-def test_spares_in_use_are_renamed_by_a_reload_when_quiet_or_running_out(haproxy, backends) -> None:
+def spare_edge(
+    haproxy: HAProxy, backends: Any, spares: int, rename_after: float
+) -> tuple[Edge, Catalog, Callable[[str], ApplyResult]]:
+    """An edge with ``spares`` spare sections, and a function that routes a new Service
+    (``<name>.example``, one server of two pods in turn) and applies the result."""
     pods = [backends(f"pod{i}") for i in range(2)]
     edge = Edge(haproxy)
-    edge.target.settings = replace(haproxy.settings, spare_backends=4, rename_after=0.5)
+    edge.target.settings = replace(
+        haproxy.settings, spare_backends=spares, rename_after=rename_after
+    )
+    catalog = Catalog()
+
+    def add(name: str) -> ApplyResult:
+        new = backend(name, pods[len(catalog.backends) % 2].endpoint)
+        catalog.backends[new.name] = new
+        catalog.routes.append(route(f"{name}.example", new.name))
+        return edge.apply(catalog)
+
+    return edge, catalog, add
+
+
+def test_spares_in_use_are_renamed_by_a_reload_when_quiet_or_running_out(haproxy, backends) -> None:
+    edge, catalog, add = spare_edge(haproxy, backends, spares=4, rename_after=0.5)
     try:
-        catalog = Catalog()
-
-        def add(name: str) -> ApplyResult:
-            new = backend(name, pods[len(catalog.backends) % 2].endpoint)
-            catalog.backends[new.name] = new
-            catalog.routes.append(route(f"{name}.example", new.name))
-            return edge.apply(catalog)
-
         assert add("base").action == "reload"  # the first route: four spares rendered
         assert add("one").action == "runtime"
         due = edge.target.flush_due(1.0, 10.0)
@@ -370,18 +382,8 @@ def test_spares_running_low_are_renamed_in_a_lull_and_at_once_when_nearly_out(
     """Fewer than a quarter idle: the rename waits for a lull in route changes (a
     reload in a burst would hold its next change), at most RENAME_LULL_MAX; fewer than
     an eighth: at once."""
-    pods = [backends(f"pod{i}") for i in range(2)]
-    edge = Edge(haproxy)
-    edge.target.settings = replace(haproxy.settings, spare_backends=8, rename_after=3600)
+    edge, catalog, add = spare_edge(haproxy, backends, spares=8, rename_after=3600)
     try:
-        catalog = Catalog()
-
-        def add(name: str) -> ApplyResult:
-            new = backend(name, pods[len(catalog.backends) % 2].endpoint)
-            catalog.backends[new.name] = new
-            catalog.routes.append(route(f"{name}.example", new.name))
-            return edge.apply(catalog)
-
         assert add("base").action == "reload"  # eight spares rendered
         for index in range(6):
             assert add(f"app{index}").action == "runtime"

@@ -156,8 +156,7 @@ def build_catalog(
             builder.reject(describe("Secret", ident), reason)
     catalog = builder.catalog
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
-    depended = {(kind, *ident) for kind, ident, _obj in sources} | builder.unselected
-    depended.add(("IngressClass", "", settings.ingress_class))
+    depended = {*builder.unselected, ("IngressClass", "", settings.ingress_class)}
     catalog.build_state = builder.state(depended, set(), builder.traces.values())
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
@@ -192,7 +191,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
     added = []
     selectors: dict[str, Any] | None = None
     for key in index.touched:
-        if key in state.depended:
+        if _depended(key, state, previous):
             return None
         kind, namespace, name = key
         if kind == plain_routes.KIND:
@@ -231,7 +230,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
     catalog = builder.catalog
     catalog.rejected = previous.rejected  # the same rejections, in the same order
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
-    depended = set(state.depended) | {(kind, *ident) for kind, ident, _obj in added}
+    depended = set(state.depended)
     catalog.build_state = builder.state(depended, set(state.secrets), new_traces)
     catalog.build_state.grown = True
     routes = catalog.routes[len(previous.routes) :]
@@ -243,6 +242,16 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
         backends[name] = catalog.backends[name]
     catalog.backends = dict(sorted(backends.items()))
     return catalog
+
+
+def _depended(key: tuple[str, str, str], state: BuildState, previous: Catalog) -> bool:
+    """Whether a change to the index key ``key`` may change what ``previous`` holds:
+    an object that made routes (or tried), a Service whose servers were computed, or
+    something else one of them read."""
+    kind, namespace, name = key
+    if kind == "service":
+        return (namespace, name) in previous.server_problems
+    return key in state.depended or (kind, (namespace, name)) in previous.traces
 
 
 def _clean(trace: Trace, builder: Builder, previous: Catalog) -> bool:

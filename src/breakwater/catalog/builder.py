@@ -49,7 +49,7 @@ class Conflict(Rejected):
     by the next build."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Trace:
     """What building one object did: replayed by the next build while what it read is
     unchanged (see the module's docstring)."""
@@ -65,11 +65,9 @@ class Trace:
     # gone), but what it read is still what it depends on.
     conflicted: bool = False
 
-    def depends_on(self) -> Iterator[tuple[str, str, str]]:
-        """The index keys (see :attr:`ClusterIndex.touched`) whose change may change
-        what the object contributes, besides the object itself."""
-        for namespace, service in self.services:
-            yield ("service", namespace, service)
+    def read_keys(self) -> Iterator[tuple[str, str, str]]:
+        """The index keys (see :attr:`ClusterIndex.touched`) of the objects it read
+        besides its own and its Services' servers."""
         for kind, namespace, name, _found in self.reads:
             yield (kind, namespace, name)
 
@@ -86,8 +84,10 @@ class BuildState:
     route_owner: dict[tuple[str, str, str], str]
     computed: dict[tuple[str, str, int | str], tuple[str, tuple[Server, ...]] | str]
     rejected_once: set[Rejection]
-    # Index keys whose change may change the catalog: every object that makes routes
-    # (or was rejected trying), and what each read.
+    # Index keys whose change may change the catalog, besides the objects that make
+    # routes (the catalog's traces) and the Services whose servers were computed (its
+    # server_problems): what they read (Services, Secrets), objects whose selection
+    # failed, our IngressClass.  Small: a set of every key would be a tuple per object.
     depended: set[tuple[str, str, str]]
     secrets: set[tuple[str, str]]  # the Secrets read (kept decoded while they are)
     grown: bool = False  # this build started where the one before ended
@@ -181,12 +181,12 @@ class Builder:
         secrets: set[tuple[str, str]],
         traces: Iterable[Trace],
     ) -> BuildState:
-        """What the next build may start from.  ``depended``: the keys of the objects
-        that made routes (or were rejected trying), and ``secrets``: the Secrets read,
-        to which what ``traces`` read is added (both are kept)."""
+        """What the next build may start from.  ``depended`` (see :class:`BuildState`)
+        and ``secrets``, the Secrets read: what ``traces`` read is added to both."""
         for trace in traces:
-            depended.update(trace.depends_on())
-            secrets.update((ns, name) for kind, ns, name, _ in trace.reads if kind == "Secret")
+            if trace.reads:
+                depended.update(trace.read_keys())
+                secrets.update((ns, name) for kind, ns, name, _ in trace.reads if kind == "Secret")
         return BuildState(
             settings=self.settings,
             reader_generation=self.index.reader_generation,

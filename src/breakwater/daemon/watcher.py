@@ -30,7 +30,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from breakwater.catalog import Catalog
+from breakwater.catalog import Catalog, Route
 from breakwater.config import Config, ConfigError, load_config, read_resources
 from breakwater.daemon.follower import Follower
 from breakwater.daemon.metrics import Metrics, MetricsError
@@ -55,11 +55,14 @@ def summarize(old: Catalog | None, new: Catalog, servers_only: list[str] | None 
             f"{len(new.routes)} routes, {len(new.backends)} backends, {len(new.rejected)} rejected"
         )
     parts = []
-    # Routes are shared between catalogs (an unchanged object's are the same objects):
-    # only those that are not can differ, found by identity in one pass each.
-    old_ids, new_ids = {id(r) for r in old.routes}, {id(r) for r in new.routes}
-    old_routes = {(r.host, r.path, r.match): r for r in old.routes if id(r) not in new_ids}
-    new_routes = {(r.host, r.path, r.match): r for r in new.routes if id(r) not in old_ids}
+    old_routes: dict[tuple[str, str, str], Route] = {}
+    new_routes: dict[tuple[str, str, str], Route] = {}
+    if old.routes is not new.routes:  # else servers alone changed: nothing to compare
+        # Routes are shared between catalogs (an unchanged object's are the same
+        # objects): only those that are not can differ, found by identity.
+        old_ids, new_ids = {id(r) for r in old.routes}, {id(r) for r in new.routes}
+        old_routes = {(r.host, r.path, r.match): r for r in old.routes if id(r) not in new_ids}
+        new_routes = {(r.host, r.path, r.match): r for r in new.routes if id(r) not in old_ids}
     for key in sorted(new_routes.keys() - old_routes.keys())[:5]:
         parts.append(f"+route {key[0]}{key[1]} ({new_routes[key].source})")
     for key in sorted(old_routes.keys() - new_routes.keys())[:5]:

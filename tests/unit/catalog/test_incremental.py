@@ -164,6 +164,22 @@ def refs(catalog: Any) -> dict[tuple[str, str], set[tuple[str, int | str]]]:
     return {service: set(backends) for service, backends in catalog.server_refs.items()}
 
 
+def built_from(
+    previous: Any, index: ClusterIndex, settings: CatalogSettings, objects: list[Any], step: int
+) -> Any:
+    """The catalog built from ``previous`` as the watcher builds it, checked against a
+    fresh build of ``objects``: the same catalog and the same bookkeeping."""
+    catalog = build_catalog(index, settings, reuse=previous)
+    index.settle()
+    expected = build_catalog(objects, settings)
+    assert catalog == expected, f"step {step}"
+    assert catalog.certificates == expected.certificates, f"step {step}"
+    assert catalog.server_problems == expected.server_problems, f"step {step}"
+    assert catalog.servers_rejected == expected.servers_rejected, f"step {step}"
+    assert refs(catalog) == refs(expected), f"step {step}"
+    return catalog
+
+
 HOSTS = ["a.example", "b.example", "c.example", "d.example"]
 SERVICES = [f"svc{i}" for i in range(5)]
 STAMPS = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"]
@@ -275,13 +291,7 @@ def test_replayed_objects_equal_fresh_builds() -> None:
         for _ in range(rng.randint(1, 2)):
             obj = _random_source(rng)
             (remove if rng.random() < 0.15 else put)(obj)
-        catalog = build_catalog(index, settings, reuse=previous)
-        index.settle()
-        expected = build_catalog(list(objects.values()), settings)
-        assert catalog == expected, f"step {step}"
-        assert catalog.server_problems == expected.server_problems, f"step {step}"
-        assert catalog.servers_rejected == expected.servers_rejected, f"step {step}"
-        assert refs(catalog) == refs(expected), f"step {step}"
+        catalog = built_from(previous, index, settings, list(objects.values()), step)
         for source, trace in catalog.traces.items():
             if trace.conflicted:
                 continue  # never replayed: the claim it lost may be gone
@@ -363,14 +373,7 @@ def test_objects_added_one_by_one_build_from_where_the_last_build_ended() -> Non
             )
         else:
             put(route_configmap("ns", target, {"hosts": host, "paths": "/cm"}))
-        catalog = build_catalog(index, settings, reuse=previous)
-        index.settle()
-        expected = build_catalog(list(objects.values()), settings)
-        assert catalog == expected, f"step {step}"
-        assert catalog.server_problems == expected.server_problems, f"step {step}"
-        assert catalog.servers_rejected == expected.servers_rejected, f"step {step}"
-        assert refs(catalog) == refs(expected), f"step {step}"
-        assert catalog.certificates == expected.certificates, f"step {step}"
+        catalog = built_from(previous, index, settings, list(objects.values()), step)
         if catalog.build_state.grown:
             grown += 1
         else:
