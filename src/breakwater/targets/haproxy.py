@@ -140,6 +140,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self._names: dict[str, frozenset[str]] = {}  # certificate PEM -> SNI names
         self._key: Hashable = None  # the structure key of what HAProxy runs
         self._placed: Mapping[str, Backend] = {}  # section -> the backend it runs
+        # Sections whose servers changed alone since: not what _placed says any more.
+        self._displaced: set[str] = set()
         # Objects whose configuration HAProxy's check refused: source -> (reason,
         # fingerprint).  Held back until they change (see _isolate).
         self.held_back: dict[str, tuple[str, str]] = {}
@@ -299,11 +301,12 @@ class HAProxyTarget(Target[HAProxyPlan]):
         with collector_paused():
             # The sections HAProxy runs passed the screen: the same objects pass again.
             generation = render_generation(sectioned(held, shape), self.settings, self._placed)
-            placed, before = generation.catalog.backends, self._placed
+            placed, before, displaced = generation.catalog.backends, self._placed, self._displaced
             changed = {
                 name: backend
                 for name, backend in placed.items()
-                if before.get(name) is not backend and before.get(name) != backend
+                if name in displaced
+                or (before.get(name) is not backend and before.get(name) != backend)
             }
             layout = dict(self.layout)
             if changed:
@@ -490,6 +493,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self._rename_soon, self._low_since = False, None
         if plan.rendered is not None:
             self._key, self._placed = plan.rendered.structure_key, plan.rendered.backends
+            self._displaced = set()
         if plan.rendered is not None and (plan.action == "reload" or self.live is None):
             # Loaded from the file (nothing to do at start: what HAProxy loaded, it is
             # assumed, and checked before the first route change).
@@ -527,11 +531,13 @@ class HAProxyTarget(Target[HAProxyPlan]):
             self.layout = plan.layout
             self.shape, self.served = plan.shape, plan.catalog
             self._key, self._placed = plan.rendered.structure_key, plan.rendered.backends
+            self._displaced = set()
             self._routes_applied(plan)
         elif plan.routes is not None:  # routes without a render: the file is left stale
             self.layout = plan.layout
             self.shape, self.served = plan.shape, plan.catalog
             self._key, self._placed = plan.key, plan.placed or {}
+            self._displaced = set()
             self._routes_applied(plan)
             self._runtime_changes += 1
             self.mark_stale()
@@ -539,7 +545,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
             self.layout.update(plan.layout)
             # Their servers are no longer those of the backends last placed: the next
             # route plan places them again.
-            self._placed = {k: v for k, v in self._placed.items() if k not in plan.layout}
+            self._displaced.update(plan.layout)  # O(change): not a copy of every section
             if plan.commands:
                 self._runtime_changes += 1
                 self.mark_stale()
@@ -612,6 +618,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self.layout = layout_from_config(current)
         self.shape = shape_from_config(current) if current else None
         self._key, self._placed, self._live_checked = None, {}, False
+        self._displaced = set()
         self.live = _generation_of(current)
         self.structure = structure_of(current, self.layout) if self.live is not None else None
 
