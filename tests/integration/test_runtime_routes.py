@@ -457,6 +457,30 @@ def test_a_route_change_does_not_wait_for_the_file_and_the_file_catches_up(edge,
     assert edge.served_by("later.example") == "pod"
     assert edge.served_by("late.example") == "pod"
 
+    # A change that writes the file itself (an option: a reload) while a write renders:
+    # the file is left as that change wrote it, and not marked stale again.
+    moved.routes.append(route("last.example", "be_app2_http"))
+    assert edge.apply(moved).action == "runtime"
+    options = replace(moved.backends["be_app2_http"].options, timeout_server="7s")
+    reloaded = Catalog(
+        routes=list(moved.routes),
+        backends={
+            **moved.backends,
+            "be_app2_http": replace(moved.backends["be_app2_http"], options=options),
+        },
+    )
+
+    async def flush_with_a_reload_meanwhile() -> tuple[ApplyResult, ApplyResult]:
+        flushing = asyncio.ensure_future(edge.target.flush(moved))
+        await asyncio.sleep(0)
+        change = await edge.target.apply(reloaded)
+        return await flushing, change
+
+    flushed, change = edge.runner.run(flush_with_a_reload_meanwhile())
+    assert (change.action, flushed.action) == ("reload", "none")
+    assert edge.target.stale_since is None  # the reload's file says what runs
+    assert "timeout server 7s" in Path(edge.target.file.path).read_text()
+
 
 def test_an_idle_runtime_session_does_not_keep_an_old_worker_alive(edge, backends) -> None:
     """HAProxy lets an old worker go once its connections close; the target's session

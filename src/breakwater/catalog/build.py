@@ -157,7 +157,9 @@ def build_catalog(
     catalog = builder.catalog
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
     depended = {*builder.unselected, ("IngressClass", "", settings.ingress_class)}
-    catalog.build_state = builder.state(depended, set(), builder.traces.values())
+    catalog.build_state = builder.state(
+        depended, set(), builder.traces.values(), builder.contested()
+    )
     used = {route.backend for route in catalog.routes} | {catalog.default_backend}
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
     catalog.routes.sort(key=_route_order)
@@ -222,7 +224,11 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
             except Exception:
                 return None
             trace = builder.traces.get((kind, ident))
-            if reason is not None or trace is None or not _clean(trace, builder, previous):
+            if (
+                reason is not None
+                or trace is None
+                or not _clean(trace, builder, previous, state.contested)
+            ):
                 return None
             new_traces.append(trace)
     if len(builder.catalog.rejected) != rejected:
@@ -231,7 +237,8 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
     catalog.rejected = previous.rejected  # the same rejections, in the same order
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
     depended = set(state.depended)
-    catalog.build_state = builder.state(depended, set(state.secrets), new_traces)
+    # The new objects are clean: the routes others were refused for are the same.
+    catalog.build_state = builder.state(depended, set(state.secrets), new_traces, state.contested)
     catalog.build_state.grown = True
     routes = catalog.routes[len(previous.routes) :]
     catalog.routes = list(previous.routes)
@@ -254,13 +261,19 @@ def _depended(key: tuple[str, str, str], state: BuildState, previous: Catalog) -
     return key in state.depended or (kind, (namespace, name)) in previous.traces
 
 
-def _clean(trace: Trace, builder: Builder, previous: Catalog) -> bool:
+def _clean(
+    trace: Trace, builder: Builder, previous: Catalog, contested: set[tuple[str, str, str]]
+) -> bool:
     """Whether a new object's build is the same wherever it sorts (see :func:`_grown`)."""
     for name, args in trace.steps:
         if name == "set_default_backend":  # a backend none of its routes may use
             return False
         if name == "add_certificate" and args[0].name in previous.certificates:
             return False
+        if name == "add_routes" and any(
+            (route.host, route.path, route.match) in contested for route in args[0]
+        ):
+            return False  # a route an object was refused for: its reason may name this one
         # Options of its own for a Service routed before: which object keeps them (and
         # is named to those that disagree) hangs on the order.
         if (

@@ -90,6 +90,9 @@ class BuildState:
     # failed, our IngressClass.  Small: a set of every key would be a tuple per object.
     depended: set[tuple[str, str, str]]
     secrets: set[tuple[str, str]]  # the Secrets read (kept decoded while they are)
+    # Routes that objects rejected for a taken route asked for (host, path, match): the
+    # reason names the first taken in their order, which a new claim may change.
+    contested: set[tuple[str, str, str]] = field(default_factory=set)
     grown: bool = False  # this build started where the one before ended
 
 
@@ -180,6 +183,7 @@ class Builder:
         depended: set[tuple[str, str, str]],
         secrets: set[tuple[str, str]],
         traces: Iterable[Trace],
+        contested: set[tuple[str, str, str]],
     ) -> BuildState:
         """What the next build may start from.  ``depended`` (see :class:`BuildState`)
         and ``secrets``, the Secrets read: what ``traces`` read is added to both."""
@@ -197,7 +201,19 @@ class Builder:
             rejected_once=self.rejected_once,
             depended=depended,
             secrets=secrets,
+            contested=contested,
         )
+
+    def contested(self) -> set[tuple[str, str, str]]:
+        """The routes objects rejected for a taken route asked for (see :class:`BuildState`)."""
+        return {
+            (route.host, route.path, route.match)
+            for trace in self.traces.values()
+            if trace.conflicted
+            for name, args in trace.steps
+            if name == "add_routes"
+            for route in args[0]
+        }
 
     def _replayable(self, trace: Trace, obj: Object) -> bool:
         """The object is the same, and so is what it read: nothing it depends on was

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from breakwater.catalog.build import build_catalog, refresh_servers
 from breakwater.catalog.model import Catalog, CatalogSettings, Rejection
+from breakwater.cluster.index import ClusterIndex
 from breakwater.cluster.state import ClusterState
 from breakwater.memory import collector_paused
 
@@ -35,6 +36,7 @@ class LiveCatalog:
     def __init__(self) -> None:
         self._base: Catalog | None = None  # the last catalog, without the unread keys
         self._settings: CatalogSettings | None = None
+        self._index: ClusterIndex | None = None  # the index the last catalog came from
 
     def servers_only(self, state: ClusterState) -> bool:
         """True when the changes since the last catalog only touch servers."""
@@ -67,9 +69,12 @@ class LiveCatalog:
     def rebuild(self, state: ClusterState, settings: CatalogSettings) -> tuple[Catalog, None]:
         """The catalog built afresh from every object (:meth:`update`'s full build)."""
         state.changed_services, state.structural = set(), False
-        reuse = self._base if self._settings == settings else None
+        # Built from the last catalog only if that came from this very index: a new one
+        # (a list after a compaction) says nothing of the objects gone meanwhile.
+        same = self._settings == settings and self._index is state.index
+        reuse = self._base if same else None
         with collector_paused():
             self._base = build_catalog(state.index, settings, reuse)
         state.index.settle()  # the next build replays from this one
-        self._settings = settings
+        self._settings, self._index = settings, state.index
         return with_unread(self._base, state), None

@@ -716,9 +716,11 @@ class HAProxyTarget(Target[HAProxyPlan]):
             self._render_as_is, catalog, layout, shape, held
         )
         async with self._file_lock:
-            if self.shape is not shape or self.stale_since is None:
+            if self.stale_since is None:
+                return ApplyResult("none")  # a change that rendered the file came meanwhile
+            if self.shape is not shape:
                 # Routes changed (or HAProxy was reloaded) while it rendered.
-                self._flush_overtaken = self.stale_since is not None
+                self._flush_overtaken = True
                 self.mark_stale(restart=True)
                 return ApplyResult("none")
             return await self._write_flushed(catalog, rendered, structure, layout, changes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from builders import READY, endpoint_slice, ingress, route_configmap, service, tls_secret
 
 from breakwater.catalog import CatalogSettings, build_catalog
@@ -381,3 +382,60 @@ def test_objects_added_one_by_one_build_from_where_the_last_build_ended() -> Non
         previous = catalog
     # Most new objects were clean, and built alone; the others took the full build.
     assert grown > full > 0
+
+
+@pytest.mark.parametrize("refused", ["plain route", "newer Ingress"])
+def test_a_new_route_an_object_was_refused_for_takes_the_full_build(refused: str) -> None:
+    """An object refused for a taken route names the first taken in its own order; a
+    new object claiming an earlier one of its routes changes that reason (a fresh build
+    gives it to the new object), so it is not built alone."""
+    settings = CatalogSettings()
+    index = ClusterIndex()
+    objects = [
+        service("ns", "svc"),
+        endpoint_slice("ns", "svc", [("10.0.0.1", READY)]),
+        ingress("ns", "c", [("h.example", "/x", "Prefix", "svc")], created=STAMPS[0]),
+    ]
+    if refused == "plain route":
+        objects.append(
+            {
+                "kind": "BreakwaterRoute",
+                "apiVersion": "breakwater.io/v1",
+                "metadata": {"name": "p"},
+                "spec": {
+                    "hosts": ["h.example"],
+                    "paths": ["/a", "/x"],
+                    "servers": [{"address": "10.9.0.1", "port": 8080}],
+                },
+            }
+        )
+    else:
+        rules = [("h.example", "/a", "Prefix", "svc"), ("h.example", "/x", "Prefix", "svc")]
+        objects.append(ingress("ns", "e", rules, created=STAMPS[1]))
+    for obj in objects:
+        index.add(obj)
+    previous = build_catalog(index, settings)
+    index.settle()
+    assert any("is already routed by Ingress ns/c" in r.reason for r in previous.rejected)
+    new = ingress("ns", "b", [("h.example", "/a", "Prefix", "svc")], created=STAMPS[1])
+    index.add(new)
+    catalog = built_from(previous, index, settings, [*objects, new], 0)
+    assert not catalog.build_state.grown
+    assert any("is already routed by Ingress ns/b" in r.reason for r in catalog.rejected)
+
+
+def test_a_new_list_of_the_cluster_is_not_built_from_the_last_catalog() -> None:
+    """After a list (a compaction), the objects gone meanwhile are nowhere in the new
+    index: the catalog is built afresh, not grown from the last one."""
+    config = Config()
+    state, live = ClusterState("/registry/"), LiveCatalog()
+    put(state, service("ns", "old"), 1)
+    put(state, ingress("ns", "old", [("old.example", "/", "Prefix", "old")]), 2)
+    catalog, _ = live.update(state, config.catalog)
+    assert [r.host for r in catalog.routes] == ["old.example"]
+    listed = ClusterState("/registry/")  # what a list finds: the old objects are gone
+    put(listed, service("ns", "new"), 3)
+    put(listed, ingress("ns", "new", [("new.example", "/", "Prefix", "new")]), 4)
+    catalog, _ = live.update(listed, config.catalog)
+    assert catalog == build_catalog(listed.objects.values(), config.catalog)
+    assert [r.host for r in catalog.routes] == ["new.example"]
