@@ -190,7 +190,9 @@ class Builder:
         for trace in traces:
             if trace.reads:
                 depended.update(trace.read_keys())
-                secrets.update((ns, name) for kind, ns, name, _ in trace.reads if kind == "Secret")
+                secrets.update(
+                    (ns, name) for kind, ns, name, _found in trace.reads if kind == "Secret"
+                )
         return BuildState(
             settings=self.settings,
             reader_generation=self.index.reader_generation,
