@@ -63,10 +63,9 @@ def _is_route_configmap(configmap: Object, settings: CatalogSettings) -> bool:
     return bool(labels.get(settings.configmap_label) == settings.configmap_label_value)
 
 
-def _selectors(index: ClusterIndex, settings: CatalogSettings) -> dict[str, Any]:
-    """Which ConfigMaps and Ingresses make routes, by kind; raises for a malformed
-    IngressClass of ours."""
-    default = default_class(index, settings)
+def _selectors(settings: CatalogSettings, default: bool) -> dict[str, Any]:
+    """Which ConfigMaps and Ingresses make routes, by kind (``default``: our
+    IngressClass is the cluster's default)."""
     return {
         "ConfigMap": lambda obj: _is_route_configmap(obj, settings),
         "Ingress": lambda obj: ingress_is_ours(obj, settings, default),
@@ -79,11 +78,11 @@ def _route_sources(
     """The objects that make routes, in the order they claim hosts and paths."""
     sources: list[tuple[str, tuple[str, str], Object]] = []
     try:
-        selectors = _selectors(index, settings)
+        default = default_class(index, settings)
     except Exception as exc:  # a malformed class is not the default, and is named
         builder.reject(describe("IngressClass", ("", settings.ingress_class)), reason_of(exc))
-        selectors = _selectors(ClusterIndex(), settings)
-    for kind, selected in selectors.items():
+        default = False
+    for kind, selected in _selectors(settings, default).items():
         for ident, obj in index.all(kind):
             try:
                 if selected(obj):
@@ -202,7 +201,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
         if kind not in ("Ingress", "ConfigMap") or obj is None:
             continue  # not ours, or gone again: nothing read it
         try:
-            selectors = selectors or _selectors(index, settings)
+            selectors = selectors or _selectors(settings, default_class(index, settings))
             if selectors[kind](obj):
                 added.append((kind, (namespace, name), obj))
         except Exception:
@@ -240,8 +239,9 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
     # The new objects are clean: the routes others were refused for are the same.
     catalog.build_state = builder.state(depended, set(state.secrets), new_traces, state.contested)
     catalog.build_state.grown = True
+    # The routes the new objects added, moved into their places among the sorted others.
     routes = catalog.routes[len(previous.routes) :]
-    catalog.routes = list(previous.routes)
+    del catalog.routes[len(previous.routes) :]
     for route in routes:
         bisect.insort(catalog.routes, route, key=_route_order)
     backends = dict(previous.backends)

@@ -2,12 +2,14 @@
 routes claimed by one object each, limits per object.
 
 An object's contribution is recorded as it is built (:class:`Trace`): the builder calls
-it made, the objects it read, the objects its servers came from.  The next build replays
-the trace of an object that is the very same object, whose reads and servers come from
-the very same objects, instead of parsing and validating it again: a route change then
-costs the replay of every other object (dictionary work), not their parsing.  Replay
-makes the same calls in the same order, so conflicts, rejections and first-come
-certificates come out as a fresh build makes them (a unit test holds it to that).
+it made, the objects it read, the Services whose servers it took.  The next build replays
+the trace of an object that is the very same object when none of those was touched
+since (:attr:`ClusterIndex.touched`), instead of parsing and validating it again: a
+route change then costs the replay of every other object (dictionary work), not their
+parsing.  Replay makes the same calls in the same order, so conflicts, rejections and
+first-come certificates come out as a fresh build makes them (a unit test holds it to
+that).  Where the build ended (:class:`BuildState`) lets the next one build objects that
+were only added without going over the others (``catalog.build``).
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ SourceKey = tuple[str, tuple[str, str]]
 
 class Conflict(Rejected):
     """A rejection that depends on what other objects claimed first (a route taken,
-    backend options kept): the object's trace is not kept, as the claim may be gone
-    by the next build."""
+    backend options kept): the object's trace is kept for what it read, never replayed,
+    as the claim may be gone by the next build."""
 
 
 @dataclass(slots=True)

@@ -492,8 +492,7 @@ class HAProxyTarget(Target[HAProxyPlan]):
         self.shape, self.served, self.rename_at = plan.shape, plan.catalog, None
         self._rename_soon, self._low_since = False, None
         if plan.rendered is not None:
-            self._key, self._placed = plan.rendered.structure_key, plan.rendered.backends
-            self._displaced = set()
+            self._placing(plan.rendered.structure_key, plan.rendered.backends)
         if plan.rendered is not None and (plan.action == "reload" or self.live is None):
             # Loaded from the file (nothing to do at start: what HAProxy loaded, it is
             # assumed, and checked before the first route change).
@@ -530,14 +529,12 @@ class HAProxyTarget(Target[HAProxyPlan]):
         if plan.rendered is not None:
             self.layout = plan.layout
             self.shape, self.served = plan.shape, plan.catalog
-            self._key, self._placed = plan.rendered.structure_key, plan.rendered.backends
-            self._displaced = set()
+            self._placing(plan.rendered.structure_key, plan.rendered.backends)
             self._routes_applied(plan)
         elif plan.routes is not None:  # routes without a render: the file is left stale
             self.layout = plan.layout
             self.shape, self.served = plan.shape, plan.catalog
-            self._key, self._placed = plan.key, plan.placed or {}
-            self._displaced = set()
+            self._placing(plan.key, plan.placed or {})
             self._routes_applied(plan)
             self._runtime_changes += 1
             self.mark_stale()
@@ -617,8 +614,8 @@ class HAProxyTarget(Target[HAProxyPlan]):
         current = self.file.current() or ""
         self.layout = layout_from_config(current)
         self.shape = shape_from_config(current) if current else None
-        self._key, self._placed, self._live_checked = None, {}, False
-        self._displaced = set()
+        self._placing(None, {})
+        self._live_checked = False
         self.live = _generation_of(current)
         self.structure = structure_of(current, self.layout) if self.live is not None else None
 
@@ -644,6 +641,10 @@ class HAProxyTarget(Target[HAProxyPlan]):
             live.certificates, live.default = dict(routes.certificates), routes.default
         if routes or (plan.shape is not None and (plan.shape.serving or plan.shape.kept)):
             self._schedule_rename(plan.shape)
+
+    def _placing(self, key: Hashable, placed: Mapping[str, Backend]) -> None:
+        """HAProxy runs the sections ``placed`` (structure key ``key``) as they are."""
+        self._key, self._placed, self._displaced = key, placed, set()
 
     def _schedule_rename(self, shape: Shape | None) -> None:
         """Spare sections in use (or sections kept) are renamed by a reload once routes
