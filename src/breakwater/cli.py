@@ -82,6 +82,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return asyncio.run(watcher.run(once=args.once or args.dry_run))
 
 
+def cmd_edge_health(args: argparse.Namespace) -> int:
+    from breakwater.ha.check import check
+    from breakwater.ha.health import EdgeHealth
+
+    config = _config(args)
+    _setup_logging(config.watcher.log_level)
+    try:
+        health = EdgeHealth(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if args.once:
+        verdict = asyncio.run(check(health.probes))
+        print(
+            json.dumps({"ok": verdict.ok, "planned": verdict.planned, "reasons": verdict.reasons})
+        )
+        return 0 if verdict.ok else 1
+    return asyncio.run(health.run())
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from breakwater.operations import edge_status, status_lines
 
@@ -193,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would change, change nothing"
     )
     watch.set_defaults(func=cmd_watch)
+
+    health = commands.add_parser(
+        "edge-health",
+        help="judge this node's health for keepalived and FRR (docs/ha.md): a daemon",
+    )
+    _add_config_flags(health)
+    health.add_argument(
+        "--once", action="store_true", help="check once, print why, exit 1 when unhealthy"
+    )
+    health.set_defaults(func=cmd_edge_health)
 
     status = commands.add_parser(
         "status",

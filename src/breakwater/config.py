@@ -29,6 +29,7 @@ import yaml
 from breakwater.catalog import CatalogSettings
 from breakwater.cluster import keys
 from breakwater.cluster.source import EtcdSettings, parse_endpoint
+from breakwater.ha.settings import HASettings, ha_problems
 from breakwater.k8s.encryption import EncryptionConfigError, load_encryption_config
 from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
 from breakwater.validate import InvalidValue, listen_address
@@ -61,6 +62,10 @@ class CoalesceSettings:
 @dataclass(frozen=True)
 class WatcherSettings:
     status_file: str | None = "/run/breakwater/status.json"
+    # A few bytes rewritten every heartbeat_interval seconds: the watcher is alive and
+    # synced (breakwater edge-health reads it; the status file is written on changes).
+    heartbeat_file: str | None = "/run/breakwater/heartbeat.json"
+    heartbeat_interval: float = 2.0
     log_level: str = "INFO"
     # Prometheus metrics (/metrics) on this address; "" turns them off.
     metrics_listen: str = "127.0.0.1:9406"
@@ -74,6 +79,7 @@ class Config:
     varnish: VarnishSettings = field(default_factory=VarnishSettings)
     coalesce: CoalesceSettings = field(default_factory=CoalesceSettings)
     watcher: WatcherSettings = field(default_factory=WatcherSettings)
+    ha: HASettings = field(default_factory=HASettings)
 
 
 def read_resources(config: Config) -> list[str]:
@@ -97,6 +103,7 @@ SECTIONS: dict[str, type[Any]] = {
     "varnish": VarnishSettings,
     "coalesce": CoalesceSettings,
     "watcher": WatcherSettings,
+    "ha": HASettings,
 }
 
 
@@ -197,6 +204,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         raise ConfigError("coalesce.max_wait must be at least coalesce.quiet_period")
     if config.coalesce.file_max_delay < config.coalesce.file_delay:
         raise ConfigError("coalesce.file_max_delay must be at least coalesce.file_delay")
+    if config.watcher.heartbeat_interval <= 0:
+        raise ConfigError("watcher.heartbeat_interval must be more than 0")
+    problems = ha_problems(config.ha)
+    if problems:
+        raise ConfigError("; ".join(problems))
     return config
 
 

@@ -366,9 +366,16 @@ def set_node_rotation(
     )
 
 
-def edge_info(socket: str, status_file: str | None) -> dict[str, Any]:
-    """The watcher's status and HAProxy's live servers."""
-    return asyncio.run(operations.edge_info(socket, status_file))
+def edge_info(
+    socket: str,
+    status_file: str | None,
+    health_file: str | None = "/run/breakwater/edge-health.json",
+    vrrp_dir: str | None = "/run/breakwater/vrrp",
+    vtysh: str | None = "/usr/bin/vtysh",
+) -> dict[str, Any]:
+    """The watcher's status, HAProxy's live servers, and the node's HA state: the
+    edge-health verdict, keepalived's VRRP instances, FRR's BGP peers (docs/ha.md)."""
+    return asyncio.run(operations.edge_info(socket, status_file, health_file, vrrp_dir, vtysh))
 
 
 # --- Varnish ---------------------------------------------------------------------------

@@ -17,11 +17,14 @@ import io
 import json
 import os
 import re
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from breakwater.config import Config
+from breakwater.ha.frr import FRR, FRRError
+from breakwater.ha.vrrp import vrrp_states
 from breakwater.render.haproxy import RenderedConfig
 from breakwater.render.slots import FREE_SLOT
 from breakwater.targets.haproxy_api import (
@@ -266,12 +269,28 @@ async def set_node_rotation(
         await runtime.close()
 
 
-async def edge_info(socket_path: str, status_file: str | None) -> dict[str, Any]:
-    """What the node serves now: the watcher's status and HAProxy's live servers."""
-    info: dict[str, Any] = {"watcher": None, "servers": []}
+async def edge_info(
+    socket_path: str,
+    status_file: str | None,
+    health_file: str | None = None,
+    vrrp_dir: str | None = None,
+    vtysh: str | None = None,
+) -> dict[str, Any]:
+    """What the node serves now: the watcher's status, HAProxy's live servers, and
+    (docs/ha.md) edge-health's verdict, keepalived's VRRP states and FRR's BGP peers."""
+    info: dict[str, Any] = {"watcher": None, "servers": [], "health": None, "vrrp": [], "bgp": None}
     if status_file and os.path.exists(status_file):
         with open(status_file, encoding="utf-8") as handle:
             info["watcher"] = json.load(handle)
+    if health_file and os.path.exists(health_file):
+        with open(health_file, encoding="utf-8") as handle:
+            info["health"] = json.load(handle)
+    info["vrrp"] = vrrp_states(vrrp_dir) if vrrp_dir else []
+    if vtysh and os.path.exists(shlex.split(vtysh)[0]):
+        try:
+            info["bgp"] = {"peers": await FRR(vtysh, 0, ()).summary(), "error": None}
+        except FRRError as exc:
+            info["bgp"] = {"peers": [], "error": str(exc)}
     runtime = RuntimeSession(socket_path)
     try:
         info["servers"] = [

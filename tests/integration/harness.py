@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import http.server
 import os
+import re
 import shutil
 import signal
 import socket
@@ -67,12 +68,19 @@ class Etcd:
     client_port: int = field(default_factory=free_port)
     peer_port: int = field(default_factory=free_port)
     tls: dict[str, str] | None = None
+    # A plaintext /metrics listener of its own (--listen-metrics-urls); None: none.
+    metrics_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://127.0.0.1:{self.client_port}"
+
+    def watch_counts(self) -> tuple[int, int]:
+        """(watch streams, watchers) etcd holds now, from its /metrics."""
+        assert self.metrics_port is not None, "start it with a metrics_port"
+        return watch_counts(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def start(self) -> None:
         command = [
@@ -86,6 +94,8 @@ class Etcd:
             f"--initial-cluster=test=http://127.0.0.1:{self.peer_port}",
             "--log-level=error",
         ]
+        if self.metrics_port is not None:
+            command.append(f"--listen-metrics-urls=http://127.0.0.1:{self.metrics_port}")
         if self.tls:
             command += [
                 "--client-cert-auth",
@@ -134,6 +144,76 @@ class Etcd:
                 await client.compact(revision, physical=True)
 
         self.run(go())
+
+
+def watch_counts(metrics_url: str) -> tuple[int, int]:
+    """etcd's gauges of open watch streams and of watchers on them, from /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    counts = dict(
+        re.findall(r"^etcd_debugging_mvcc_(watch_stream|watcher)_total (\S+)$", text, re.M)
+    )
+    return int(float(counts["watch_stream"])), int(float(counts["watcher"]))
+
+
+@dataclass
+class EtcdProxy:
+    """etcd's own gRPC proxy (``etcd grpc-proxy start``) in front of ``etcd``: its
+    client side with the edge's certificate (``tls``: ``ca``, ``client_cert``,
+    ``client_key``), its listener in plaintext or, with ``listen_tls`` (``ca``,
+    ``server_cert``, ``server_key``), TLS requiring a client certificate of that CA."""
+
+    directory: Path
+    etcd: Etcd
+    tls: dict[str, str] | None = None
+    listen_tls: dict[str, str] | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        scheme = "https" if self.listen_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        command = [
+            "etcd",
+            "grpc-proxy",
+            "start",
+            f"--endpoints={self.etcd.endpoint}",
+            f"--listen-addr=127.0.0.1:{self.port}",
+            f"--data-dir={self.directory / 'data'}",
+        ]
+        if self.tls:
+            command += [
+                f"--cacert={self.tls['ca']}",
+                f"--cert={self.tls['client_cert']}",
+                f"--key={self.tls['client_key']}",
+            ]
+        if self.listen_tls:
+            command += [
+                f"--trusted-ca-file={self.listen_tls['ca']}",
+                f"--cert-file={self.listen_tls['server_cert']}",
+                f"--key-file={self.listen_tls['server_key']}",
+            ]
+        return command
+
+    def start(self) -> None:
+        self.directory.mkdir(exist_ok=True)
+        log = open(self.directory / "proxy.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log)
+        wait_for(lambda: _port_open(self.port), what="etcd grpc-proxy to listen")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def _port_open(port: int) -> bool:
@@ -533,6 +613,7 @@ def watcher_config(
         },
         "watcher": {
             "status_file": str(tmp_path / "status.json"),
+            "heartbeat_file": str(tmp_path / "heartbeat.json"),
             "log_level": "DEBUG",
             "metrics_listen": f"127.0.0.1:{free_port()}",
         },

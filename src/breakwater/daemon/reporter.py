@@ -6,6 +6,7 @@ megabytes), one writer at a time, staged and renamed so a reader never sees half
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -67,6 +68,31 @@ class Reporter:
         while not stopping.is_set():
             sd_notify("WATCHDOG=1")
             await asyncio.sleep(usec / 2_000_000)
+
+    @staticmethod
+    async def heartbeat(
+        path: str | None,
+        interval: float,
+        stopping: asyncio.Event,
+        build: Callable[[], dict[str, Any]],
+        now: asyncio.Event,
+    ) -> None:
+        """A few bytes every ``interval`` seconds, and at once when ``now`` is set: the
+        watcher's pulse, for ``breakwater edge-health`` (the status file is only
+        written on changes)."""
+        if not path:
+            return
+        while not stopping.is_set():
+            now.clear()
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path + ".staged", "w", encoding="utf-8") as handle:
+                    json.dump(build(), handle)
+                os.replace(path + ".staged", path)
+            except OSError as exc:
+                log.warning("cannot write heartbeat file %s: %s", path, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(now.wait(), interval)
 
     async def write_status(self, build: Callable[[], dict[str, Any]]) -> None:
         """Write the status ``build()`` makes -- built and written in a thread."""

@@ -119,6 +119,8 @@ class Watcher:
         self.vcl_pending = config.varnish.enabled
         self.catalog: Catalog | None = None  # what is served now
         self.stopping = asyncio.Event()
+        self.started_at = time.time()
+        self.pulse = asyncio.Event()  # set: write the heartbeat now
         self.reload_requested = False
         self.last_error: str | None = None
         self.last_sync: float | None = None
@@ -178,7 +180,9 @@ class Watcher:
         self._report_soon()
 
     def _report_soon(self) -> None:
-        """The status line and file, written beside whatever the loop is doing."""
+        """The status line and file (and the heartbeat), written beside whatever the
+        loop is doing."""
+        self.pulse.set()
         self.reporter.status_line(self.follower.state.revision, self.last_error)
         if self.catalog is not None:  # before the first sync there is nothing to report
             task = asyncio.ensure_future(self.report(self.last_result))
@@ -263,6 +267,7 @@ class Watcher:
                 log.info("%s: %s (after %s)", action, change, self.scheduler.cause(keys))
             if self.catalog is None:
                 settle_heap()  # the first catalog is applied: what lives on is known
+                self.pulse.set()  # the heartbeat says "synced" now, not at the next beat
             self.catalog = catalog
             self.last_error = None
             self.last_sync = time.time()
@@ -307,6 +312,18 @@ class Watcher:
         return self.scheduler.flush_timeout(
             self.target.flush_due(coalesce.file_delay, coalesce.file_max_delay)
         )
+
+    def _pulse(self) -> dict[str, Any]:
+        """The heartbeat: alive, and whether what HAProxy serves came from etcd."""
+        return {
+            "written_at": time.time(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "etcd_connected": self.follower.connected,
+            "synced": self.catalog is not None,
+            "revision": self.follower.state.revision,
+            "revision_applied": self.revision_applied,
+        }
 
     async def report(self, result: ApplyResult | None) -> None:
         """The status file, from what is served now and how the last sync went."""
@@ -368,13 +385,24 @@ class Watcher:
             log.info("metrics on http://%s/metrics", self.config.watcher.metrics_listen)
         follower = asyncio.create_task(self.follower.run(self.stopping))
         watchdog = asyncio.create_task(self.reporter.watchdog(self.stopping))
+        settings = self.config.watcher
+        heartbeat = asyncio.create_task(
+            self.reporter.heartbeat(
+                None if self.dry_run else settings.heartbeat_file,
+                settings.heartbeat_interval,
+                self.stopping,
+                self._pulse,
+                self.pulse,
+            )
+        )
         try:
             await self._loop()
         finally:
             self.reporter.stopping()
             follower.cancel()
             watchdog.cancel()
-            await asyncio.gather(follower, watchdog, return_exceptions=True)
+            heartbeat.cancel()
+            await asyncio.gather(follower, watchdog, heartbeat, return_exceptions=True)
             if self._flushing is not None:
                 await asyncio.gather(self._flushing, return_exceptions=True)
             await self.flush()  # the file says what runs when the watcher is gone
