@@ -25,6 +25,7 @@ from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
 from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
 from breakwater.cluster.state import ClusterState, read_cluster
 from breakwater.config import Config, as_dict, load_config, read_prefixes, read_resources
+from breakwater.ha.release import wait_for_release, wait_for_sessions  # noqa: F401 - the plugins' API
 from breakwater.k8s.decode import decode
 from breakwater.k8s.encryption import encryption_for
 from breakwater.render.haproxy import RenderedConfig, render_shaped
