@@ -17,9 +17,11 @@ connect timeout) and keeps 4 keep-alive connections each sending a request every
   the node is SIGKILLed (HAProxy, keepalived, FRR, edge-health, its watcher);
 - bgp link / bgp kill: the same for one of the two nodes carrying the anycast VIP;
 - vrrp drain / bgp drain: the node is taken out of rotation as drain_node.yml does
-  (breakwater.operations.set_node_rotation); with BGP, GRACEFUL_SHUTDOWN for
-  ``--gshut`` seconds (ha.graceful_shutdown_seconds; 10 by default in production),
-  then the withdrawal.
+  (breakwater.operations.set_node_rotation): HAProxy answers with ``Connection:
+  close`` while the node keeps its VIPs for ``--close`` seconds
+  (ha.drain_close_seconds; 11 in production, for idle keep-alive connections too);
+  then VRRP releases the VIP, and BGP sends GRACEFUL_SHUTDOWN for ``--gshut``
+  seconds (ha.graceful_shutdown_seconds; 10 in production), then withdraws.
 
 Figures, from the failure (or the drain) at t=0:
 - other: the end of the first successful request through the other node that was
@@ -36,7 +38,7 @@ Figures, from the failure (or the drain) at t=0:
 
 Never fails on a time; exits 2 when the lab cannot run (not root, no ip netns).
 
-    sudo .venv/bin/python bench/failover.py [--repeat 5] [--gshut 3] [--only vrrp-link,...]
+    sudo .venv/bin/python bench/failover.py [--repeat 5] [--close 1] [--gshut 3] [--only vrrp-link,...]
 """
 
 from __future__ import annotations
@@ -152,11 +154,14 @@ class Bench:
         """Seconds until the VIP moved: VRRP on the other node; BGP: the router's FIB
         through the other node only (a drain: and the drained node's path withdrawn)."""
         if mode == "vrrp":
-            moved = poll(lambda: other.name in self.lab.vrrp_holders(), 15)
+            moved = poll(lambda: other.name in self.lab.vrrp_holders(), self.args.close + 15)
         else:
-            moved = poll(lambda: self.lab.fib_nexthops() == [other.address], 15)
+            moved = poll(lambda: self.lab.fib_nexthops() == [other.address], self.args.close + 15)
             if what == "drain":
-                poll(lambda: node.address not in self._paths(), self.args.gshut + 10)
+                poll(
+                    lambda: node.address not in self._paths(),
+                    self.args.close + self.args.gshut + 10,
+                )
         return float("nan") if moved is None else moved
 
     def _paths(self) -> list[str]:
@@ -176,6 +181,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--gshut", type=float, default=3.0, help="ha.graceful_shutdown_seconds")
+    parser.add_argument(
+        "--close", type=float, default=1.0, help="ha.drain_close_seconds (11 in production)"
+    )
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--max-seconds", type=float, default=900, help="stop repeating after")
     args = parser.parse_args()
@@ -188,11 +196,14 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
     with tempfile.TemporaryDirectory(prefix="bw-failover-") as directory:
         t = time.monotonic()
-        with EdgeLab(Path(directory), graceful_shutdown_seconds=args.gshut) as lab:
+        with EdgeLab(
+            Path(directory), graceful_shutdown_seconds=args.gshut, drain_close_seconds=args.close
+        ) as lab:
             print(
                 f"lab up in {time.monotonic() - t:.1f} s: nodes {', '.join(LB_ADDRESSES)};"
                 f" VRRP VIP {VRRP_VIP} (keepalived advert_int 0.5, edge-health interval"
                 f" {lab.ha_interval} s); BGP VIP {BGP_VIP} (BFD 3 x 100 ms);"
+                f" drain: keep-alive connections closed for {args.close:g} s, then"
                 f" GRACEFUL_SHUTDOWN {args.gshut:g} s"
             )
             bench = Bench(lab, args)

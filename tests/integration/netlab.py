@@ -689,6 +689,9 @@ class EdgeLab:
     vrrp: bool = True
     bgp: bool = True
     graceful_shutdown_seconds: float = 10.0
+    # The client's keep-alive connections send a request every 10 ms: they are all
+    # closed (Connection: close) well within this.
+    drain_close_seconds: float = 1.0
     ha_interval: float = 0.5
     prefix: str = field(default_factory=lambda: f"bw{secrets.token_hex(2)}")
     namespaces: list[Namespace] = field(default_factory=list)
@@ -791,6 +794,7 @@ class EdgeLab:
             "track_file": str(directory / "edge-health.track"),
             "state_file": str(directory / "edge-health.json"),
             "graceful_shutdown_seconds": self.graceful_shutdown_seconds,
+            "drain_close_seconds": self.drain_close_seconds,
             "reassert_interval": 2.0,
         }
         if frr is not None:

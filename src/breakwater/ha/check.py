@@ -69,23 +69,19 @@ def monitor_address(bind: str) -> tuple[str, int] | str:
     return host, int(port)
 
 
-async def _probe_master(probes: Probes) -> str | None:
-    # The master refuses connections for the moment it re-executes on a reload: asked
-    # again until the timeout, so a reload is not taken for a dead HAProxy.
-    deadline = time.monotonic() + probes.timeout
-    while True:
-        try:
-            table = await show_proc(probes.master_socket, max(0.05, deadline - time.monotonic()))
-            break
-        except (ConnectionRefusedError, FileNotFoundError) as exc:
-            if time.monotonic() + 0.05 >= deadline:
-                return f"HAProxy's master socket {probes.master_socket}: {exc}"
-            await asyncio.sleep(0.05)
-        except (HAProxyError, OSError, TimeoutError) as exc:
-            return f"HAProxy's master socket {probes.master_socket}: {exc or type(exc).__name__}"
+async def _probe_master(probes: Probes) -> tuple[str | None, bool]:
+    """(reason it failed or None, whether the master refused the connection: it does
+    for the moment it re-executes on a reload, while its workers serve on)."""
+    try:
+        table = await show_proc(probes.master_socket, probes.timeout)
+    except (ConnectionRefusedError, FileNotFoundError) as exc:
+        return f"HAProxy's master socket {probes.master_socket}: {exc}", True
+    except (HAProxyError, OSError, TimeoutError) as exc:
+        reason = exc or type(exc).__name__
+        return f"HAProxy's master socket {probes.master_socket}: {reason}", False
     if not table.workers:
-        return "HAProxy's master has no worker"
-    return None
+        return "HAProxy's master has no worker", False
+    return None, False
 
 
 async def _probe_monitor(probes: Probes) -> tuple[str | None, bool]:
@@ -150,16 +146,28 @@ def read_heartbeat(path: str | None) -> dict[str, object] | None:
 
 async def check(probes: Probes, now: float | None = None) -> Verdict:
     """Ask the edge, all probes at once."""
-    master, (monitor, planned) = await asyncio.gather(_probe_master(probes), _probe_monitor(probes))
-    heartbeat, soft = judge_heartbeat(
+    (master, refused), (monitor, out_of_rotation) = await asyncio.gather(
+        _probe_master(probes), _probe_monitor(probes)
+    )
+    heartbeat, heartbeat_soft = judge_heartbeat(
         read_heartbeat(probes.heartbeat_file),
         probes.heartbeat_max_age,
         time.time() if now is None else now,
     )
-    hard = [reason for reason in (master, monitor) if reason]
-    if heartbeat and not soft:
-        hard.append(heartbeat)
-    reasons = tuple(hard + ([heartbeat] if heartbeat and soft else []))
+    hard: list[str] = []
+    soft: list[str] = []
+    if master:
+        # refused while the monitor answers: a reload's re-exec, HAProxy serves on
+        (soft if refused and (monitor is None or out_of_rotation) else hard).append(master)
+    if monitor and not out_of_rotation:
+        hard.append(monitor)
+    if heartbeat:
+        (soft if heartbeat_soft else hard).append(heartbeat)
+    planned = out_of_rotation and not hard
+    reasons = tuple(([monitor] if out_of_rotation and monitor else []) + hard + soft)
     return Verdict(
-        ok=not reasons, soft=bool(reasons) and not hard, planned=planned, reasons=reasons
+        ok=not reasons,
+        soft=bool(soft) and not hard and not planned,
+        planned=planned,
+        reasons=reasons,
     )

@@ -53,13 +53,70 @@ class Judgement:
             self.healthy = False
         elif not self.healthy and self._good >= self.rise:
             self.healthy = True
-        self.planned = not self.healthy and verdict.planned
+        if self.healthy:
+            self.planned = False
+        elif verdict.planned:
+            self.planned = True
+        elif not verdict.ok and not verdict.soft:
+            self.planned = False  # something broke besides: no more a planned drain
+        # (a good check while still unhealthy keeps the drain planned until risen)
         if verdict.reasons or self.healthy:
             self.reasons = verdict.reasons
         changed = (self.healthy, self.planned) != was
         if changed:
             self.since = now
         return changed
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the node offers its clients: the VRRP VIPs held (track file 0), the BGP
+    prefixes announced, with GRACEFUL_SHUTDOWN; ``phase`` names it."""
+
+    hold: bool
+    announce: bool
+    gshut: bool
+    phase: str  # serving, closing, graceful-shutdown, released
+
+
+class Release:
+    """How a node lets go: at once when it broke; step by step when it was taken out
+    of rotation on purpose --
+
+    1. ``closing`` (``ha.drain_close_seconds``): the VIPs stay while HAProxy closes
+       every HTTP/1 connection after its next response (``Connection: close`` while
+       out of rotation) and idle ones at ``timeout http-keep-alive``: clients
+       reconnect, and no keep-alive connection is cut when the address moves;
+    2. ``graceful-shutdown`` (BGP, ``ha.graceful_shutdown_seconds``): the VRRP VIPs
+       go, the BGP prefixes stay with GRACEFUL_SHUTDOWN, so the routers move flows
+       to the other nodes before the path is gone;
+    3. ``released``: nothing held, nothing announced.
+    """
+
+    def __init__(self, close_seconds: float, gshut_seconds: float, bgp: bool) -> None:
+        self.close_seconds = close_seconds
+        self.gshut_seconds = gshut_seconds
+        self.bgp = bgp
+        self.holding = False  # offering anything now (a node starts with nothing)
+        self.closing_until: float | None = None
+        self.withdraw_at: float | None = None
+
+    def offer(self, judgement: Judgement, now: float) -> Offer:
+        if judgement.healthy:
+            self.holding, self.closing_until, self.withdraw_at = True, None, None
+            return Offer(True, True, False, "serving")
+        if judgement.planned and self.holding:
+            if self.closing_until is None:
+                self.closing_until = now + self.close_seconds
+            if now < self.closing_until:
+                return Offer(True, True, False, "closing")
+            if self.bgp:
+                if self.withdraw_at is None:
+                    self.withdraw_at = now + self.gshut_seconds
+                if now < self.withdraw_at:
+                    return Offer(False, True, True, "graceful-shutdown")
+        self.holding = False
+        return Offer(False, False, False, "released")
 
 
 def _write(path: str, text: str) -> None:
@@ -87,33 +144,23 @@ class EdgeHealth:
         )
         self.judgement = Judgement(ha.fall, ha.rise)
         self.frr = FRR(ha.vtysh, ha.bgp_asn, ha.bgp_prefixes) if ha.bgp_asn else None
+        self.release = Release(
+            ha.drain_close_seconds, ha.graceful_shutdown_seconds, self.frr is not None
+        )
+        self.offered = Offer(False, False, False, "released")
         self.announced: bool | None = None  # None: not asked of FRR yet
         self.gshut = False
-        self.withdraw_at: float | None = None  # planned drain: when GSHUT ends
         self.frr_error: str | None = None
         self.stopping = asyncio.Event()
         self._next_reassert = 0.0
 
     # --- what the verdict drives ----------------------------------------------------
 
-    def _bgp_wanted(self, now: float) -> tuple[bool, bool]:
-        """(announce, graceful shutdown) for the verdict now."""
-        judgement = self.judgement
-        if judgement.healthy:
-            self.withdraw_at = None
-            return True, False
-        if judgement.planned and self.announced:
-            if self.withdraw_at is None:
-                self.withdraw_at = now + self.ha.graceful_shutdown_seconds
-            if now < self.withdraw_at:
-                return True, True
-        return False, False
-
-    async def _drive_frr(self, now: float, changed: bool) -> None:
+    async def _drive_frr(self, now: float, offer: Offer) -> None:
         if self.frr is None:
             return
-        announce, gshut = self._bgp_wanted(now)
-        due = changed or (announce, gshut) != (self.announced, self.gshut)
+        announce, gshut = offer.announce, offer.gshut
+        due = (announce, gshut) != (self.announced, self.gshut)
         if not due and now < self._next_reassert:
             return
         self._next_reassert = now + self.ha.reassert_interval
@@ -129,7 +176,8 @@ class EdgeHealth:
         self.frr_error = None
         if lines and not due:
             log.warning(
-                "FRR's running configuration had drifted (restarted?): %s", "; ".join(lines)
+                "FRR's running configuration had drifted (restarted or reloaded?): %s",
+                "; ".join(lines),
             )
         elif lines:
             what = "announcing" if announce else "withdrawing"
@@ -144,6 +192,8 @@ class EdgeHealth:
             "planned": judgement.planned,
             "reasons": list(judgement.reasons),
             "since": judgement.since,
+            "phase": self.offered.phase,
+            "vrrp_hold": self.offered.hold,
             "checked_at": now,
             "pid": os.getpid(),
             "bgp": None
@@ -152,7 +202,7 @@ class EdgeHealth:
                 "prefixes": sorted(self.frr.prefixes),
                 "announced": bool(self.announced),
                 "graceful_shutdown": self.gshut,
-                "withdraw_at": self.withdraw_at,
+                "withdraw_at": self.release.withdraw_at,
                 "error": self.frr_error,
             },
         }
@@ -160,22 +210,43 @@ class EdgeHealth:
     async def step(self) -> None:
         verdict = await check(self.probes)
         now = time.time()
-        changed = self.judgement.see(verdict, now)
-        if changed:
-            judgement = self.judgement
+        judgement = self.judgement
+        if judgement.see(verdict, now):
             if judgement.healthy:
                 log.info("edge health: healthy (HAProxy, its monitor and the watcher answer)")
             else:
                 kind = "out of rotation" if judgement.planned else "unhealthy"
                 log.warning("edge health: %s (%s)", kind, "; ".join(judgement.reasons))
-            _write(self.ha.track_file, "0\n" if judgement.healthy else "1\n")
-        await self._drive_frr(now, changed)
+        offer = self.release.offer(judgement, now)
+        if offer.phase != self.offered.phase and offer.phase in ("closing", "graceful-shutdown"):
+            log.info("edge health: %s", self._phase_words(offer.phase))
+        if offer.hold != self.offered.hold or not os.path.exists(self.ha.track_file):
+            _write(self.ha.track_file, "0\n" if offer.hold else "1\n")
+        self.offered = offer
+        await self._drive_frr(now, offer)
         _write(self.ha.state_file, json.dumps(self.state(now)) + "\n")
+
+    def _phase_words(self, phase: str) -> str:
+        if phase == "closing":
+            return (
+                f"holding the VIPs {self.ha.drain_close_seconds:g} s more while HAProxy"
+                " closes keep-alive connections"
+            )
+        return (
+            f"VRRP VIPs released; BGP with GRACEFUL_SHUTDOWN for"
+            f" {self.ha.graceful_shutdown_seconds:g} s, then withdrawn"
+        )
+
+    def _reassert_now(self) -> None:
+        self._next_reassert = 0.0
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        # SIGHUP: FRR was reloaded (frr-reload.py drops the networks frr.conf does not
+        # name): assert the announcement at the next check, not reassert_interval later.
+        loop.add_signal_handler(signal.SIGHUP, self._reassert_now)
         _write(self.ha.track_file, "1\n")  # no VIP until the node has earned it
         log.info(
             "edge health: checking every %.1f s (fall %d, rise %d)%s",
@@ -193,9 +264,9 @@ class EdgeHealth:
         # Stopped: the VIP goes (keepalived); BGP is withdrawn without waiting.
         _write(self.ha.track_file, "1\n")
         self.judgement.healthy, self.judgement.reasons = False, ("edge-health stopped",)
-        if self.frr is not None:
-            self.withdraw_at = time.time()
-            await self._drive_frr(time.time(), True)
+        self.offered = Offer(False, False, False, "released")
+        self._next_reassert = 0.0
+        await self._drive_frr(time.time(), self.offered)
         _write(self.ha.state_file, json.dumps(self.state(time.time())) + "\n")
         log.info("edge health: stopped, VIP released")
         return 0

@@ -18,7 +18,10 @@ class HASettings:
     state_file: str = "/run/breakwater/edge-health.json"  # the verdict, for edge_info
     bgp_asn: int = 0  # this node's ASN; 0: no BGP
     bgp_prefixes: tuple[str, ...] = ()  # host prefixes announced while healthy
-    graceful_shutdown_seconds: float = 10.0  # planned drain: GSHUT this long first
+    # A planned drain holds the VIPs this long while HAProxy closes HTTP/1 keep-alive
+    # connections (after their next response; idle ones at timeout http-keep-alive, 10 s)
+    drain_close_seconds: float = 11.0
+    graceful_shutdown_seconds: float = 10.0  # planned drain, BGP: GSHUT this long, then withdraw
     reassert_interval: float = 5.0  # FRR's running config checked against the verdict
     vtysh: str = "/usr/bin/vtysh"
 

@@ -10,7 +10,7 @@ import pytest
 from breakwater.config import ConfigError, load_config
 from breakwater.ha.check import Verdict, judge_heartbeat, monitor_address
 from breakwater.ha.frr import FRR, Announcement, parse_running, parse_summary
-from breakwater.ha.health import Judgement
+from breakwater.ha.health import Judgement, Offer, Release
 from breakwater.ha.vrrp import vrrp_states
 
 
@@ -113,6 +113,75 @@ def test_out_of_rotation_takes_effect_at_the_first_check_and_says_planned():
     run(judgement, OK, OK)
     assert run(judgement, PLANNED) == [(True, False)]
     assert judgement.planned and judgement.since == NOW
+
+
+def test_a_drain_stays_planned_until_the_node_is_healthy_again_unless_it_breaks():
+    judgement = Judgement(fall=2, rise=3)
+    run(judgement, OK, OK, OK, PLANNED)
+    # back in rotation: still unhealthy until rise, and still a planned drain meanwhile
+    assert run(judgement, OK, OK) == [(False, False), (False, False)]
+    assert judgement.planned
+    assert run(judgement, OK) == [(True, True)] and not judgement.planned
+    run(judgement, PLANNED)
+    assert run(judgement, BAD) == [(True, False)]  # broke besides: no more planned
+    assert not judgement.planned and judgement.reasons == BAD.reasons
+
+
+def offers(release, judgement, *steps):
+    """(verdict, seconds later) steps: the phases the release goes through."""
+    now, seen = NOW, []
+    for verdict, later in steps:
+        now += later
+        judgement.see(verdict, now)
+        seen.append(release.offer(judgement, now))
+    return seen
+
+
+def test_a_planned_drain_closes_connections_then_sends_gshut_then_withdraws():
+    judgement, release = Judgement(fall=2, rise=2), Release(11, 10, bgp=True)
+    seen = offers(
+        release,
+        judgement,
+        (OK, 0),
+        (OK, 0.5),
+        (PLANNED, 0.5),
+        (PLANNED, 10),
+        (PLANNED, 1.5),
+        (PLANNED, 9),
+        (PLANNED, 1.5),
+    )
+    assert [o.phase for o in seen] == [
+        "released",
+        "serving",
+        "closing",
+        "closing",
+        "graceful-shutdown",
+        "graceful-shutdown",
+        "released",
+    ]
+    assert seen[2] == Offer(hold=True, announce=True, gshut=False, phase="closing")
+    assert seen[4] == Offer(hold=False, announce=True, gshut=True, phase="graceful-shutdown")
+    assert seen[6] == Offer(False, False, False, "released")
+
+
+def test_vrrp_alone_releases_after_closing_and_a_failure_releases_at_once():
+    judgement, release = Judgement(fall=2, rise=2), Release(11, 10, bgp=False)
+    seen = offers(release, judgement, (OK, 0), (OK, 0.5), (PLANNED, 0.5), (PLANNED, 11.5))
+    assert [o.phase for o in seen] == ["released", "serving", "closing", "released"]
+    judgement, release = Judgement(fall=2, rise=2), Release(11, 10, bgp=True)
+    seen = offers(release, judgement, (OK, 0), (OK, 0.5), (BAD, 0.5), (BAD, 0.5))
+    assert [o.phase for o in seen] == ["released", "serving", "serving", "released"]
+
+
+def test_a_node_that_never_served_has_nothing_to_drain():
+    judgement, release = Judgement(fall=2, rise=2), Release(11, 10, bgp=True)
+    assert [o.phase for o in offers(release, judgement, (PLANNED, 0))] == ["released"]
+
+
+def test_back_in_rotation_during_the_drain_serves_again_once_risen():
+    judgement, release = Judgement(fall=2, rise=2), Release(11, 10, bgp=True)
+    seen = offers(release, judgement, (OK, 0), (OK, 0.5), (PLANNED, 0.5), (OK, 0.5), (OK, 0.5))
+    assert [o.phase for o in seen] == ["released", "serving", "closing", "closing", "serving"]
 
 
 def test_a_soft_failure_keeps_a_healthy_node_but_does_not_make_one():
