@@ -25,13 +25,14 @@ from breakwater.cluster.plain_routes import API_VERSION, KIND, encode_route
 from breakwater.cluster.source import EtcdSettings, EtcdSource, KeyValue
 from breakwater.cluster.state import ClusterState, read_cluster
 from breakwater.config import Config, as_dict, load_config, read_prefixes, read_resources
-from breakwater.ha.release import wait_for_release, wait_for_sessions  # noqa: F401 - the plugins' API
+from breakwater.ha.release import wait_released
 from breakwater.k8s.decode import decode
 from breakwater.k8s.encryption import encryption_for
 from breakwater.render.haproxy import RenderedConfig, render_shaped
 from breakwater.render.shape import place, shape_from_config
 from breakwater.render.slots import layout_from_config
 from breakwater.render.vcl import render_vcl
+from breakwater.targets.haproxy_api import RuntimeSession
 from breakwater.targets.invalidate import ban_expression, invalidate, node_secret
 
 T = TypeVar("T")
@@ -365,6 +366,27 @@ def set_node_rotation(
             socket, config_dir, in_rotation, wait, timeout, check_mode=check_mode
         )
     )
+
+
+def wait_for_release(
+    vips: Sequence[str], health_file: str | None, bgp: bool | None = None, timeout: float = 30.0
+) -> dict[str, Any]:
+    """A drain's first wait: until the node holds none of ``vips`` and edge-health says
+    its BGP announcement is withdrawn (docs/ha.md)."""
+    return asyncio.run(wait_released(vips, health_file, bgp, timeout))
+
+
+def wait_for_sessions(socket: str, timeout: float = 300.0, frontend: str = "bw_public") -> int:
+    """A drain's last wait: until the public frontend has no session; seconds waited."""
+
+    async def wait() -> float:
+        runtime = RuntimeSession(socket)
+        try:
+            return await operations.wait_no_sessions(runtime, timeout, frontend)
+        finally:
+            await runtime.close()
+
+    return round(asyncio.run(wait()))
 
 
 def edge_info(

@@ -257,16 +257,25 @@ async def set_node_rotation(
         reply = await runtime.command(command)
         if reply:
             raise HAProxyError(f"{command}: {reply}")
-        deadline = time.monotonic() + timeout
-        while wait and not in_rotation:
-            if (await sessions(runtime)).get((frontend, "FRONTEND"), 0) == 0:
-                break
-            if time.monotonic() > deadline:
-                raise HAProxyError(f"{frontend} still has sessions after {timeout:.0f}s")
-            await asyncio.sleep(0.5)
+        if wait and not in_rotation:
+            await wait_no_sessions(runtime, timeout, frontend)
         return was_in, in_rotation
     finally:
         await runtime.close()
+
+
+async def wait_no_sessions(
+    runtime: RuntimeSession, timeout: float, frontend: str = "bw_public"
+) -> float:
+    """Wait until ``frontend`` has no session left; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        current = (await sessions(runtime)).get((frontend, "FRONTEND"), 0)
+        if current == 0:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise HAProxyError(f"{frontend} still has {current} sessions after {timeout:.0f}s")
+        await asyncio.sleep(0.5)
 
 
 async def edge_info(

@@ -14,8 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from breakwater.targets.haproxy_api import RuntimeSession
-
 IP_COMMAND = ("ip", "-j", "address", "show")
 
 
@@ -97,35 +95,3 @@ async def wait_released(
                 )
             raise TimeoutError(f"after {timeout:.0f}s the node {' and '.join(left)}")
         await asyncio.sleep(interval)
-
-
-async def wait_drained(
-    socket_path: str, timeout: float, frontend: str = "bw_public", interval: float = 0.5
-) -> int:
-    """Wait until ``frontend`` has no sessions; returns the seconds waited (rounded)."""
-    from breakwater.operations import sessions  # the one parser of show stat
-
-    runtime = RuntimeSession(socket_path)
-    started = time.monotonic()
-    try:
-        while True:
-            current = (await sessions(runtime)).get((frontend, "FRONTEND"), 0)
-            if current == 0:
-                return round(time.monotonic() - started)
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{frontend} still has {current} sessions after {timeout:.0f}s")
-            await asyncio.sleep(interval)
-    finally:
-        await runtime.close()
-
-
-def wait_for_release(
-    vips: Sequence[str], health_file: str | None, bgp: bool | None = None, timeout: float = 30.0
-) -> dict[str, Any]:
-    """Blocking form of :func:`wait_released` (for ``breakwater.edge``)."""
-    return asyncio.run(wait_released(vips, health_file, bgp, timeout))
-
-
-def wait_for_sessions(socket_path: str, timeout: float = 300.0, frontend: str = "bw_public") -> int:
-    """Blocking form of :func:`wait_drained` (for ``breakwater.edge``)."""
-    return asyncio.run(wait_drained(socket_path, timeout, frontend))
