@@ -133,7 +133,9 @@ def judge_heartbeat(
     return f"the watcher is connected to etcd but has not synced in {syncing:.0f} s", False
 
 
-def read_heartbeat(path: str | None) -> dict[str, object] | None:
+def read_state(path: str | None) -> dict[str, object] | None:
+    """A small JSON object another process keeps (the watcher's heartbeat,
+    edge-health's state file), or None when it is not there or not whole."""
     if not path:
         return None
     try:
@@ -150,7 +152,7 @@ async def check(probes: Probes, now: float | None = None) -> Verdict:
         _probe_master(probes), _probe_monitor(probes)
     )
     heartbeat, heartbeat_soft = judge_heartbeat(
-        read_heartbeat(probes.heartbeat_file),
+        read_state(probes.heartbeat_file),
         probes.heartbeat_max_age,
         time.time() if now is None else now,
     )

@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from breakwater.ha.check import read_state
+
 IP_COMMAND = ("ip", "-j", "address", "show")
 
 
@@ -38,14 +40,7 @@ def held_vips(vips: Sequence[str], command: Sequence[str] = IP_COMMAND) -> list[
 
 def read_health(health_file: str | None) -> dict[str, Any] | None:
     """The health judge's state file, or None when there is none (yet)."""
-    if not health_file:
-        return None
-    try:
-        with open(health_file, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) else None
+    return read_state(health_file)
 
 
 def bgp_announced(health: dict[str, Any] | None) -> bool | None:
