@@ -1,0 +1,177 @@
+"""The routing model: routes, backends and their servers, certificates, rejections, and
+the settings that shape it.  Plain frozen data; the rest of the catalog builds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from breakwater.validate import InvalidValue
+
+ServerState = Literal["ready", "drain"]
+
+
+MatchType = Literal["exact", "prefix"]
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """What the operator chose; see the README's configuration reference."""
+
+    ingress_class: str = "breakwater"
+    controller_name: str = "breakwater.io/ingress-controller"
+    configmap_label: str = "breakwater.io/edge"
+    configmap_label_value: str = "true"
+    mode: Literal["pods", "nodeport"] = "pods"
+    # Endpoint and Node addresses Kubernetes itself refuses (loopback, link-local,
+    # unspecified) would point the edge at its own node: refused unless allowed
+    # (single-machine tests and demos).
+    allow_special_addresses: bool = False
+    # Bounds on what one object can make the edge do (the README lists them).
+    max_hosts_per_object: int = 1000
+    max_paths_per_object: int = 1000
+    max_routes_per_object: int = 2000
+    max_servers_per_backend: int = 2048
+    # Secrets (for TLS) / route ConfigMaps are read only from these namespaces; empty:
+    # every namespace.  The edge then lists, watches and may read only those prefixes
+    # (cluster.keys.read_resources, and the etcd role of breakwater.edge.etcd_access).
+    secret_namespaces: tuple[str, ...] = ()
+    configmap_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    address: str
+    port: int
+    state: ServerState
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    balance: str = "roundrobin"
+    health_check_path: str | None = None
+    health_check_interval: str = "2s"
+    timeout_connect: str | None = None
+    timeout_server: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str
+    namespace: str
+    service: str
+    port: str
+    options: BackendOptions
+    servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """How Varnish treats a cacheable route; travels to Varnish in request headers."""
+
+    ttl: int | None = None  # seconds, for responses that do not say
+    grace: int | None = None  # seconds
+    strip_cookies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    host: str  # a hostname, "*.domain" for a wildcard, or "*" for any host
+    path: str
+    match: MatchType
+    backend: str
+    source: str
+    https_redirect: bool = False
+    cache: CachePolicy | None = None  # None: never through Varnish
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    name: str
+    pem: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    object: str
+    reason: str
+
+
+@dataclass
+class Catalog:
+    routes: list[Route] = field(default_factory=list)
+    backends: dict[str, Backend] = field(default_factory=dict)
+    certificates: dict[str, Certificate] = field(default_factory=dict)
+    default_backend: str | None = None
+    rejected: list[Rejection] = field(default_factory=list)
+    # (namespace, service) -> [(backend, service port)]: which backends to recompute
+    # when only that Service's EndpointSlices or Endpoints change (refresh_servers).
+    # Every Service whose servers were computed, routed or not; each list in no order.
+    server_refs: dict[tuple[str, str], list[tuple[str, int | str]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # (namespace, service) -> the EndpointSlices/Endpoints of it that were rejected.
+    server_problems: dict[tuple[str, str], tuple[Rejection, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # Services whose servers were refused (a limit, a malformed Service).
+    servers_rejected: set[tuple[str, str]] = field(default_factory=set, repr=False, compare=False)
+    # (namespace, service, port) -> servers and the objects they came from (see
+    # catalog.builder.ServersEntry): what the next build may reuse.
+    server_entries: dict[tuple[str, str, int | str], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # (kind, (namespace, name)) -> what building that object did (catalog.builder.Trace):
+    # what the next build may replay.
+    traces: dict[tuple[str, tuple[str, str]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # Where the build ended (catalog.builder.BuildState): what the next build starts
+    # from when objects were only added.
+    build_state: Any = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``breakwater catalog`` (certificates without keys)."""
+        return {
+            "routes": [_plain(route) for route in self.routes],
+            "backends": {name: _plain(backend) for name, backend in self.backends.items()},
+            "certificates": {
+                name: {"source": cert.source} for name, cert in self.certificates.items()
+            },
+            "default_backend": self.default_backend,
+            "rejected": [_plain(rejection) for rejection in self.rejected],
+        }
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for the catalog's frozen dataclasses, without its deep
+    copies: the status file holds the whole catalog, 10,000 backends at scale."""
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
+class Rejected(InvalidValue):
+    """Raised inside the catalog to reject one object; carries the reason."""
+
+
+def describe(kind: str, ident: tuple[str, str]) -> str:
+    namespace, name = ident
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+Problems = dict[str, str]
+"""Rejected EndpointSlices, Endpoints or Nodes met while computing servers: what -> why."""
+
+
+def problem_rejections(problems: Problems) -> tuple[Rejection, ...]:
+    return tuple(Rejection(what, why) for what, why in sorted(problems.items()))

@@ -1,0 +1,330 @@
+"""The objects that make routes: Ingresses of our class, route ConfigMaps, plain routes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from breakwater import validate
+from breakwater.catalog.builder import Builder, as_list, as_mapping
+from breakwater.catalog.model import (
+    Backend,
+    BackendOptions,
+    CatalogSettings,
+    Certificate,
+    MatchType,
+    Rejected,
+    Route,
+    Server,
+    describe,
+)
+from breakwater.catalog.options import (
+    ANNOTATION_PREFIX,
+    CONFIGMAP_KEYS,
+    INGRESS_ANNOTATIONS,
+    OPTION,
+    RouteOptions,
+    normalise_prefix,
+    parse_backend_options,
+    parse_route_options,
+    plain_route_strings,
+    split_list,
+    with_bypass,
+)
+from breakwater.catalog.tls import plain_certificate, secret_certificate
+from breakwater.cluster import plain_routes
+from breakwater.cluster.index import (
+    ClusterIndex,
+    Object,
+)
+from breakwater.validate import InvalidValue
+
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+
+def default_class(index: ClusterIndex, settings: CatalogSettings) -> bool:
+    """Whether our IngressClass is the cluster's default; raises for a malformed one."""
+    ingress_class = index.get("IngressClass", "", settings.ingress_class)
+    if ingress_class is None:
+        return False
+    metadata = as_mapping(ingress_class.get("metadata"), "metadata")
+    annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
+    return bool(annotations.get(DEFAULT_CLASS_ANNOTATION) == "true")
+
+
+def ingress_is_ours(ingress: Object, settings: CatalogSettings, default: bool) -> bool:
+    spec = as_mapping(ingress.get("spec"), "spec")
+    metadata = as_mapping(ingress.get("metadata"), "metadata")
+    annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
+    class_name = spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
+    if class_name:
+        return bool(class_name == settings.ingress_class)
+    return default
+
+
+def _ingress_backend(
+    builder: Builder, namespace: str, backend: object, options: BackendOptions, owner: str
+) -> str:
+    """The backend an Ingress backend names, checked as Kubernetes' validateIngressBackend."""
+    backend = as_mapping(backend, "backend")
+    service = as_mapping(backend.get("service"), "backend.service")
+    if backend.get("resource") is not None:
+        if service:
+            raise Rejected("backend sets both a service and a resource")
+        raise Rejected("backend is not a service (resource backends are not supported)")
+    if not service:
+        raise Rejected("backend names no service")
+    port = _backend_port(as_mapping(service.get("port"), "backend.service.port"))
+    return builder.backend(namespace, service.get("name"), port, options, owner)
+
+
+def _backend_port(port: Mapping[str, object]) -> int | str:
+    """A ServiceBackendPort: a port name (IANA service name) or a number, never both."""
+    name, number = port.get("name"), port.get("number")
+    named = name is not None and name != ""
+    numbered = number is not None and number != 0
+    if named and numbered:
+        raise Rejected("backend.service.port sets both a name and a number")
+    if named:
+        return validate.port_name(name, "backend.service.port.name")
+    if numbered:
+        return validate.port_number(number, "backend.service.port.number")
+    raise Rejected("backend.service.port needs a name or a number")
+
+
+def _annotation_values(metadata: Mapping[str, object]) -> dict[str, str]:
+    """The Ingress's ``breakwater.io/`` annotations, by option key; an unknown one rejects."""
+    annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
+    ours = {}
+    for key, value in annotations.items():
+        if key.startswith(ANNOTATION_PREFIX):
+            if not isinstance(value, str):  # map[string]string to Kubernetes
+                raise Rejected(f"annotation {key} {validate.show(value)} is not a string")
+            ours[key[len(ANNOTATION_PREFIX) :]] = value
+    unknown = sorted(set(ours) - set(INGRESS_ANNOTATIONS))
+    if unknown:
+        raise Rejected(f"unknown annotation {ANNOTATION_PREFIX}{unknown[0]}")
+    return ours
+
+
+def _ingress_certificates(
+    builder: Builder, namespace: str, spec: Mapping[str, object], owner: str
+) -> list[Certificate]:
+    certificates = []
+    for tls in as_list(spec.get("tls"), "spec.tls"):
+        for host in as_list(as_mapping(tls, "a tls entry").get("hosts"), "tls.hosts"):
+            validate.tls_host(host)
+        if tls.get("secretName"):
+            try:
+                certificates.append(secret_certificate(builder, namespace, tls["secretName"]))
+            except (Rejected, InvalidValue) as exc:
+                # Documented: the routes stay, served over HTTP and with the edge's other
+                # certificates; the object is listed with the reason.
+                builder.reject(owner, f"TLS not served: {exc}")
+    return certificates
+
+
+def _ingress_path(path: object, path_type: str) -> str:
+    """An Ingress path, as Kubernetes' validateHTTPIngressPath: Exact and Prefix need one
+    (no '//', '/./', '/../', '%2f', no '/.' or '/..' last); ImplementationSpecific may
+    have none (every path: a prefix '/')."""
+    if path_type != "ImplementationSpecific":
+        if path is None:
+            raise Rejected(f"path is required for pathType {path_type}")
+        return validate.matched_path(path)
+    return "/" if path is None or path == "" else validate.path(path)
+
+
+def _ingress_path_routes(
+    builder: Builder,
+    namespace: str,
+    http_paths: list[tuple[Any, list[Any]]],
+    options: BackendOptions,
+    route_options: RouteOptions,
+    owner: str,
+) -> list[Route]:
+    routes = []
+    for rule, paths in http_paths:
+        host = rule.get("host")
+        # No host (absent or empty) is every host; a rule's host is checked as Kubernetes
+        # does, upper case refused.
+        host = "*" if host is None or host == "" else validate.hostname(host, fold_case=False)
+        for http_path in paths:
+            http_path = as_mapping(http_path, "a path")
+            path_type = http_path.get("pathType")
+            if path_type is None:
+                raise Rejected("pathType is required")
+            if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
+                raise Rejected(f"unknown pathType {validate.show(path_type)}")
+            path = _ingress_path(http_path.get("path"), path_type)
+            match: MatchType = "exact" if path_type == "Exact" else "prefix"
+            if match == "prefix":
+                path = normalise_prefix(path)
+            name = _ingress_backend(builder, namespace, http_path.get("backend"), options, owner)
+            routes.append(
+                Route(
+                    host,
+                    path,
+                    match,
+                    name,
+                    owner,
+                    route_options.https_redirect,
+                    route_options.cache,
+                )
+            )
+    return routes
+
+
+def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) -> None:
+    owner = describe("Ingress", ident)
+    namespace = ident[0]
+    spec = as_mapping(ingress.get("spec"), "spec")
+    ours = _annotation_values(as_mapping(ingress.get("metadata"), "metadata"))
+    options = parse_backend_options(ours)
+    route_options = parse_route_options(ours)
+    rules = as_list(spec.get("rules"), "spec.rules")
+    default = spec.get("defaultBackend")
+    if not rules and default is None:
+        raise Rejected("neither rules nor defaultBackend is set")
+    http_paths = [
+        (
+            rule,
+            as_list(
+                as_mapping(as_mapping(rule, "a rule").get("http"), "http").get("paths"), "paths"
+            ),
+        )
+        for rule in rules
+    ]
+    for rule, paths in http_paths:
+        if not paths and rule.get("http") is not None:
+            raise Rejected("a rule's http.paths is empty")
+    path_count = sum(len(paths) for _rule, paths in http_paths)
+    bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
+    builder.check_counts(len(rules), path_count, path_count + bypass)
+    certificates = _ingress_certificates(builder, namespace, spec, owner)
+    routes = _ingress_path_routes(builder, namespace, http_paths, options, route_options, owner)
+    default_name = (
+        _ingress_backend(builder, namespace, default, options, owner)
+        if default is not None
+        else None
+    )
+    builder.add_routes(with_bypass(routes, route_options.bypass_paths), owner)
+    if default_name:
+        builder.set_default_backend(default_name, owner)
+    for certificate in certificates:
+        builder.add_certificate(certificate)
+
+
+@dataclass(frozen=True)
+class _RouteKeys:
+    """The hosts, paths and options of a ConfigMap or a plain route, validated."""
+
+    hosts: list[str]
+    prefixes: list[str]
+    exact: list[str]
+    route_options: RouteOptions
+    backend_options: BackendOptions
+
+    @classmethod
+    def parse(cls, data: Mapping[str, str], builder: Builder) -> _RouteKeys:
+        if not data.get("hosts", "").strip():
+            raise Rejected("key 'hosts' is required")
+        hosts = split_list(data["hosts"])
+        prefixes = split_list(data.get("paths", "/"))
+        exact = split_list(data.get("exact-paths", ""))
+        route_options = parse_route_options(data)
+        paths = len(prefixes) + len(exact)
+        bypass = len(route_options.bypass_paths)
+        builder.check_counts(len(hosts), paths, len(hosts) * (paths + bypass))
+        return cls(
+            hosts=list(OPTION["hosts"].value(data["hosts"])),
+            prefixes=list(OPTION["paths"].value(data.get("paths", "/"))),
+            exact=list(OPTION["exact-paths"].value(data.get("exact-paths", ""))),
+            route_options=route_options,
+            backend_options=parse_backend_options(data),
+        )
+
+    def add_routes(self, builder: Builder, backend: str, owner: str) -> None:
+        wanted: list[tuple[MatchType, list[str]]] = [
+            ("prefix", self.prefixes),
+            ("exact", self.exact),
+        ]
+        options = self.route_options
+        routes = [
+            Route(host, path, match, backend, owner, options.https_redirect, options.cache)
+            for host in self.hosts
+            for match, paths in wanted
+            for path in paths
+        ]
+        builder.add_routes(with_bypass(routes, options.bypass_paths), owner)
+
+
+def _string_data(data: object) -> dict[str, str]:
+    """A ConfigMap's ``data``: a mapping of strings to strings, or a malformed object."""
+    mapping = as_mapping(data, "data")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise Rejected("data holds a value that is not a string")
+    return dict(mapping)
+
+
+def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object) -> None:
+    namespace, name = ident
+    data = _string_data(configmap.get("data"))
+    unknown = sorted(set(data) - set(CONFIGMAP_KEYS))
+    if unknown:
+        raise Rejected(f"unknown key {unknown[0]!r}")
+    keys = _RouteKeys.parse(data, builder)
+    certificate = (
+        secret_certificate(builder, namespace, OPTION["tls-secret"].value(data["tls-secret"]))
+        if data.get("tls-secret")
+        else None
+    )
+    owner = describe("ConfigMap", ident)
+    service_name = OPTION["service"].value(data.get("service", name))
+    port: object = data.get("port")
+    if port is None:
+        service = builder.read("Service", namespace, service_name)
+        if service is None:
+            raise Rejected(f"service {namespace}/{service_name} does not exist")
+        ports = as_list(as_mapping(service.get("spec"), "spec").get("ports"), "spec.ports")
+        if not ports:
+            raise Rejected(f"service {namespace}/{service_name} has no port")
+        # Its first port, by number: the name, a Service port name (an RFC 1123 label),
+        # may be longer than the port names the key takes (IANA, 15 characters).
+        port = as_mapping(ports[0], "a port").get("port")
+    port = OPTION["port"].value(port)
+    backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
+    keys.add_routes(builder, backend, owner)
+    if certificate:
+        builder.add_certificate(certificate)
+
+
+def _plain_servers(entries: object, limit: int) -> tuple[Server, ...]:
+    if not isinstance(entries, list):
+        raise Rejected("key 'servers' is required: a list of {address, port}")
+    if len(entries) > limit:
+        raise Rejected(
+            f"{len(entries)} servers, more than catalog.max_servers_per_backend ({limit})"
+        )
+    servers: tuple[Server, ...] = OPTION["servers"].value(entries)
+    return servers
+
+
+def plain_route(builder: Builder, ident: tuple[str, str], route: Object) -> None:
+    """A plain route (:mod:`breakwater.cluster.plain_routes`): its servers listed inline."""
+    owner = describe(plain_routes.KIND, ident)
+    name = validate.dns_label(ident[1], "route name")
+    spec = as_mapping(route.get("spec"), "spec")
+    keys = _RouteKeys.parse(plain_route_strings(spec), builder)
+    servers = _plain_servers(spec.get("servers"), builder.settings.max_servers_per_backend)
+    tls = spec.get("tls")
+    certificate = plain_certificate(tls, name, owner) if tls is not None else None
+    backend = f"be_route_{name}"
+    builder.add_backend(Backend(backend, "", name, "route", keys.backend_options, servers))
+    keys.add_routes(builder, backend, owner)
+    if certificate:
+        builder.add_certificate(certificate)

@@ -1,0 +1,1 @@
+"""The watcher daemon: follow etcd, schedule syncs, apply them to the targets, report."""

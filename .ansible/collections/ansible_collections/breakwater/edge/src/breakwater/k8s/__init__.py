@@ -1,0 +1,1 @@
+"""Kubernetes storage formats: the schema and the decoder."""

@@ -1,0 +1,100 @@
+"""The route maps: host + path keys, and the value HAProxy splits into backend, flags
+and cache policy; which lookups the routes need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from breakwater.catalog import Route
+
+
+def map_key(route: Route) -> str:
+    return f"{route.host}{route.path}"
+
+
+def map_value(route: Route) -> str:
+    """``backend;flags;ttl;grace;cookies`` -- HAProxy splits it with ``field()``.
+
+    Flags: ``r`` redirect to HTTPS, ``c`` cacheable.  The cache policy fields are
+    sent to Varnish as request headers; every part is validated (names, integers).
+    """
+    flags = ("r" if route.https_redirect else "") + ("c" if route.cache else "")
+    cache = route.cache
+    policy = (
+        [
+            str(cache.ttl if cache.ttl is not None else "-"),
+            str(cache.grace if cache.grace is not None else "-"),
+            "strip" if cache.strip_cookies else "keep",
+        ]
+        if cache
+        else ["-", "-", "-"]
+    )
+    return ";".join([route.backend, flags or "-", *policy])
+
+
+_HOST = "req.hdr(host),field(1,:),lower"  # the Host header without port, lower case
+
+
+@dataclass(frozen=True)
+class RouteLookup:
+    """Which map lookups the routes need, in order; the template leaves out the rest."""
+
+    sources: list[str]  # HAProxy samples giving the host part of the map key
+    exact: bool  # the exact map is looked up
+    prefix: bool  # the prefix map is looked up
+    redirect: bool  # some route redirects plain HTTP to HTTPS
+    exact_hosts: bool  # some route names a host (not a wildcard, not any host)
+
+
+def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteLookup:
+    hosts = {route.host for route in routes}
+    exact_hosts = any(not host.startswith("*") for host in hosts)
+    sources = [_HOST] if exact_hosts else []
+    if any(host.startswith("*.") for host in hosts):
+        sources.append(_HOST + ",regsub(^[^.]*,*)")
+    if "*" in hosts:
+        sources.append("str(*)")
+    redirect = any(route.https_redirect for route in routes)
+    # Both maps are looked up whenever there are routes, even while one is empty: a
+    # route that fills it then changes the map alone, at runtime, not the file.
+    routed = bool(routes)
+    return RouteLookup(sources, routed, routed, redirect, exact_hosts)
+
+
+# The key and value of each route of the last call, by identity (the route is kept, so
+# its id is not reused): routes are shared between catalogs, and a route change renders
+# the maps again with a handful of new ones.  Replaced whole at each call.
+_entries: dict[int, tuple[Route, str, str]] = {}
+
+
+def route_maps(routes: list[Route]) -> tuple[str, str]:
+    """(exact map, prefix map) text.
+
+    Exact routes and the exact form of each prefix ("/foo" serves "/foo") go to the
+    exact map; each prefix "/foo" also goes to the prefix map as "/foo/", so that
+    "/foobar" is not served.  HAProxy's map_beg returns the longest prefix.
+    """
+    global _entries
+    known, entries = _entries, {}
+    exact: dict[str, str] = {}
+    prefix: dict[str, str] = {}
+    for route in routes:
+        entry = known.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = (route, map_key(route), map_value(route))
+        entries[id(route)] = entry
+        if route.match == "exact":
+            exact[entry[1]] = entry[2]
+    for route, key, value in entries.values():
+        if route.match != "prefix":
+            continue
+        if route.path == "/":
+            prefix.setdefault(key, value)
+        else:
+            exact.setdefault(key, value)
+            prefix.setdefault(f"{key}/", value)
+    _entries = entries
+    return (
+        "".join(f"{key} {value}\n" for key, value in sorted(exact.items())),
+        "".join(f"{key} {value}\n" for key, value in sorted(prefix.items())),
+    )
