@@ -38,7 +38,7 @@ Figures, from the failure (or the drain) at t=0:
 
 Never fails on a time; exits 2 when the lab cannot run (not root, no ip netns).
 
-    sudo .venv/bin/python bench/failover.py [--repeat 5] [--close 1] [--gshut 3] [--only vrrp-link,...]
+    sudo .venv/bin/python bench/failover.py [--repeat 5] [--close 1] [--gshut 3] [--only ...]
 """
 
 from __future__ import annotations
