@@ -1,1 +1,0 @@
-"""The watcher daemon: follow etcd, schedule syncs, apply them to the targets, report."""

@@ -1,1 +1,0 @@
-"""Kubernetes storage formats: the schema and the decoder."""
