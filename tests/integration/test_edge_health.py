@@ -20,8 +20,22 @@ from breakwater.ha.health import EdgeHealth
 from breakwater.operations import set_node_rotation
 
 
+def http_get_headers(port: int, host: str) -> tuple[int, str, dict[str, str]]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Host": host})
+        response = connection.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, response.read().decode(), headers
+    finally:
+        connection.close()
+
+
 def health_for(watcher, tmp_path: Path, **ha) -> EdgeHealth:
     overrides = {
+        "ha.drain_close_seconds": 1.0,
         "ha.track_file": str(tmp_path / "edge-health.track"),
         "ha.state_file": str(tmp_path / "edge-health.json"),
         "ha.fall": 2,
@@ -71,7 +85,14 @@ def test_a_serving_node_earns_the_vip_and_loses_it_when_taken_out_of_rotation(
     assert state["reasons"] == [
         f"monitor {settings.monitor_binds[0]} answered 503: out of rotation"
     ]
-    assert track(health) == "1"
+    # closing: the VIP stays while HAProxy closes keep-alive connections ...
+    assert state["phase"] == "closing" and track(health) == "0"
+    status, _body, headers = http_get_headers(haproxy.http_port, "shop.example.com")
+    assert status == 200 and headers.get("connection") == "close"
+    # ... then it goes
+    time.sleep(health.ha.drain_close_seconds)
+    state = step(health)
+    assert state["phase"] == "released" and track(health) == "1"
     # the node still serves its clients while they move away
     assert http_get(haproxy.http_port, "shop.example.com")[0] == 200
 
