@@ -32,7 +32,7 @@ from breakwater.cluster.source import EtcdSettings, parse_endpoint
 from breakwater.ha.settings import HASettings, ha_problems
 from breakwater.k8s.encryption import EncryptionConfigError, load_encryption_config
 from breakwater.targets.settings import BACKEND_LOG_LEVELS, HAProxySettings, VarnishSettings
-from breakwater.validate import InvalidValue, listen_address
+from breakwater.validate import InvalidValue, cidr, listen_address
 
 DEFAULT_CONFIG_FILE = "/etc/breakwater/watcher.yml"
 ETCDCTL_FALLBACKS = {
@@ -179,6 +179,11 @@ def _validate(config: Config, check_files: bool = True) -> Config:
         raise ConfigError(f"haproxy.template: {config.haproxy.template} does not exist")
     if check_files and config.varnish.template and not os.path.isfile(config.varnish.template):
         raise ConfigError(f"varnish.template: {config.varnish.template} does not exist")
+    for source in config.haproxy.proxy_protocol_sources:
+        try:
+            cidr(source, "haproxy.proxy_protocol_sources")
+        except InvalidValue as exc:
+            raise ConfigError(str(exc)) from exc
     if config.haproxy.backend_log not in BACKEND_LOG_LEVELS:
         choices = ", ".join(sorted(BACKEND_LOG_LEVELS))
         raise ConfigError(

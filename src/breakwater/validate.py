@@ -377,3 +377,178 @@ def config_word(value: object) -> bool:
     whitespace, quotes, backslash or ``#``.  The renderer's own check (not Kubernetes'
     rules): everything it writes between spaces must pass it."""
     return isinstance(value, str) and _CONFIG_WORD_RE.fullmatch(value) is not None
+
+
+# --- traffic features (docs/traffic.md): values written into rules of haproxy.cfg -------
+
+_SIZE_RE = re.compile(r"([0-9]{1,12})([kmg]?)", re.ASCII)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+MAX_BODY_SIZE = 1024**4  # 1 TiB: HAProxy compares Content-Length as a 64-bit integer
+# An HTTP token (RFC 9110 5.6.2): header names, methods.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}", re.ASCII)
+# A cookie name: a token without the characters HAProxy's config reads specially.
+_COOKIE_NAME_RE = re.compile(r"[!&*+\-.^_`|~0-9A-Za-z]{1,64}", re.ASCII)
+# A header name written as a word of haproxy.cfg: a token without '#', '$', '%', "'".
+_HEADER_NAME_RE = re.compile(r"[!&*+\-.^_`|~0-9A-Za-z]{1,128}", re.ASCII)
+# What a single-quoted argument of haproxy.cfg may hold: printable ASCII and spaces,
+# no quote (it would end the argument) and no control character (a newline would end
+# the line).  Inside single quotes HAProxy reads no escape and no environment variable.
+_QUOTABLE_RE = re.compile(r"[ !-&(-~]*", re.ASCII)
+_URL_RE = re.compile(
+    r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+    r"(/(?:[A-Za-z0-9\-._~!$&()*+,;=:@/]|%[0-9A-Fa-f]{2})*)?"
+    r"(\?(?:[A-Za-z0-9\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?",
+    re.ASCII,
+)
+MAX_REGEX = 256
+MAX_HEADER_VALUE = 1024
+
+
+def integer(value: object, what: str, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high``."""
+    text = (
+        str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    )
+    if not re.fullmatch(r"-?[0-9]{1,12}", text, re.ASCII):
+        raise InvalidValue(f"{what} {_show(value)} is not a whole number")
+    number = int(text)
+    if not low <= number <= high:
+        raise InvalidValue(f"{what} {_show(value)} is not from {low} to {high}")
+    return number
+
+
+def size(value: object, what: str) -> int:
+    """A size in bytes: ``512``, ``64k``, ``10m``, ``1g`` (powers of 1024); above zero."""
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
+    match = _SIZE_RE.fullmatch(text)
+    if not match:
+        raise InvalidValue(f"{what} {_show(value)} is not a size such as 512, 64k, 10m or 1g")
+    total = int(match[1]) * _SIZE_UNITS[match[2]]
+    if not 0 < total <= MAX_BODY_SIZE:
+        raise InvalidValue(f"{what} {_show(value)} is not from 1 byte to 1t")
+    return total
+
+
+def cidr(value: object, what: str) -> str:
+    """An IPv4 or IPv6 network (``10.0.0.0/8``) or address, normalised (host bits must
+    be zero, as Kubernetes' loadBalancerSourceRanges wants)."""
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise InvalidValue(f"{what} {_show(value)} is not a network such as 10.0.0.0/8") from None
+    return str(network)
+
+
+def http_token(value: object, what: str) -> str:
+    """An HTTP token: a header name, a method."""
+    if not isinstance(value, str) or not _TOKEN_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} is not an HTTP token (a header name)")
+    return value
+
+
+def header_name(value: object, what: str) -> str:
+    """A header name, lower case (HAProxy compares them so); no quote character."""
+    if not isinstance(value, str) or not _HEADER_NAME_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} is not a header name (letters, digits, -)")
+    return value.lower()
+
+
+def cookie_name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _COOKIE_NAME_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} is not a cookie name (an HTTP token)")
+    return value
+
+
+def header_value(value: object, what: str) -> str:
+    """A header value written into a rule: printable ASCII and spaces, no quote, no
+    control character, at most 1,024 characters; as given, outer spaces removed."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or len(text) > MAX_HEADER_VALUE or not _QUOTABLE_RE.fullmatch(text):
+        raise InvalidValue(
+            f"{what} {_show(value)} is not a header value (printable ASCII, no quote)"
+        )
+    return text
+
+
+def redirect_url(value: object, what: str) -> str:
+    """An absolute ``http`` or ``https`` URL (RFC 3986 characters, no fragment): never
+    another scheme (``javascript:``, ``file:``, ``data:``)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) > 2048 or not _URL_RE.fullmatch(text):
+        raise InvalidValue(f"{what} {_show(value)} is not an absolute http or https URL")
+    return text
+
+
+def http_origin(value: object, what: str) -> str:
+    """A CORS origin: ``*`` or ``scheme://host[:port]`` (http or https, no path)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if text == "*":
+        return text
+    match = _URL_RE.fullmatch(text)
+    if not match or match[4] or match[5]:
+        raise InvalidValue(f"{what} {_show(value)} is not * or an origin such as https://a.b")
+    return text
+
+
+def regex(value: object, what: str) -> str:
+    """A regular expression HAProxy (PCRE2) runs on each request: a safe subset.
+
+    At most 256 characters of printable ASCII without quotes; it compiles (Python's
+    ``re``, whose syntax for this subset is PCRE's); no back-reference, no
+    look-around; no quantified group holding another quantifier or an alternation
+    (``(a+)+``, ``(a|a)*``: catastrophic backtracking); at most two unbounded
+    quantifiers (``.*x.*y.*z`` backtracks polynomially).  HAProxy compiles it again
+    (``haproxy -c``) before it is live.  A library would be better than this walk,
+    but none checks backtracking for PCRE; the subset is small on purpose.
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_REGEX:
+        raise InvalidValue(f"{what} {_show(value)} is not a regex of 1 to {MAX_REGEX} characters")
+    if not _QUOTABLE_RE.fullmatch(value) or '"' in value:
+        raise InvalidValue(f"{what} {_show(value)} holds a quote or a control character")
+    try:
+        parsed = re._parser.parse(value)  # type: ignore[attr-defined]
+    except re.error as exc:
+        raise InvalidValue(f"{what} {_show(value)} does not compile: {exc}") from None
+    unbounded = _regex_check(parsed, False, what, value)
+    if unbounded > 2:
+        raise InvalidValue(f"{what} {_show(value)} has more than two unbounded repeats")
+    return value
+
+
+_MAXREPEAT = 4294967295
+
+
+def _regex_check(pattern: object, in_repeat: bool, what: str, value: str) -> int:
+    """Walk a parsed regex; raise for what the subset refuses; count unbounded repeats."""
+    unbounded = 0
+    for op, arg in pattern:  # type: ignore[attr-defined]
+        name = str(op)
+        if name in ("GROUPREF", "GROUPREF_EXISTS"):
+            raise InvalidValue(f"{what} {_show(value)} uses a back-reference")
+        if name in ("ASSERT", "ASSERT_NOT"):
+            raise InvalidValue(f"{what} {_show(value)} uses a look-around")
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            _low, high, sub = arg
+            if in_repeat:
+                raise InvalidValue(f"{what} {_show(value)} nests a repeat in a repeat")
+            if high == _MAXREPEAT or high > 1000:
+                unbounded += 1
+            unbounded += _regex_check(sub, high > 1, what, value)
+        elif name == "SUBPATTERN":
+            unbounded += _regex_check(arg[-1], in_repeat, what, value)
+        elif name == "BRANCH":
+            if in_repeat:
+                raise InvalidValue(f"{what} {_show(value)} repeats an alternation")
+            for branch in arg[1]:
+                unbounded += _regex_check(branch, in_repeat, what, value)
+        elif name == "ATOMIC_GROUP":
+            unbounded += _regex_check(arg, in_repeat, what, value)
+    return unbounded
+
+
+def quotable(value: object, what: str) -> str:
+    """Text written as one single-quoted argument: printable ASCII and spaces, no quote."""
+    if not isinstance(value, str) or not _QUOTABLE_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} holds a quote or a control character")
+    return value

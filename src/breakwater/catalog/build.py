@@ -159,7 +159,8 @@ def build_catalog(
     catalog.build_state = builder.state(
         depended, set(), builder.traces.values(), builder.contested()
     )
-    used = {route.backend for route in catalog.routes} | {catalog.default_backend}
+    used = {name for route in catalog.routes for name in route.backends}
+    used.add(catalog.default_backend or "")
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
     catalog.routes.sort(key=_route_order)
     return catalog
@@ -245,7 +246,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
     for route in routes:
         bisect.insort(catalog.routes, route, key=_route_order)
     backends = dict(previous.backends)
-    for name in {route.backend for route in routes}:
+    for name in {name for route in routes for name in route.backends}:
         backends[name] = catalog.backends[name]
     catalog.backends = dict(sorted(backends.items()))
     return catalog
@@ -340,7 +341,7 @@ def without_sources(catalog: Catalog, sources: set[str]) -> Catalog:
     if not sources:
         return catalog
     routes = [route for route in catalog.routes if route.source not in sources]
-    used = {route.backend for route in routes} | {catalog.default_backend}
+    used = {name for route in routes for name in route.backends} | {catalog.default_backend}
     return replace(
         catalog,
         routes=routes,

@@ -15,7 +15,7 @@ were only added without going over the others (``catalog.build``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from breakwater import validate
@@ -83,6 +83,7 @@ class BuildState:
     reader_generation: int
     backends: dict[str, Backend]  # every backend asked for, routed or not
     option_owner: dict[str, str]
+    service_options: dict[str, BackendOptions]
     route_owner: dict[tuple[str, str, str], str]
     computed: dict[tuple[str, str, int | str], tuple[str, tuple[Server, ...]] | str]
     rejected_once: set[Rejection]
@@ -105,6 +106,9 @@ class Builder:
     catalog: Catalog = field(default_factory=Catalog)
     route_owner: dict[tuple[str, str, str], str] = field(default_factory=dict)
     option_owner: dict[str, str] = field(default_factory=dict)
+    # Backend name of a Service port -> the options every section of it has (those
+    # an object set first; route features aside).
+    service_options: dict[str, BackendOptions] = field(default_factory=dict)
     # Servers are computed once per Service port, however many paths route to it.
     computed: dict[tuple[str, str, int | str], tuple[str, tuple[Server, ...]] | str] = field(
         default_factory=dict
@@ -174,6 +178,7 @@ class Builder:
         catalog.servers_rejected = set(previous.servers_rejected)
         self.route_owner = dict(state.route_owner)
         self.option_owner = dict(state.option_owner)
+        self.service_options = dict(state.service_options)
         self.computed = dict(state.computed)
         self.rejected_once = set(state.rejected_once)
         self.reuse, self.entries = previous.server_entries, dict(previous.server_entries)
@@ -200,6 +205,7 @@ class Builder:
             reader_generation=self.index.reader_generation,
             backends=self.catalog.backends,
             option_owner=self.option_owner,
+            service_options=self.service_options,
             route_owner=self.route_owner,
             computed=self.computed,
             rejected_once=self.rejected_once,
@@ -379,23 +385,33 @@ class Builder:
         were checked when it was recorded)."""
         self._step("checked_backend", namespace, service, port_ref, options, owner)
         port_label, servers = self.servers(namespace, service, port_ref)
-        name = backend_name(namespace, service, port_label)
+        base = backend_name(namespace, service, port_label)
+        features = options.features
+        # An object with route features gets its own section of the Service port.
+        name = base if features is None else f"{base}_f{features.digest()}"
         # Which backends a change to the Service's servers recomputes: registered
         # whatever the options do below, so that it does not hang on the order.
         refs = self.catalog.server_refs.get((namespace, service), [])
         if (name, port_ref) not in refs:  # a new list: a resumed build shares the old
             self.catalog.server_refs[(namespace, service)] = [*refs, (name, port_ref)]
-        existing = self.catalog.backends.get(name)
-        if existing is not None and existing.options != options:
-            if options == BackendOptions():
-                return name  # no options of its own: use the existing ones
-            if existing.options != BackendOptions():
+        # The Service port's own options (every section of it has the same): the
+        # first object with options keeps them, one without takes them.
+        ours = options.service_part()
+        known = self.service_options.get(base)
+        if known is not None and known != ours:
+            if ours == BackendOptions():
+                ours = known
+                options = replace(known, features=features)
+            elif known != BackendOptions():
                 raise Conflict(
                     f"backend options for {namespace}/{service} conflict with "
-                    f"{self.option_owner[name]}, which keeps them"
+                    f"{self.option_owner[base]}, which keeps them"
                 )
-        if existing is None or existing.options == BackendOptions():
-            self.option_owner[name] = owner
+        if known is None or (known == BackendOptions() and ours != known):
+            self.service_options[base] = ours
+            self.option_owner[base] = owner
+        existing = self.catalog.backends.get(name)
+        if existing is None or existing.options != options:
             before = self.reuse_backends.get(name)
             if (
                 before is not None

@@ -3,7 +3,8 @@ the settings that shape it.  Plain frozen data; the rest of the catalog builds i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from breakwater.validate import InvalidValue
@@ -51,6 +52,67 @@ class Server:
         return f"{host}:{self.port}"
 
 
+BackendProtocol = Literal["http", "h2", "grpc", "https", "grpcs"]
+
+
+@dataclass(frozen=True, slots=True)
+class StickyCookie:
+    """Session affinity by a cookie HAProxy inserts (docs/traffic.md)."""
+
+    name: str
+    ttl: str | None = None  # an HAProxy duration: the cookie's maxlife
+    secure: bool = False
+    httponly: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """Cross-origin resource sharing answered by the edge (ingress-nginx's defaults)."""
+
+    origins: tuple[str, ...] = ("*",)
+    methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
+    headers: tuple[str, ...] = (
+        "DNT",
+        "Keep-Alive",
+        "User-Agent",
+        "X-Requested-With",
+        "If-Modified-Since",
+        "Cache-Control",
+        "Content-Type",
+        "Range",
+        "Authorization",
+    )
+    expose_headers: tuple[str, ...] = ()
+    credentials: bool = True
+    max_age: int = 1728000
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFeatures:
+    """What happens to the requests of one object's routes (docs/traffic.md).  An
+    object with any gets its own backend section for its Service port, holding these
+    rules; plain routes never meet them."""
+
+    rate_limit_rps: int | None = None
+    rate_limit_connections: int | None = None
+    max_body_size: int | None = None  # bytes
+    allow_sources: tuple[str, ...] = ()  # CIDRs
+    deny_sources: tuple[str, ...] = ()
+    hsts: str | None = None  # the Strict-Transport-Security value
+    redirect_to: str | None = None
+    redirect_code: int = 302
+    app_root: str | None = None
+    # (regex on the path, replacement): HAProxy's replace-path; the first that matches.
+    rewrite: tuple[tuple[str, str], ...] = ()
+    # (status, HTML body): answered for HAProxy's errors and the servers' alike.
+    error_pages: tuple[tuple[int, str], ...] = ()
+    cors: Cors | None = None
+
+    def digest(self) -> str:
+        """A short name for this set of features, the same in every process."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:10]
+
+
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
     balance: str = "roundrobin"
@@ -58,6 +120,33 @@ class BackendOptions:
     health_check_interval: str = "2s"
     timeout_connect: str | None = None
     timeout_server: str | None = None
+    timeout_tunnel: str | None = None
+    timeout_queue: str | None = None
+    retries: int | None = None
+    retry_on: tuple[str, ...] = ()
+    protocol: BackendProtocol = "http"
+    # TLS to the servers: the CA bundle (PEM) that verifies them (None: not verified,
+    # as ingress-nginx), and the SNI (None: the request's Host).
+    ca_pem: str | None = None
+    sni: str | None = None
+    proxy_protocol: Literal["v1", "v2"] | None = None
+    sticky: StickyCookie | None = None
+    # The object's route features (None: a plain backend section).  Not a setting of
+    # the Service port: sections with other features carry the same servers.
+    features: RouteFeatures | None = None
+
+    def service_part(self) -> BackendOptions:
+        """These options without the route features: what every object that routes to
+        the Service port must agree on."""
+        return self if self.features is None else replace(self, features=None)
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("https", "grpcs")
+
+    @property
+    def h2(self) -> bool:
+        return self.protocol in ("h2", "grpc", "grpcs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +177,27 @@ class Route:
     source: str
     https_redirect: bool = False
     cache: CachePolicy | None = None  # None: never through Varnish
+    canary: Canary | None = None
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends the route sends requests to: its own, and its canary's."""
+        return (self.backend,) if self.canary is None else (self.backend, self.canary.backend)
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A share of a route's requests sent to another backend (docs/traffic.md)."""
+
+    backend: str
+    weight: int = 0  # percent of the requests neither the header nor the cookie decides
+    header: str | None = None  # lower case
+    header_value: str | None = None  # None: "always" / "never"
+    cookie: str | None = None
+
+    def key(self) -> str:
+        """The short name the route map carries and the frontend's rules test."""
+        return "k" + hashlib.sha256(repr(self).encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True, slots=True)

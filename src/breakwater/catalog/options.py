@@ -11,6 +11,7 @@ entry here, plus the code that applies it when it is a new kind of setting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -19,11 +20,14 @@ from breakwater import validate
 from breakwater.catalog.model import (
     BackendOptions,
     CachePolicy,
+    Cors,
     Rejected,
     Route,
+    RouteFeatures,
     Server,
+    StickyCookie,
 )
-from breakwater.catalog.tls import plain_pem
+from breakwater.catalog.tls import ca_bundle, plain_pem
 
 ANNOTATION_PREFIX = "breakwater.io/"
 
@@ -42,8 +46,9 @@ JsonType = Literal["list", "bool", "str", "list of objects", "object"]
 STRUCTURED: frozenset[JsonType] = frozenset({"list of objects", "object"})
 
 #: What an option sets: the routes of the object (and their options), the backend
-#: they point at (and its options), or the certificate served for their hosts.
-Target = Literal["route", "backend", "certificate"]
+#: they point at (and its options), the certificate served for their hosts, the
+#: object's route features (its own backend section), or its canary.
+Target = Literal["route", "backend", "certificate", "feature", "canary"]
 
 #: Validates a value and returns it normalised, or raises InvalidValue (or Rejected)
 #: naming ``what``.  A list option's parser takes one item.
@@ -62,7 +67,7 @@ class Option:
     #: that the value fills; None for the keys the object itself is made of (hosts,
     #: service, servers, certificates), which :mod:`.sources` reads.
     field: str | None = None
-    #: Another option that must be set to true for this one to be allowed.
+    #: Another option that must be set (to true, for a boolean) for this one to be allowed.
     requires: str | None = None
 
     def value(self, raw: Any) -> Any:
@@ -137,6 +142,122 @@ def _servers(value: Any, what: str) -> tuple[Server, ...]:
 
 def _tls_pem(value: Any, what: str) -> str:
     return plain_pem(value)
+
+
+def _ca_pem(value: Any, what: str) -> str:
+    return ca_bundle(value, what)
+
+
+def _reference(value: Any, what: str) -> tuple[str, str]:
+    """``secret/<name>`` or ``configmap/<name>``: an object of the same namespace."""
+    text = value.strip() if isinstance(value, str) else ""
+    kind, _, name = text.partition("/")
+    if kind not in ("secret", "configmap") or not name:
+        raise validate.InvalidValue(
+            f"{what} {validate.show(value)} is not secret/<name> or configmap/<name>"
+        )
+    return ("Secret" if kind == "secret" else "ConfigMap", validate.dns_subdomain(name, what))
+
+
+def _configmap_name(value: Any, what: str) -> str:
+    return validate.dns_subdomain(value, what)
+
+
+def _protocol(value: Any, what: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text not in PROTOCOLS:
+        raise validate.InvalidValue(
+            f"{what} {validate.show(value)} is not one of {', '.join(PROTOCOLS)}"
+        )
+    return text
+
+
+PROTOCOLS = ("http", "h2", "grpc", "https", "grpcs")
+
+
+def _proxy_protocol(value: Any, what: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text not in ("v1", "v2"):
+        raise validate.InvalidValue(f"{what} {validate.show(value)} is not v1 or v2")
+    return text
+
+
+#: HAProxy 2.6's retry-on keywords.
+RETRY_ON = (
+    "none",
+    "conn-failure",
+    "empty-response",
+    "junk-response",
+    "response-timeout",
+    "0rtt-rejected",
+    "all-retryable-errors",
+    "401",
+    "403",
+    "404",
+    "408",
+    "425",
+    "500",
+    "501",
+    "502",
+    "503",
+    "504",
+)
+
+
+def _retry_on(value: Any, what: str) -> str:
+    if value not in RETRY_ON:
+        raise validate.InvalidValue(
+            f"{what} {validate.show(value)} is not one of {', '.join(RETRY_ON)}"
+        )
+    return str(value)
+
+
+def _retries(value: Any, what: str) -> int:
+    return validate.integer(value, what, 0, 10)
+
+
+def _positive(limit: int) -> Parser:
+    def parse(value: Any, what: str) -> int:
+        return validate.integer(value, what, 1, limit)
+
+    return parse
+
+
+def _percent(value: Any, what: str) -> int:
+    return validate.integer(value, what, 0, 100)
+
+
+def _redirect_code(value: Any, what: str) -> int:
+    code = validate.integer(value, what, 300, 399)
+    if code not in (301, 302, 303, 307, 308):
+        raise validate.InvalidValue(
+            f"{what} {validate.show(value)} is not 301, 302, 303, 307 or 308"
+        )
+    return code
+
+
+_REWRITE_TARGET = re.compile(
+    r"/(?:[A-Za-z0-9\-._~!$&()*+,;=:@/]|%[0-9A-Fa-f]{2}|\\[1-9])*", re.ASCII
+)
+
+
+def _rewrite_target(value: Any, what: str) -> str:
+    """A path written as the new one: RFC 3986 characters, ``\\1`` to ``\\9`` for
+    the groups of ``rewrite-regex``."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) > validate.MAX_PATH or not _REWRITE_TARGET.fullmatch(text):
+        raise validate.InvalidValue(
+            f"{what} {validate.show(value)} is not a path (\\1 to \\9 stand for groups)"
+        )
+    return text
+
+
+def _token(value: Any, what: str) -> str:
+    return validate.http_token(value, what)
+
+
+def _header(value: Any, what: str) -> str:
+    return validate.header_name(value, what)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -297,6 +418,400 @@ OPTIONS: tuple[Option, ...] = (
         "backend",
         field="timeout_server",
     ),
+    Option(
+        "timeout-tunnel",
+        "inactivity timeout of WebSockets and other tunnels, e.g. `1h`",
+        _EVERYWHERE,
+        "str",
+        validate.duration,
+        "backend",
+        field="timeout_tunnel",
+    ),
+    Option(
+        "timeout-queue",
+        "how long a request waits for a free server, e.g. `10s`",
+        _EVERYWHERE,
+        "str",
+        validate.duration,
+        "backend",
+        field="timeout_queue",
+    ),
+    Option(
+        "retries",
+        "how many times a failed request is retried, `0` to `10` (on another server)",
+        _EVERYWHERE,
+        "str",
+        _retries,
+        "backend",
+        field="retries",
+    ),
+    Option(
+        "retry-on",
+        "what is retried: HAProxy's `retry-on` keywords, e.g. `conn-failure 503`",
+        _EVERYWHERE,
+        "list",
+        _retry_on,
+        "backend",
+        field="retry_on",
+    ),
+    Option(
+        "backend-protocol",
+        "`http` (default), `h2` (HTTP/2 cleartext), `grpc`, `https` or `grpcs` (TLS)",
+        _EVERYWHERE,
+        "str",
+        _protocol,
+        "backend",
+        field="protocol",
+    ),
+    Option(
+        "backend-ca",
+        "`secret/<name>` or `configmap/<name>` whose `ca.crt` verifies the servers"
+        " (default: not verified)",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        _reference,
+        "backend",
+        field="ca_pem",
+        requires="backend-protocol",
+    ),
+    Option(
+        "backend-ca-pem",
+        "PEM certificates that verify the servers (default: not verified)",
+        frozenset({PLAIN_ROUTE}),
+        "str",
+        _ca_pem,
+        "backend",
+        field="ca_pem",
+        requires="backend-protocol",
+    ),
+    Option(
+        "backend-sni",
+        "the name sent in TLS to the servers (default: the request's host)",
+        _EVERYWHERE,
+        "str",
+        _hostname,
+        "backend",
+        field="sni",
+        requires="backend-protocol",
+    ),
+    Option(
+        "backend-proxy-protocol",
+        "`v1` or `v2`: a PROXY protocol header with the client's address to the servers",
+        _EVERYWHERE,
+        "str",
+        _proxy_protocol,
+        "backend",
+        field="proxy_protocol",
+    ),
+    Option(
+        "sticky-cookie",
+        "name of the cookie that keeps a client on one server (default: no stickiness)",
+        _EVERYWHERE,
+        "str",
+        validate.cookie_name,
+        "backend",
+        field="sticky.name",
+    ),
+    Option(
+        "sticky-cookie-ttl",
+        "how long the cookie keeps the client, e.g. `1h` (default: the browser session)",
+        _EVERYWHERE,
+        "str",
+        validate.duration,
+        "backend",
+        field="sticky.ttl",
+        requires="sticky-cookie",
+    ),
+    Option(
+        "sticky-cookie-secure",
+        "`true`: the cookie is sent over HTTPS only",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "backend",
+        field="sticky.secure",
+        requires="sticky-cookie",
+    ),
+    Option(
+        "sticky-cookie-httponly",
+        "`false`: scripts may read the cookie (default `true`)",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "backend",
+        field="sticky.httponly",
+        requires="sticky-cookie",
+    ),
+    # Route features: the object gets its own backend section (docs/traffic.md).
+    Option(
+        "rate-limit-rps",
+        "requests per second allowed from one client address; more are answered 429",
+        _EVERYWHERE,
+        "str",
+        _positive(1_000_000),
+        "feature",
+        field="rate_limit_rps",
+    ),
+    Option(
+        "rate-limit-connections",
+        "concurrent connections allowed from one client address; more are answered 429",
+        _EVERYWHERE,
+        "str",
+        _positive(1_000_000),
+        "feature",
+        field="rate_limit_connections",
+    ),
+    Option(
+        "max-body-size",
+        "largest request body, e.g. `10m`; a larger `Content-Length` is answered 413",
+        _EVERYWHERE,
+        "str",
+        validate.size,
+        "feature",
+        field="max_body_size",
+    ),
+    Option(
+        "allow-sources",
+        "client networks (CIDRs) allowed; any other is answered 403",
+        _EVERYWHERE,
+        "list",
+        validate.cidr,
+        "feature",
+        field="allow_sources",
+    ),
+    Option(
+        "deny-sources",
+        "client networks (CIDRs) answered 403",
+        _EVERYWHERE,
+        "list",
+        validate.cidr,
+        "feature",
+        field="deny_sources",
+    ),
+    Option(
+        "hsts",
+        "`true`: HTTPS responses carry `Strict-Transport-Security`",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "feature",
+        field="hsts",
+    ),
+    Option(
+        "hsts-max-age",
+        "its `max-age`, e.g. `365d` (default one year)",
+        _EVERYWHERE,
+        "str",
+        validate.seconds,
+        "feature",
+        field="hsts.max_age",
+        requires="hsts",
+    ),
+    Option(
+        "hsts-include-subdomains",
+        "`true`: with `includeSubDomains`",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "feature",
+        field="hsts.include_subdomains",
+        requires="hsts",
+    ),
+    Option(
+        "hsts-preload",
+        "`true`: with `preload`",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "feature",
+        field="hsts.preload",
+        requires="hsts",
+    ),
+    Option(
+        "redirect-to",
+        "every request is redirected to this absolute `http`/`https` URL",
+        _EVERYWHERE,
+        "str",
+        validate.redirect_url,
+        "feature",
+        field="redirect_to",
+    ),
+    Option(
+        "redirect-code",
+        "`301`, `302` (default), `303`, `307` or `308`",
+        _EVERYWHERE,
+        "str",
+        _redirect_code,
+        "feature",
+        field="redirect_code",
+        requires="redirect-to",
+    ),
+    Option(
+        "app-root",
+        "a request for `/` is redirected (302) to this path",
+        _EVERYWHERE,
+        "str",
+        _path,
+        "feature",
+        field="app_root",
+    ),
+    Option(
+        "rewrite-target",
+        "the path the servers get: replaces the prefix the route matched, or what"
+        " `rewrite-regex` matched (`\\1` to `\\9` for its groups)",
+        _EVERYWHERE,
+        "str",
+        _rewrite_target,
+        "feature",
+        field="rewrite.target",
+    ),
+    Option(
+        "rewrite-regex",
+        "a regex on the request path (a safe subset, docs/traffic.md)",
+        _EVERYWHERE,
+        "str",
+        validate.regex,
+        "feature",
+        field="rewrite.regex",
+        requires="rewrite-target",
+    ),
+    Option(
+        "error-pages",
+        "a ConfigMap of the namespace: keys `400` to `599`, HTML pages for those statuses",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        _configmap_name,
+        "feature",
+        field="error_pages",
+    ),
+    Option(
+        "cors",
+        "`true`: the edge answers CORS preflights and adds the CORS headers",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "feature",
+        field="cors",
+    ),
+    Option(
+        "cors-allow-origin",
+        "origins allowed, `*` (default) or `https://a.example`",
+        _EVERYWHERE,
+        "list",
+        validate.http_origin,
+        "feature",
+        field="cors.origins",
+        requires="cors",
+    ),
+    Option(
+        "cors-allow-methods",
+        "methods allowed (default `GET PUT POST DELETE PATCH OPTIONS`)",
+        _EVERYWHERE,
+        "list",
+        _token,
+        "feature",
+        field="cors.methods",
+        requires="cors",
+    ),
+    Option(
+        "cors-allow-headers",
+        "request headers allowed (default: ingress-nginx's list)",
+        _EVERYWHERE,
+        "list",
+        _token,
+        "feature",
+        field="cors.headers",
+        requires="cors",
+    ),
+    Option(
+        "cors-expose-headers",
+        "response headers exposed (default none)",
+        _EVERYWHERE,
+        "list",
+        _token,
+        "feature",
+        field="cors.expose_headers",
+        requires="cors",
+    ),
+    Option(
+        "cors-allow-credentials",
+        "`false`: no `Access-Control-Allow-Credentials` (default `true`)",
+        _EVERYWHERE,
+        "bool",
+        validate.boolean,
+        "feature",
+        field="cors.credentials",
+        requires="cors",
+    ),
+    Option(
+        "cors-max-age",
+        "how long a preflight is cached, e.g. `20d` (default `1728000` seconds)",
+        _EVERYWHERE,
+        "str",
+        validate.seconds,
+        "feature",
+        field="cors.max_age",
+        requires="cors",
+    ),
+    Option(
+        "canary-service",
+        "a second Service of the namespace that gets a share of these routes' requests",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        _service_name,
+        "canary",
+        field="service",
+    ),
+    Option(
+        "canary-port",
+        "its port, by name or number (default: its first port)",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        _service_port,
+        "canary",
+        field="port",
+        requires="canary-service",
+    ),
+    Option(
+        "canary-weight",
+        "percent of requests sent to the canary, `0` to `100` (default `0`)",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        _percent,
+        "canary",
+        field="weight",
+        requires="canary-service",
+    ),
+    Option(
+        "canary-header",
+        "a request header: `always` sends the request to the canary, `never` not",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        _header,
+        "canary",
+        field="header",
+        requires="canary-service",
+    ),
+    Option(
+        "canary-header-value",
+        "the header's value that sends the request to the canary (instead of `always`)",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        validate.header_value,
+        "canary",
+        field="header_value",
+        requires="canary-header",
+    ),
+    Option(
+        "canary-cookie",
+        "a cookie: `always` sends the request to the canary, `never` not",
+        frozenset({CONFIGMAP, ANNOTATION}),
+        "str",
+        validate.cookie_name,
+        "canary",
+        field="cookie",
+        requires="canary-service",
+    ),
 )
 
 #: Every option by key.
@@ -352,18 +867,80 @@ def plain_route_strings(spec: Mapping[str, Any]) -> dict[str, str]:
 
 _BACKEND_OPTIONS = tuple(o for o in OPTIONS if o.target == "backend" and o.field)
 _ROUTE_OPTIONS = tuple(o for o in OPTIONS if o.target == "route" and o.field)
+_FEATURE_OPTIONS = tuple(o for o in OPTIONS if o.target == "feature" and o.field)
+_CANARY_OPTIONS = tuple(o for o in OPTIONS if o.target == "canary" and o.field)
 
 BACKEND_OPTION_KEYS: tuple[str, ...] = tuple(option.key for option in _BACKEND_OPTIONS)
 
 
-def parse_backend_options(values: Mapping[str, str]) -> BackendOptions:
-    """Backend options from ConfigMap keys, plain-route keys or annotations alike."""
-    fields: dict[str, Any] = {
-        option.field: option.value(values[option.key])
-        for option in _BACKEND_OPTIONS
-        if option.field and option.key in values
+def _set(option: Option, values: Mapping[str, str]) -> bool:
+    """Whether ``option`` is given (and true, for a boolean)."""
+    if option.key not in values:
+        return False
+    return option.json_type != "bool" or bool(option.value(values[option.key]))
+
+
+def _fields(options: tuple[Option, ...], values: Mapping[str, str]) -> dict[str, Any]:
+    """The validated values of ``options`` given in ``values``, by field, in the table's
+    order; an option whose required one is not set rejects the object."""
+    fields: dict[str, Any] = {}
+    for option in options:
+        if option.key not in values or not option.field:
+            continue
+        if option.requires and not _set(OPTION[option.requires], values):
+            state = "true" if OPTION[option.requires].json_type == "bool" else "set"
+            raise Rejected(f"{option.key} is set but {option.requires} is not {state}")
+        fields[option.field] = option.value(values[option.key])
+    return fields
+
+
+def _group(fields: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The fields ``<prefix>.<name>``, taken out of ``fields``, by name."""
+    group = {
+        k[len(prefix) + 1 :]: fields.pop(k) for k in list(fields) if k.startswith(prefix + ".")
     }
-    return BackendOptions(**fields)
+    return group
+
+
+CaResolver = Callable[[tuple[str, str]], str]
+"""Reads a ``backend-ca`` reference (kind, name) into PEM certificates, or rejects."""
+
+
+def parse_backend_options(
+    values: Mapping[str, str], resolve_ca: CaResolver | None = None
+) -> BackendOptions:
+    """Backend options from ConfigMap keys, plain-route keys or annotations alike.
+
+    ``resolve_ca`` reads a ``backend-ca`` reference (the catalog's sources give one
+    bound to the object's namespace); without one, a reference rejects.
+    """
+    fields = _fields(_BACKEND_OPTIONS, values)
+    sticky = _group(fields, "sticky")
+    if sticky:
+        fields["sticky"] = StickyCookie(**sticky)
+    if isinstance(fields.get("ca_pem"), tuple):
+        if resolve_ca is None:
+            raise Rejected("backend-ca names an object, which only a ConfigMap or an Ingress may")
+        fields["ca_pem"] = resolve_ca(fields["ca_pem"])
+    if "retry_on" in fields and "retries" not in fields:
+        fields["retries"] = 3  # HAProxy's default, written so retry-on reads alone
+    options = BackendOptions(**fields)
+    if (options.ca_pem or options.sni) and not options.tls:
+        key = "backend-sni" if options.sni else "backend-ca"
+        raise Rejected(f"{key} is set but backend-protocol is not https or grpcs")
+    return options
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """A canary as an object asks for it: the Service is resolved by the sources."""
+
+    service: str
+    port: int | str | None
+    weight: int
+    header: str | None
+    header_value: str | None
+    cookie: str | None
 
 
 @dataclass(frozen=True)
@@ -371,22 +948,85 @@ class RouteOptions:
     https_redirect: bool
     cache: CachePolicy | None
     bypass_paths: tuple[str, ...]
+    # The object's route features, but for what needs its paths (rewrite without a
+    # regex: the regex is "") and its namespace (error pages: error_pages_from).
+    features: RouteFeatures | None = None
+    error_pages_from: str | None = None
+    canary: CanarySpec | None = None
 
 
 def parse_route_options(values: Mapping[str, str]) -> RouteOptions:
     """Per-route options, from ConfigMap keys or ``breakwater.io/`` annotations alike."""
-    fields: dict[str, Any] = {}
-    for option in _ROUTE_OPTIONS:
-        if option.key not in values or not option.field:
-            continue
-        if option.requires and not fields.get(OPTION[option.requires].field or ""):
-            raise Rejected(f"{option.key} is set but {option.requires} is not true")
-        fields[option.field] = option.value(values[option.key])
+    fields = _fields(_ROUTE_OPTIONS, values)
     https_redirect = bool(fields.pop("https_redirect", False))
     bypass_paths: tuple[str, ...] = fields.pop("bypass_paths", ())
-    if not fields.pop("cache", False):
-        return RouteOptions(https_redirect, None, ())
-    return RouteOptions(https_redirect, CachePolicy(**fields), bypass_paths)
+    features, error_pages = _features(_fields(_FEATURE_OPTIONS, values))
+    canary_fields = _fields(_CANARY_OPTIONS, values)
+    canary = None
+    if canary_fields:
+        canary_fields.setdefault("port", None)
+        canary_fields.setdefault("weight", 0)
+        canary_fields.setdefault("header", None)
+        canary_fields.setdefault("header_value", None)
+        canary_fields.setdefault("cookie", None)
+        canary = CanarySpec(**canary_fields)
+    cache = CachePolicy(**fields) if fields.pop("cache", False) else None
+    return RouteOptions(
+        https_redirect,
+        cache,
+        bypass_paths if cache else (),
+        features,
+        error_pages,
+        canary,
+    )
+
+
+def _features(fields: dict[str, Any]) -> tuple[RouteFeatures | None, str | None]:
+    if not fields:
+        return None, None
+    hsts = _group(fields, "hsts")
+    if fields.pop("hsts", False):
+        directives = [f"max-age={hsts.get('max_age', 31536000)}"]
+        directives += ["includeSubDomains"] if hsts.get("include_subdomains") else []
+        directives += ["preload"] if hsts.get("preload") else []
+        fields["hsts"] = "; ".join(directives)
+    rewrite = _group(fields, "rewrite")
+    if rewrite:
+        if "\\" in rewrite["target"] and "regex" not in rewrite:
+            raise Rejected("rewrite-target names a group (\\1) but rewrite-regex is not set")
+        # Without a regex: filled in from the object's paths (prefix_rewrite).
+        fields["rewrite"] = ((rewrite.get("regex", ""), rewrite["target"]),)
+    cors = _group(fields, "cors")
+    if fields.pop("cors", False):
+        fields["cors"] = Cors(**cors)
+    error_pages = fields.pop("error_pages", None)
+    for other, field_name in (("app-root", "app_root"), ("rewrite-target", "rewrite")):
+        if fields.get("redirect_to") and fields.get(field_name):
+            raise Rejected(f"redirect-to and {other} are both set: every request is redirected")
+    features = RouteFeatures(**fields)
+    if features == RouteFeatures() and error_pages is None:
+        return None, None
+    return features, error_pages
+
+
+def prefix_rewrite(features: RouteFeatures, paths: list[str]) -> RouteFeatures:
+    """``features`` whose rewrite has no regex given the ones that replace the prefix
+    of ``paths`` (the object's paths) the route matched by the target: path ``/foo``,
+    target ``/`` serves ``/foo/bar`` from ``/bar``.  One (regex, replacement) for the
+    paths but ``/``, longest first, on a segment boundary; then one for ``/``."""
+    if not features.rewrite or features.rewrite[0][0]:
+        return features
+    target = features.rewrite[0][1]
+    slash = target.endswith("/")
+    rewrites = []
+    named = sorted({path for path in paths if path != "/"}, key=lambda p: (-len(p), p))
+    if named:
+        head = "|".join(re.escape(path) for path in named)
+        regex = f"^(?:{head})(?:/(.*))?$" if slash else f"^(?:{head})(/.*)?$"
+        rewrites.append((regex, target + "\\1"))
+    if "/" in paths:
+        rewrites.append(("^/(.*)$" if slash else "^(/.*)$", target + "\\1"))
+    return replace(features, rewrite=tuple(rewrites))
 
 
 def with_bypass(routes: list[Route], bypass_paths: tuple[str, ...]) -> list[Route]:

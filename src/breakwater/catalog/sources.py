@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from breakwater import validate
@@ -11,6 +11,7 @@ from breakwater.catalog.builder import Builder, as_list, as_mapping
 from breakwater.catalog.model import (
     Backend,
     BackendOptions,
+    Canary,
     CatalogSettings,
     Certificate,
     MatchType,
@@ -24,15 +25,17 @@ from breakwater.catalog.options import (
     CONFIGMAP_KEYS,
     INGRESS_ANNOTATIONS,
     OPTION,
+    CanarySpec,
     RouteOptions,
     normalise_prefix,
     parse_backend_options,
     parse_route_options,
     plain_route_strings,
+    prefix_rewrite,
     split_list,
     with_bypass,
 )
-from breakwater.catalog.tls import plain_certificate, secret_certificate
+from breakwater.catalog.tls import plain_certificate, referenced_ca, secret_certificate
 from breakwater.cluster import plain_routes
 from breakwater.cluster.index import (
     ClusterIndex,
@@ -64,6 +67,79 @@ def ingress_is_ours(ingress: Object, settings: CatalogSettings, default: bool) -
     if class_name:
         return bool(class_name == settings.ingress_class)
     return default
+
+
+# Error pages from a ConfigMap: each small enough for HAProxy's buffer (a response
+# HAProxy makes must fit in tune.bufsize, 16 KiB, with its headers), a few at most.
+MAX_ERROR_PAGE = 12 * 1024
+MAX_ERROR_PAGES = 32
+
+
+def _error_pages(builder: Builder, namespace: str, name: str) -> tuple[tuple[int, str], ...]:
+    """The pages of the ConfigMap ``name``: keys are statuses 400 to 599."""
+    configmap = builder.read("ConfigMap", namespace, name)
+    what = f"error-pages configmap {namespace}/{name}"
+    if configmap is None:
+        raise Rejected(f"{what} does not exist")
+    data = _string_data(configmap.get("data"))
+    if not data or len(data) > MAX_ERROR_PAGES:
+        raise Rejected(f"{what} holds no page or more than {MAX_ERROR_PAGES}")
+    pages = []
+    for key, body in sorted(data.items()):
+        if not (len(key) == 3 and key.isdigit() and 400 <= int(key) <= 599):
+            raise Rejected(f"{what}: key {validate.show(key)} is not a status from 400 to 599")
+        if len(body.encode()) > MAX_ERROR_PAGE:
+            raise Rejected(f"{what}: page {key} is larger than {MAX_ERROR_PAGE // 1024} KiB")
+        pages.append((int(key), body))
+    return tuple(pages)
+
+
+def _object_options(
+    builder: Builder, namespace: str | None, values: Mapping[str, str], paths: list[str]
+) -> tuple[BackendOptions, RouteOptions]:
+    """An object's backend options (route features included) and route options.
+
+    ``namespace``: the object's, where the references it makes (``backend-ca``,
+    ``error-pages``) are read; None for a plain route, which may make none.
+    """
+    resolve = (lambda ref: referenced_ca(builder, namespace, ref)) if namespace else None
+    options = parse_backend_options(values, resolve)
+    route_options = parse_route_options(values)
+    features = route_options.features
+    if features is not None:
+        features = prefix_rewrite(features, paths)
+        if route_options.error_pages_from:
+            if namespace is None:
+                raise Rejected("error-pages names a ConfigMap, which a plain route may not")
+            pages = _error_pages(builder, namespace, route_options.error_pages_from)
+            features = replace(features, error_pages=pages)
+        options = replace(options, features=features)
+    return options, route_options
+
+
+def _first_port(builder: Builder, namespace: str, service_name: str) -> int:
+    """A Service's first port, by number: its name, a Service port name (an RFC 1123
+    label), may be longer than the port names a key takes (IANA, 15 characters)."""
+    service = builder.read("Service", namespace, service_name)
+    if service is None:
+        raise Rejected(f"service {namespace}/{service_name} does not exist")
+    ports = as_list(as_mapping(service.get("spec"), "spec").get("ports"), "spec.ports")
+    if not ports:
+        raise Rejected(f"service {namespace}/{service_name} has no port")
+    return validate.port_number(as_mapping(ports[0], "a port").get("port"))
+
+
+def _canary(
+    builder: Builder, namespace: str | None, spec: CanarySpec | None, owner: str
+) -> Canary | None:
+    """The backend of a canary Service and how requests are sent to it."""
+    if spec is None:
+        return None
+    if namespace is None:
+        raise Rejected("canary-service names a Service, which a plain route may not")
+    port = spec.port if spec.port is not None else _first_port(builder, namespace, spec.service)
+    name = builder.backend(namespace, spec.service, port, BackendOptions(), owner)
+    return Canary(name, spec.weight, spec.header, spec.header_value, spec.cookie)
 
 
 def _ingress_backend(
@@ -146,6 +222,7 @@ def _ingress_path_routes(
     options: BackendOptions,
     route_options: RouteOptions,
     owner: str,
+    canary: Canary | None,
 ) -> list[Route]:
     routes = []
     for rule, paths in http_paths:
@@ -174,6 +251,7 @@ def _ingress_path_routes(
                     owner,
                     route_options.https_redirect,
                     route_options.cache,
+                    canary,
                 )
             )
     return routes
@@ -184,8 +262,6 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
     namespace = ident[0]
     spec = as_mapping(ingress.get("spec"), "spec")
     ours = _annotation_values(as_mapping(ingress.get("metadata"), "metadata"))
-    options = parse_backend_options(ours)
-    route_options = parse_route_options(ours)
     rules = as_list(spec.get("rules"), "spec.rules")
     default = spec.get("defaultBackend")
     if not rules and default is None:
@@ -203,10 +279,20 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
         if not paths and rule.get("http") is not None:
             raise Rejected("a rule's http.paths is empty")
     path_count = sum(len(paths) for _rule, paths in http_paths)
+    builder.check_counts(len(rules), path_count, path_count)
+    paths = [
+        normalise_prefix(str(as_mapping(p, "a path").get("path") or "/"))
+        for _rule, rule_paths in http_paths
+        for p in rule_paths
+    ]
+    options, route_options = _object_options(builder, namespace, ours, paths)
     bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
     builder.check_counts(len(rules), path_count, path_count + bypass)
     certificates = _ingress_certificates(builder, namespace, spec, owner)
-    routes = _ingress_path_routes(builder, namespace, http_paths, options, route_options, owner)
+    canary = _canary(builder, namespace, route_options.canary, owner)
+    routes = _ingress_path_routes(
+        builder, namespace, http_paths, options, route_options, owner, canary
+    )
     default_name = (
         _ingress_backend(builder, namespace, default, options, owner)
         if default is not None
@@ -230,7 +316,8 @@ class _RouteKeys:
     backend_options: BackendOptions
 
     @classmethod
-    def parse(cls, data: Mapping[str, str], builder: Builder) -> _RouteKeys:
+    def parse(cls, data: Mapping[str, str], builder: Builder, namespace: str | None) -> _RouteKeys:
+        """``namespace``: the object's (None for a plain route), see :func:`_object_options`."""
         if not data.get("hosts", "").strip():
             raise Rejected("key 'hosts' is required")
         hosts = split_list(data["hosts"])
@@ -240,22 +327,29 @@ class _RouteKeys:
         paths = len(prefixes) + len(exact)
         bypass = len(route_options.bypass_paths)
         builder.check_counts(len(hosts), paths, len(hosts) * (paths + bypass))
+        prefix_paths = list(OPTION["paths"].value(data.get("paths", "/")))
+        exact_paths = list(OPTION["exact-paths"].value(data.get("exact-paths", "")))
+        backend_options, route_options = _object_options(
+            builder, namespace, data, prefix_paths + exact_paths
+        )
         return cls(
             hosts=list(OPTION["hosts"].value(data["hosts"])),
-            prefixes=list(OPTION["paths"].value(data.get("paths", "/"))),
-            exact=list(OPTION["exact-paths"].value(data.get("exact-paths", ""))),
+            prefixes=prefix_paths,
+            exact=exact_paths,
             route_options=route_options,
-            backend_options=parse_backend_options(data),
+            backend_options=backend_options,
         )
 
-    def add_routes(self, builder: Builder, backend: str, owner: str) -> None:
+    def add_routes(
+        self, builder: Builder, backend: str, owner: str, canary: Canary | None = None
+    ) -> None:
         wanted: list[tuple[MatchType, list[str]]] = [
             ("prefix", self.prefixes),
             ("exact", self.exact),
         ]
         options = self.route_options
         routes = [
-            Route(host, path, match, backend, owner, options.https_redirect, options.cache)
+            Route(host, path, match, backend, owner, options.https_redirect, options.cache, canary)
             for host in self.hosts
             for match, paths in wanted
             for path in paths
@@ -277,7 +371,7 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
     unknown = sorted(set(data) - set(CONFIGMAP_KEYS))
     if unknown:
         raise Rejected(f"unknown key {unknown[0]!r}")
-    keys = _RouteKeys.parse(data, builder)
+    keys = _RouteKeys.parse(data, builder, namespace)
     certificate = (
         secret_certificate(builder, namespace, OPTION["tls-secret"].value(data["tls-secret"]))
         if data.get("tls-secret")
@@ -287,18 +381,11 @@ def configmap_routes(builder: Builder, ident: tuple[str, str], configmap: Object
     service_name = OPTION["service"].value(data.get("service", name))
     port: object = data.get("port")
     if port is None:
-        service = builder.read("Service", namespace, service_name)
-        if service is None:
-            raise Rejected(f"service {namespace}/{service_name} does not exist")
-        ports = as_list(as_mapping(service.get("spec"), "spec").get("ports"), "spec.ports")
-        if not ports:
-            raise Rejected(f"service {namespace}/{service_name} has no port")
-        # Its first port, by number: the name, a Service port name (an RFC 1123 label),
-        # may be longer than the port names the key takes (IANA, 15 characters).
-        port = as_mapping(ports[0], "a port").get("port")
+        port = _first_port(builder, namespace, service_name)
     port = OPTION["port"].value(port)
     backend = builder.backend(namespace, service_name, port, keys.backend_options, owner)
-    keys.add_routes(builder, backend, owner)
+    canary = _canary(builder, namespace, keys.route_options.canary, owner)
+    keys.add_routes(builder, backend, owner, canary)
     if certificate:
         builder.add_certificate(certificate)
 
@@ -319,7 +406,7 @@ def plain_route(builder: Builder, ident: tuple[str, str], route: Object) -> None
     owner = describe(plain_routes.KIND, ident)
     name = validate.dns_label(ident[1], "route name")
     spec = as_mapping(route.get("spec"), "spec")
-    keys = _RouteKeys.parse(plain_route_strings(spec), builder)
+    keys = _RouteKeys.parse(plain_route_strings(spec), builder, None)
     servers = _plain_servers(spec.get("servers"), builder.settings.max_servers_per_backend)
     tls = spec.get("tls")
     certificate = plain_certificate(tls, name, owner) if tls is not None else None

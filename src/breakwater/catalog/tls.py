@@ -285,3 +285,62 @@ def served_names(pem: str) -> frozenset[str]:
     except x509.ExtensionNotFound:
         pass
     return frozenset(name.lower() for name in names)
+
+
+# A CA bundle for verifying servers: larger than any real bundle of private CAs, small
+# enough that a hostile object cannot fill the generation directory.
+MAX_CA_BUNDLE = 256 * 1024
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]+-----END \1-----")
+
+
+def ca_bundle(value: object, what: str = "CA bundle") -> str:
+    """PEM certificates (only certificates) that HAProxy verifies servers with, checked
+    to parse, as one normalised text."""
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected(f"{what} is empty: PEM certificates are needed")
+    if len(value) > MAX_CA_BUNDLE:
+        raise Rejected(f"{what} is larger than {MAX_CA_BUNDLE // 1024} KiB")
+    blocks = list(_PEM_BLOCK.finditer(value))
+    rest = _PEM_BLOCK.sub("", value).strip()
+    if not blocks or rest or any(m[1] != "CERTIFICATE" for m in blocks):
+        raise Rejected(f"{what} holds something other than PEM certificates")
+    pem = "".join(m[0].strip() + "\n" for m in blocks)
+    try:
+        certificates = _load_certificates(pem)
+    except CertificateProblem as exc:
+        raise Rejected(f"{what}: {exc}") from exc
+    if len(certificates) != len(blocks):
+        raise Rejected(f"{what}: a certificate does not parse")
+    return pem
+
+
+def referenced_ca(source: ObjectSource, namespace: str, ref: tuple[str, str]) -> str:
+    """The ``ca.crt`` of the Secret or ConfigMap ``ref`` (kind, name) of ``namespace``."""
+    kind, name = ref
+    what = f"{kind.lower()} {namespace}/{name}"
+    if kind == "Secret":
+        try:
+            secret = source.secret(namespace, name)
+        except SecretUnreadable as exc:
+            raise Rejected(f"{what}: {exc}") from exc
+        if secret is None:
+            raise Rejected(f"{what} does not exist")
+        data = secret.get("data") or {}
+        try:
+            text = base64.b64decode(data.get("ca.crt", ""), validate=True).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, TypeError) as exc:
+            raise Rejected(f"{what}: ca.crt undecodable") from exc
+    else:
+        configmap = source.read("ConfigMap", namespace, name)
+        if configmap is None:
+            raise Rejected(f"{what} does not exist")
+        text = (configmap.get("data") or {}).get("ca.crt", "")
+    if not text:
+        raise Rejected(f"{what} has no key ca.crt")
+    return ca_bundle(text, f"{what} ca.crt")
+
+
+class ObjectSource(SecretSource, Protocol):
+    """What reads Secrets and other objects: the builder, recording its reads."""
+
+    def read(self, kind: str, namespace: str, name: str) -> Object | None: ...

@@ -16,6 +16,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 from breakwater.catalog import Backend, Catalog, Rejection
+from breakwater.render.features import backend_lines, canary_lines, generation_files
 from breakwater.render.maps import RouteLookup, route_lookup, route_maps
 from breakwater.render.screen import screen
 from breakwater.render.shape import SPARE_PREFIX, Shape, fresh_shape, sectioned
@@ -72,6 +73,7 @@ def render_generation(
     for name, certificate in sorted(catalog.certificates.items()):
         generation[f"certs/{name}.pem"] = certificate.pem
         secrets.add(f"certs/{name}.pem")
+    generation.update(generation_files(catalog.backends.values()))
     digest = hashlib.sha256()
     for name, text in sorted(generation.items()):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
@@ -140,6 +142,8 @@ def render_haproxy(
         + len(serving or {}),
         free_slot=FREE_SLOT,
         server_lines=server_lines,
+        backend_lines=backend_lines,
+        canary_lines=canary_lines,
         header=header,
         varnish=varnish if varnish is not None and varnish.enabled else None,
         backend_log_level=BACKEND_LOG_LEVELS.get(settings.backend_log, "err"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from breakwater.catalog import Route
+from breakwater.catalog import Canary, Route
+from breakwater.render.features import canaries
 
 
 def map_key(route: Route) -> str:
@@ -13,10 +14,12 @@ def map_key(route: Route) -> str:
 
 
 def map_value(route: Route) -> str:
-    """``backend;flags;ttl;grace;cookies`` -- HAProxy splits it with ``field()``.
+    """``backend;flags;ttl;grace;cookies[;canary]`` -- HAProxy splits it with ``field()``.
 
     Flags: ``r`` redirect to HTTPS, ``c`` cacheable.  The cache policy fields are
     sent to Varnish as request headers; every part is validated (names, integers).
+    ``canary``: the key of the route's canary, which the frontend's canary rules test
+    (absent without one).
     """
     flags = ("r" if route.https_redirect else "") + ("c" if route.cache else "")
     cache = route.cache
@@ -29,7 +32,8 @@ def map_value(route: Route) -> str:
         if cache
         else ["-", "-", "-"]
     )
-    return ";".join([route.backend, flags or "-", *policy])
+    canary = [route.canary.key()] if route.canary is not None else []
+    return ";".join([route.backend, flags or "-", *policy, *canary])
 
 
 _HOST = "req.hdr(host),field(1,:),lower"  # the Host header without port, lower case
@@ -44,6 +48,7 @@ class RouteLookup:
     prefix: bool  # the prefix map is looked up
     redirect: bool  # some route redirects plain HTTP to HTTPS
     exact_hosts: bool  # some route names a host (not a wildcard, not any host)
+    canaries: tuple[Canary, ...] = ()  # the canaries routes use, for the frontend's rules
 
 
 def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteLookup:
@@ -58,7 +63,7 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
     # Both maps are looked up whenever there are routes, even while one is empty: a
     # route that fills it then changes the map alone, at runtime, not the file.
     routed = bool(routes)
-    return RouteLookup(sources, routed, routed, redirect, exact_hosts)
+    return RouteLookup(sources, routed, routed, redirect, exact_hosts, canaries(routes))
 
 
 # The key and value of each route of the last call, by identity (the route is kept, so

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from breakwater.catalog import Backend, Catalog, Rejection
+from breakwater.catalog import Backend, BackendOptions, Catalog, Rejection, RouteFeatures
 from breakwater.render.maps import map_key, map_value, route_maps
 from breakwater.validate import CONFIG_WORD_CHARS, config_word
 
@@ -21,8 +21,41 @@ def _backend_words(backend: Backend) -> list[str]:
     words = [backend.name, options.balance, options.health_check_interval]
     words += [w for w in (options.health_check_path, options.timeout_connect) if w]
     words += [options.timeout_server] if options.timeout_server else []
+    if options != _PLAIN and options.service_part() != _PLAIN:
+        words += _option_words(options)
+    if options.features is not None:
+        words += _feature_words(options.features)
     words += [server.address for server in backend.servers]
     return words
+
+
+_PLAIN = BackendOptions()
+
+
+def _option_words(options: BackendOptions) -> list[str]:
+    words = [w for w in (options.timeout_tunnel, options.timeout_queue, options.sni) if w]
+    words += list(options.retry_on)
+    if options.sticky is not None:
+        words += [options.sticky.name] + ([options.sticky.ttl] if options.sticky.ttl else [])
+    return words
+
+
+def _feature_words(features: RouteFeatures) -> list[str]:
+    """Words of the features' rules; what is written quoted must be quotable."""
+    words = list(features.allow_sources) + list(features.deny_sources)
+    if features.cors is not None:
+        words += [o for o in features.cors.origins if o != "*"]
+        quoted = [*features.cors.methods, *features.cors.headers, *features.cors.expose_headers]
+    else:
+        quoted = []
+    quoted += [features.hsts or "", features.redirect_to or "", features.app_root or ""]
+    quoted += [part for rewrite in features.rewrite for part in rewrite]
+    if not all(_QUOTABLE.fullmatch(text) for text in quoted):
+        words.append("'")  # refused below, as any word that is not one
+    return words
+
+
+_QUOTABLE = re.compile(r"[ !-&(-~]*", re.ASCII)
 
 
 def _ports_valid(backend: Backend) -> bool:
@@ -99,7 +132,7 @@ def screen(
             bad_backends[name] = problem
     routes = []
     for route in catalog.routes:
-        problem = bad_backends.get(route.backend)
+        problem = next((bad_backends[n] for n in route.backends if n in bad_backends), None)
         if problem is None and not (
             _MAP_WORD.fullmatch(map_key(route)) and _MAP_WORD.fullmatch(map_value(route))
         ):
@@ -117,18 +150,18 @@ def screen(
             refused.append(Rejection(certificate.source, f"refused by the renderer: {problem}"))
     if not refused and not bad_backends:
         return catalog, ()
-    used = {route.backend for route in routes}
+    used = {name for route in routes for name in route.backends}
     default = catalog.default_backend if catalog.default_backend not in bad_backends else None
     # Sections no route used before (idle spares, kept sections) stay: only backends
     # whose routes were all refused go with them.
-    unrouted = set(catalog.backends) - {r.backend for r in catalog.routes}
+    unrouted = set(catalog.backends) - {n for r in catalog.routes for n in r.backends}
     unrouted.discard(catalog.default_backend or "")
     backends = {
         name: backend
         for name, backend in catalog.backends.items()
         if name not in bad_backends and (name in used or name == default or name in unrouted)
     }
-    routed = {route.backend for route in catalog.routes}
+    routed = {name for route in catalog.routes for name in route.backends}
     for name in sorted(set(bad_backends) - routed):
         refused.append(Rejection(f"backend {name[:60]!r}", bad_backends[name]))
     screened = Catalog(

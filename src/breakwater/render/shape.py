@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from breakwater.catalog import Backend, BackendOptions, Catalog
+from breakwater.catalog import Backend, BackendOptions, Catalog, Route
 
 SPARE_PREFIX = "bw_spare_"
 """Spare sections are named ``bw_spare_<n>``: backends rendered from Services are
@@ -148,10 +148,7 @@ def sectioned(catalog: Catalog, shape: Shape) -> Catalog:
             backends[name] = _idle_section(name, shape.kept.get(name, BackendOptions()))
     if not section_of:
         return replace(catalog, backends=backends)
-    routes = [
-        replace(route, backend=section_of[route.backend]) if route.backend in section_of else route
-        for route in catalog.routes
-    ]
+    routes = [_route_in(route, section_of) for route in catalog.routes]
     default = catalog.default_backend
     return replace(
         catalog,
@@ -159,6 +156,16 @@ def sectioned(catalog: Catalog, shape: Shape) -> Catalog:
         backends=backends,
         default_backend=section_of.get(default, default) if default else default,
     )
+
+
+def _route_in(route: Route, section_of: Mapping[str, str]) -> Route:
+    """``route`` pointing at the sections serving its backends."""
+    if route.backend in section_of:
+        route = replace(route, backend=section_of[route.backend])
+    canary = route.canary
+    if canary is not None and canary.backend in section_of:
+        route = replace(route, canary=replace(canary, backend=section_of[canary.backend]))
+    return route
 
 
 _BACKEND = re.compile(r"^backend (\S+)\n(?:    # serves (\S+)\n)?", re.MULTILINE)

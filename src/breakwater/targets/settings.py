@@ -24,6 +24,12 @@ class HAProxySettings:
     monitor_binds: tuple[str, ...] = ()
     # HAProxy's own Prometheus exporter (/metrics), on these binds. Empty: none.
     metrics_binds: tuple[str, ...] = ("127.0.0.1:8405",)
+    # Cleartext binds also take HTTP/2 with prior knowledge (h2c); TLS binds always
+    # offer h2 (ALPN h2,http/1.1).
+    h2c: bool = False
+    # Front load balancers allowed to send a PROXY protocol header (v1 or v2): CIDRs.
+    # Their header gives the client's address; from anywhere else none is accepted.
+    proxy_protocol_sources: tuple[str, ...] = ()
     maxconn: int = 4096  # HAProxy needs about 2 file descriptors per connection
     hard_stop_after: str = "5m"
     timeout_connect: str = "5s"
