@@ -153,7 +153,9 @@ def build_catalog(
                 builder.reject(describe(kind, ident), reason)
         for ident, reason in sorted(unreadable_secrets.items()):
             builder.reject(describe("Secret", ident), reason)
+    builder.join_canaries()
     catalog = builder.catalog
+    catalog.ignored.sort(key=lambda item: (item.object, item.reason))
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
     depended = {*builder.unselected, ("IngressClass", "", settings.ingress_class)}
     catalog.build_state = builder.state(
@@ -188,6 +190,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
         or state.settings != settings
         or settings.mode != "pods"
         or state.reader_generation != index.reader_generation
+        or state.canaries
     ):
         return None
     added = []
@@ -235,6 +238,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
         return None
     catalog = builder.catalog
     catalog.rejected = previous.rejected  # the same rejections, in the same order
+    catalog.ignored.sort(key=lambda item: (item.object, item.reason))
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
     depended = set(state.depended)
     # The new objects are clean: the routes others were refused for are the same.
@@ -267,7 +271,7 @@ def _clean(
 ) -> bool:
     """Whether a new object's build is the same wherever it sorts (see :func:`_grown`)."""
     for name, args in trace.steps:
-        if name == "set_default_backend":  # a backend none of its routes may use
+        if name in ("set_default_backend", "claim_canary"):  # changes what others made
             return False
         if name == "add_certificate" and args[0].name in previous.certificates:
             return False

@@ -22,9 +22,11 @@ from breakwater import validate
 from breakwater.catalog.model import (
     Backend,
     BackendOptions,
+    Canary,
     Catalog,
     CatalogSettings,
     Certificate,
+    MatchType,
     Problems,
     Rejected,
     Rejection,
@@ -96,6 +98,9 @@ class BuildState:
     # Routes that objects rejected for a taken route asked for (host, path, match): the
     # reason names the first taken in their order, which a new claim may change.
     contested: set[tuple[str, str, str]] = field(default_factory=set)
+    # Some object is the canary of another's routes: joined at the end of a build,
+    # which the next one then makes whole too.
+    canaries: bool = False
     grown: bool = False  # this build started where the one before ended
 
 
@@ -129,6 +134,9 @@ class Builder:
     trace: Trace | None = None  # the object being recorded
     reuse_backends: Mapping[str, Backend] = field(default_factory=dict)
     witnesses: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    # (host, path, match, canary, owner): an object's claim to be the canary of a route
+    # another object made (an ingress-nginx canary Ingress); see join_canaries.
+    canary_claims: list[tuple[str, str, MatchType, Canary, str]] = field(default_factory=list)
 
     def _step(self, name: str, *args: Any) -> None:
         if self.trace is not None:
@@ -173,6 +181,7 @@ class Builder:
         catalog.certificates = dict(previous.certificates)
         catalog.default_backend = previous.default_backend
         catalog.rejected = list(previous.rejected)
+        catalog.ignored = list(previous.ignored)
         catalog.server_refs = dict(previous.server_refs)  # lists replaced, never changed
         catalog.server_problems = dict(previous.server_problems)
         catalog.servers_rejected = set(previous.servers_rejected)
@@ -212,6 +221,7 @@ class Builder:
             depended=depended,
             secrets=secrets,
             contested=contested,
+            canaries=bool(self.canary_claims),
         )
 
     def contested(self) -> set[tuple[str, str, str]]:
@@ -269,6 +279,40 @@ class Builder:
     def reject(self, what: str, reason: str) -> None:
         self._step("reject", what, reason)
         self.catalog.rejected.append(Rejection(what, reason))
+
+    def ignore(self, what: str, reason: str) -> None:
+        """Something ``what`` asked for is not done; the object serves all the same."""
+        self._step("ignore", what, reason)
+        self.catalog.ignored.append(Rejection(what, reason))
+
+    def claim_canary(self, routes: list[Route], canary: Canary, owner: str) -> None:
+        """``owner`` is the canary of the routes another object makes for these hosts
+        and paths (joined once every object is built: :meth:`join_canaries`);
+        ``routes`` point at the canary's backends, ``canary`` says how it is chosen."""
+        self._step("claim_canary", routes, canary, owner)
+        for route in routes:
+            # Each route's own backend is the canary's (the template's is empty).
+            claim = replace(canary, backend=route.backend)
+            self.canary_claims.append((route.host, route.path, route.match, claim, owner))
+
+    def join_canaries(self) -> None:
+        """Give each claimed route its canary.  A claim on no route, or on a route with
+        a canary already, rejects the claiming object (its other claims stand)."""
+        if not self.canary_claims:
+            return
+        at = {(r.host, r.path, r.match): i for i, r in enumerate(self.catalog.routes)}
+        routes = self.catalog.routes
+        refused: dict[str, str] = {}
+        for host, path, match, canary, owner in self.canary_claims:
+            index = at.get((host, path, match))
+            if index is None:
+                refused.setdefault(owner, f"canary of {host}{path} ({match}): no route to it")
+            elif routes[index].canary is not None and routes[index].canary != canary:
+                refused.setdefault(owner, f"{host}{path} ({match}) already has a canary")
+            else:
+                routes[index] = replace(routes[index], canary=canary)
+        for owner, reason in sorted(refused.items()):
+            self.catalog.rejected.append(Rejection(owner, reason))
 
     def set_default_backend(self, name: str, owner: str) -> None:
         """The first object to name a default backend sets it; a later one is told."""

@@ -38,6 +38,10 @@ class CatalogSettings:
     # (cluster.keys.read_resources, and the etcd role of breakwater.edge.etcd_access).
     secret_namespaces: tuple[str, ...] = ()
     configmap_namespaces: tuple[str, ...] = ()
+    # ingress-nginx's Ingresses (docs/traffic.md): with compat on, Ingresses of these
+    # classes are ours too, their nginx.ingress.kubernetes.io/ annotations translated.
+    ingress_nginx_compat: bool = False
+    ingress_nginx_classes: tuple[str, ...] = ("nginx",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,9 @@ class Catalog:
     certificates: dict[str, Certificate] = field(default_factory=dict)
     default_backend: str | None = None
     rejected: list[Rejection] = field(default_factory=list)
+    # What objects asked for that is not done, the object serving all the same (an
+    # ingress-nginx annotation not translated, a snippet never executed): sorted.
+    ignored: list[Rejection] = field(default_factory=list)
     # (namespace, service) -> [(backend, service port)]: which backends to recompute
     # when only that Service's EndpointSlices or Endpoints change (refresh_servers).
     # Every Service whose servers were computed, routed or not; each list in no order.
@@ -256,6 +263,7 @@ class Catalog:
             },
             "default_backend": self.default_backend,
             "rejected": [_plain(rejection) for rejection in self.rejected],
+            "ignored": [_plain(item) for item in self.ignored],
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,9 +18,11 @@ from breakwater.catalog.model import (
     MatchType,
     Rejected,
     Route,
+    RouteFeatures,
     Server,
     describe,
 )
+from breakwater.catalog.nginx import Translation, translate
 from breakwater.catalog.options import (
     ANNOTATION_PREFIX,
     CONFIGMAP_KEYS,
@@ -44,6 +47,7 @@ from breakwater.cluster.index import (
 from breakwater.validate import InvalidValue
 
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+FEATURELESS = RouteFeatures()
 
 
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
@@ -59,13 +63,21 @@ def default_class(index: ClusterIndex, settings: CatalogSettings) -> bool:
     return bool(annotations.get(DEFAULT_CLASS_ANNOTATION) == "true")
 
 
-def ingress_is_ours(ingress: Object, settings: CatalogSettings, default: bool) -> bool:
+def _class_name(ingress: Object) -> object:
     spec = as_mapping(ingress.get("spec"), "spec")
     metadata = as_mapping(ingress.get("metadata"), "metadata")
     annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
-    class_name = spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
+    return spec.get("ingressClassName") or annotations.get(LEGACY_CLASS_ANNOTATION)
+
+
+def _nginx_class(class_name: object, settings: CatalogSettings) -> bool:
+    return settings.ingress_nginx_compat and class_name in settings.ingress_nginx_classes
+
+
+def ingress_is_ours(ingress: Object, settings: CatalogSettings, default: bool) -> bool:
+    class_name = _class_name(ingress)
     if class_name:
-        return bool(class_name == settings.ingress_class)
+        return bool(class_name == settings.ingress_class or _nginx_class(class_name, settings))
     return default
 
 
@@ -215,6 +227,40 @@ def _ingress_path(path: object, path_type: str) -> str:
     return "/" if path is None or path == "" else validate.path(path)
 
 
+_REGEX_CHARS = re.compile(r"[.^$*+?()\[\]{}|\\]")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The path prefix every path an ingress-nginx regex path matches starts with: its
+    text up to the first regex character, back to a segment boundary unless the regex
+    goes on with one (``/something(/|$)(.*)`` -> ``/something``)."""
+    found = _REGEX_CHARS.search(pattern)
+    if found is None:
+        return normalise_prefix(pattern)
+    literal, rest = pattern[: found.start()], pattern[found.start() :]
+    if not (literal.endswith("/") or rest.startswith(("(/|$)", "(/", "$", "/"))):
+        literal = literal[: literal.rfind("/") + 1]
+    return normalise_prefix(literal or "/")
+
+
+def _regex_route_path(path: object) -> str:
+    """The route path of an ingress-nginx regex path: its literal prefix."""
+    return validate.matched_path(literal_prefix(validate.regex(path or "/", "path")))
+
+
+def _regex_paths(http_paths: list[tuple[Any, list[Any]]]) -> list[str]:
+    """An ingress-nginx Ingress's paths as the regexes its use-regex makes them (Exact
+    paths are not), checked to be the safe subset, longest first as ingress-nginx
+    orders its locations."""
+    patterns = set()
+    for _rule, paths in http_paths:
+        for http_path in paths:
+            http_path = as_mapping(http_path, "a path")
+            if http_path.get("pathType") != "Exact":
+                patterns.add(validate.regex(http_path.get("path") or "/", "path"))
+    return sorted(patterns, key=lambda p: (-len(p), p))
+
+
 def _ingress_path_routes(
     builder: Builder,
     namespace: str,
@@ -223,7 +269,12 @@ def _ingress_path_routes(
     route_options: RouteOptions,
     owner: str,
     canary: Canary | None,
+    regex: bool = False,
+    redirect_hosts: frozenset[str] = frozenset(),
 ) -> list[Route]:
+    """``regex``: the paths are ingress-nginx regexes (use-regex), routed by their
+    literal prefix; ``redirect_hosts``: hosts redirected to HTTPS whatever the options
+    say (ingress-nginx's ssl-redirect default for hosts with TLS)."""
     routes = []
     for rule, paths in http_paths:
         host = rule.get("host")
@@ -237,8 +288,11 @@ def _ingress_path_routes(
                 raise Rejected("pathType is required")
             if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
                 raise Rejected(f"unknown pathType {validate.show(path_type)}")
-            path = _ingress_path(http_path.get("path"), path_type)
             match: MatchType = "exact" if path_type == "Exact" else "prefix"
+            if regex and match == "prefix":
+                path = _regex_route_path(http_path.get("path"))
+            else:
+                path = _ingress_path(http_path.get("path"), path_type)
             if match == "prefix":
                 path = normalise_prefix(path)
             name = _ingress_backend(builder, namespace, http_path.get("backend"), options, owner)
@@ -249,7 +303,7 @@ def _ingress_path_routes(
                     match,
                     name,
                     owner,
-                    route_options.https_redirect,
+                    route_options.https_redirect or host in redirect_hosts,
                     route_options.cache,
                     canary,
                 )
@@ -257,11 +311,50 @@ def _ingress_path_routes(
     return routes
 
 
+def _nginx(builder: Builder, ingress: Object, namespace: str) -> Translation | None:
+    """The translation of an ingress-nginx Ingress's annotations (None: not one)."""
+    if not _nginx_class(_class_name(ingress), builder.settings):
+        return None
+    metadata = as_mapping(ingress.get("metadata"), "metadata")
+    annotations = as_mapping(metadata.get("annotations"), "metadata.annotations")
+    return translate(annotations, namespace=namespace)
+
+
+def _tls_hosts(spec: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(
+        str(host).lower()
+        for tls in as_list(spec.get("tls"), "spec.tls")
+        for host in as_list(as_mapping(tls, "a tls entry").get("hosts"), "tls.hosts")
+    )
+
+
+def _not_plain(http_path: object) -> bool:
+    path = as_mapping(http_path, "a path")
+    try:
+        _ingress_path(path.get("path"), str(path.get("pathType")))
+    except (Rejected, InvalidValue):
+        return True
+    return False
+
+
+_CANARY_KEYS = ("canary-weight", "canary-header", "canary-header-value", "canary-cookie")
+
+
 def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) -> None:
     owner = describe("Ingress", ident)
     namespace = ident[0]
     spec = as_mapping(ingress.get("spec"), "spec")
-    ours = _annotation_values(as_mapping(ingress.get("metadata"), "metadata"))
+    values = _annotation_values(as_mapping(ingress.get("metadata"), "metadata"))
+    nginx = _nginx(builder, ingress, namespace)
+    redirect_hosts: frozenset[str] = frozenset()
+    canary_of: dict[str, str] = {}
+    if nginx is not None:
+        # Breakwater's own annotations win over translated ones.
+        values = {**nginx.values, **values}
+        if nginx.canary:
+            canary_of = {key: values.pop(key) for key in _CANARY_KEYS if key in values}
+        elif "https-redirect" not in values:
+            redirect_hosts = _tls_hosts(spec)  # ssl-redirect's default: hosts with TLS
     rules = as_list(spec.get("rules"), "spec.rules")
     default = spec.get("defaultBackend")
     if not rules and default is None:
@@ -280,29 +373,65 @@ def ingress_routes(builder: Builder, ident: tuple[str, str], ingress: Object) ->
             raise Rejected("a rule's http.paths is empty")
     path_count = sum(len(paths) for _rule, paths in http_paths)
     builder.check_counts(len(rules), path_count, path_count)
+    regex = nginx is not None and nginx.use_regex and not nginx.canary
+    if nginx is not None and nginx.canary:
+        # A canary's paths are its main Ingress's, regexes if those are: a path that is
+        # not a plain path is taken as one.
+        regex = any(_not_plain(p) for _rule, paths in http_paths for p in paths)
+    patterns = _regex_paths(http_paths) if regex else []
     paths = [
-        normalise_prefix(str(as_mapping(p, "a path").get("path") or "/"))
-        for _rule, rule_paths in http_paths
-        for p in rule_paths
+        literal_prefix(p) if regex else normalise_prefix(str(p))
+        for p in (
+            patterns
+            or [
+                as_mapping(p, "a path").get("path") or "/"
+                for _rule, rule_paths in http_paths
+                for p in rule_paths
+            ]
+        )
     ]
-    options, route_options = _object_options(builder, namespace, ours, paths)
+    options, route_options = _object_options(builder, namespace, values, paths)
+    if nginx is not None and nginx.rewrite_target and patterns:
+        target = OPTION["rewrite-target"].value(nginx.rewrite_target)
+        rewrite = tuple((validate.regex(f"(?i)^{p}", "path"), target) for p in patterns)
+        options = replace(
+            options, features=replace(options.features or FEATURELESS, rewrite=rewrite)
+        )
     bypass = len(rules) * len(route_options.bypass_paths)  # at most one per host and path
     builder.check_counts(len(rules), path_count, path_count + bypass)
     certificates = _ingress_certificates(builder, namespace, spec, owner)
     canary = _canary(builder, namespace, route_options.canary, owner)
     routes = _ingress_path_routes(
-        builder, namespace, http_paths, options, route_options, owner, canary
+        builder,
+        namespace,
+        http_paths,
+        options,
+        route_options,
+        owner,
+        canary,
+        regex,
+        redirect_hosts,
     )
-    default_name = (
-        _ingress_backend(builder, namespace, default, options, owner)
-        if default is not None
-        else None
-    )
-    builder.add_routes(with_bypass(routes, route_options.bypass_paths), owner)
-    if default_name:
-        builder.set_default_backend(default_name, owner)
-    for certificate in certificates:
-        builder.add_certificate(certificate)
+    if nginx is not None and nginx.canary:
+        # The canary of another Ingress's routes: those routes send it a share.
+        claim = parse_route_options({"canary-service": "canary", **canary_of}).canary
+        assert claim is not None
+        builder.claim_canary(
+            routes, Canary("", claim.weight, claim.header, claim.header_value, claim.cookie), owner
+        )
+    else:
+        default_name = (
+            _ingress_backend(builder, namespace, default, options, owner)
+            if default is not None
+            else None
+        )
+        builder.add_routes(with_bypass(routes, route_options.bypass_paths), owner)
+        if default_name:
+            builder.set_default_backend(default_name, owner)
+        for certificate in certificates:
+            builder.add_certificate(certificate)
+    for name, reason in nginx.ignored if nginx is not None else ():
+        builder.ignore(owner, f"annotation {name} ignored: {reason}")
 
 
 @dataclass(frozen=True)
