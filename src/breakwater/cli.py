@@ -1,4 +1,4 @@
-"""The ``breakwater`` command: watch, check-config, catalog, decode."""
+"""The ``breakwater`` command: watch, status, check-config, catalog, migrate-report, decode."""
 
 from __future__ import annotations
 
@@ -136,6 +136,21 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_report(args: argparse.Namespace) -> int:
+    from breakwater.catalog.migrate import migration_report, report_lines
+    from breakwater.cluster.state import read_cluster
+
+    config = _config(args)
+    _setup_logging("WARNING")
+    state = asyncio.run(read_cluster(config.etcd, read_resources(config)))
+    report = migration_report(state.index, config.catalog)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(report_lines(report)))
+    return 0
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     if args.file == "-":
         value, key = sys.stdin.buffer.read(), args.key or "<stdin>"
@@ -241,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(catalog)
     catalog.set_defaults(func=cmd_catalog)
+
+    migrate = commands.add_parser(
+        "migrate-report",
+        help="what serving the cluster's ingress-nginx Ingresses would change",
+    )
+    _add_config_flags(migrate)
+    migrate.add_argument("--json", action="store_true", help="print it as JSON")
+    migrate.set_defaults(func=cmd_migrate_report)
 
     decode_cmd = commands.add_parser("decode", help="decode an etcd value (JSON or protobuf)")
     decode_cmd.add_argument("file", help="a file holding the raw value, or - for stdin")

@@ -400,6 +400,9 @@ def status_lines(status: dict[str, Any], now: float | None = None) -> list[str]:
             lines.append(f"haproxy.cfg behind the runtime API for {now - behind:.0f} s")
         rejected = watcher.get("rejected_count", 0)
         lines.append(f"rejected objects: {rejected} (`breakwater catalog` lists them)")
+        ignored = watcher.get("ignored_count", 0)
+        if ignored:
+            lines.append(f"ignored annotations: {ignored} (`breakwater migrate-report` lists them)")
     haproxy = status["haproxy"]
     if haproxy is not None:
         workers = ", ".join(str(pid) for pid in haproxy["workers"]) or "none"

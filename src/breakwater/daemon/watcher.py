@@ -342,6 +342,7 @@ class Watcher:
             "last_error": self.last_error,
             "file_behind_since": None if stale is None else now - (time.monotonic() - stale),
             "rejected_count": len(catalog.rejected) if catalog else 0,
+            "ignored_count": len(catalog.ignored) if catalog else 0,
             "rejected_keys_total": dict(state.rejected_keys),
         }
 
