@@ -971,6 +971,11 @@ def parse_route_options(values: Mapping[str, str]) -> RouteOptions:
         canary_fields.setdefault("cookie", None)
         canary = CanarySpec(**canary_fields)
     cache = CachePolicy(**fields) if fields.pop("cache", False) else None
+    if cache is not None and (features is not None or error_pages is not None):
+        # The rules run in the object's own backend section, which Varnish's misses
+        # reach from its internal frontend: after the cache, for misses only.
+        used = next(key for key in values if key in OPTION and OPTION[key].target == "feature")
+        raise Rejected(f"{used} is set with cache: route features and the cache do not combine")
     return RouteOptions(
         https_redirect,
         cache,

@@ -159,6 +159,9 @@ def write_generation(rendered: RenderedConfig) -> None:
     os.mkdir(os.path.join(building, "certs"))
     os.chmod(os.path.join(building, "certs"), 0o750)
     for name, text in rendered.generation_files.items():
+        folder = os.path.dirname(paths[name])
+        if not os.path.isdir(folder):  # ca/, errors/: readable as the maps
+            os.makedirs(folder, 0o755)
         mode = 0o600 if name in rendered.secret_files else 0o644
         write_file(paths[name], text, mode)
     os.rename(building, rendered.generation_dir)
