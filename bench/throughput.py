@@ -9,7 +9,14 @@ configuration is the watcher's own: a catalog built from Kubernetes objects and
 applied by HAProxyTarget, exactly as the watcher does it.  Prints figures; never
 fails on a ratio.
 
+The generated configuration also holds what other routes use (docs/traffic.md): a
+route ConfigMap per traffic feature, a canary (a frontend rule every request passes),
+and a TLS certificate; the measured route is a plain one, so the ratio is what plain
+routes pay for them.  Then, informational: a route with features, and HTTP/2 on the
+TLS bind (h2load) against HTTP/1.1 on it (wrk).
+
     .venv/bin/python bench/throughput.py [--routes 1000] [--rounds 7] [--seconds 8]
+        [--no-features]
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import re
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import StaticBackends, wrk
 from harness import HAProxy, endpoint_slice, free_port, haproxy_settings, ingress, service
@@ -64,11 +73,83 @@ def hand_written(directory: Path, routes: int, servers: list[tuple[str, int]]) -
     return config
 
 
+# One route ConfigMap per set of route features and backend options (docs/traffic.md),
+# each for its own Service and host: rendered beside the plain routes, never requested
+# but for the one measured as "route with features".
+FEATURES: list[dict[str, str]] = [
+    {
+        "rate-limit-rps": "1000000",
+        "rate-limit-connections": "100000",
+        "hsts": "true",
+        "cors": "true",
+        "max-body-size": "10m",
+    },
+    {"allow-sources": "127.0.0.0/8 10.0.0.0/8", "deny-sources": "192.0.2.0/24"},
+    {"redirect-to": "https://elsewhere.example/", "redirect-code": "301"},
+    {"app-root": "/app"},
+    {"paths": "/api", "rewrite-target": "/"},
+    {"rewrite-regex": "^/v1/(.*)", "rewrite-target": "/\\1"},
+    {"canary-service": "svc1", "canary-weight": "10", "canary-header": "X-Canary"},
+    {"canary-service": "svc2", "canary-cookie": "canary"},
+    {"sticky-cookie": "BWID", "sticky-cookie-ttl": "1h"},
+    {"retries": "2", "retry-on": "conn-failure 503", "timeout-tunnel": "1h"},
+    {"error-pages": "errors", "hsts": "true", "hsts-include-subdomains": "true"},
+]
+
+
+def featured_objects(endpoints: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    # tests/ is on the path once common is imported (above).
+    from builders import ingress as ingress_with
+    from builders import meta, route_configmap, tls_secret
+
+    objects: list[dict[str, Any]] = [
+        {
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": meta("bench", "errors"),
+            "data": {"503": "<h1>Back soon</h1>", "404": "<h1>Not here</h1>"},
+        },
+        tls_secret("bench", "www-tls"),
+        ingress_with(
+            "bench",
+            "tls",
+            [("www.example.com", "/", "Prefix", "svc0")],
+            tls=[{"hosts": ["www.example.com"], "secretName": "www-tls"}],
+        ),
+    ]
+    for index, data in enumerate(FEATURES):
+        name = f"feat{index}"
+        objects += [
+            service("bench", name),
+            endpoint_slice("bench", name, endpoints),
+            route_configmap("bench", name, {"hosts": f"{name}.bench.example", **data}),
+        ]
+    return objects
+
+
+def h2load(url: str, authority: str, seconds: float, streams: int) -> dict[str, Any]:
+    """h2load (nghttp2) over TLS: 32 connections, ``streams`` concurrent on each."""
+    command = ["h2load", "-t2", "-c32", f"-m{streams}", f"-D{max(1, round(seconds))}"]
+    command += ["-H", f":authority: {authority}", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output)
+    done = re.search(r"requests: .* (\d+) succeeded, (\d+) failed, (\d+) errored", output)
+    protocol = re.search(r"Application protocol: (\S+)", output)
+    return {
+        "rps": float(rps[1]) if rps else 0.0,
+        "errors": int(done[2]) + int(done[3]) if done else -1,
+        "protocol": protocol[1] if protocol else "none",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--no-features", action="store_true", help="plain routes only, as before #16"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bw-throughput-") as name:
         work = Path(name)
@@ -94,8 +175,11 @@ def main() -> None:
                 endpoint_slice("bench", f"svc{index}", backends.endpoints),
                 ingress("bench", f"svc{index}", f"svc{index}.bench.example", f"svc{index}"),
             ]
+        if not args.no_features:
+            objects += featured_objects(backends.endpoints)
         # The load servers listen on loopback addresses, which the edge refuses by default.
         catalog = build_catalog(objects, CatalogSettings(allow_special_addresses=True))
+        assert not catalog.rejected, catalog.rejected
         target = HAProxyTarget(settings)
         result = asyncio.run(target.apply(catalog))
         assert result.action == "reload", result
@@ -112,6 +196,7 @@ def main() -> None:
         }
         figures: dict[str, list[float]] = {name: [] for name in urls}
         errors = {name: 0 for name in urls}
+        extra: dict[str, dict[str, Any]] = {}
         try:
             for url in urls.values():  # warm-up, not counted
                 wrk(url, host, 5)
@@ -120,6 +205,8 @@ def main() -> None:
                     run = wrk(url, host, args.seconds)
                     figures[name].append(run["rps"])
                     errors[name] += run["socket_errors"] + (run["non_2xx"] or 0)
+            if not args.no_features:
+                extra = informational(generated, host, args.seconds)
         finally:
             hand.terminate()
             hand.wait(10)
@@ -144,6 +231,42 @@ def main() -> None:
         f"  ratio generated / hand-written: median of rounds {statistics.median(ratios):.3f}"
         f" (rounds: {', '.join(f'{r:.3f}' for r in ratios)}); of medians {of_medians:.3f}"
     )
+    if args.no_features:
+        print("  (plain routes only: --no-features)")
+    else:
+        print(
+            f"  the generated configuration also holds {len(FEATURES)} routes with features"
+            " (two of them canaries: frontend rules) and a TLS certificate"
+        )
+    for name, run in extra.items():
+        protocol = f", {run['protocol']}" if "protocol" in run else ""
+        print(f"  {name:<36} {run['rps']:>7.0f} req/s (errors {run['errors']}{protocol})")
+
+
+def informational(generated: HAProxy, plain_host: str, seconds: float) -> dict[str, Any]:
+    """The generated edge alone: a plain route and a route with features over HTTP/1.1,
+    then the TLS bind with HTTP/1.1 (wrk) and HTTP/2 (h2load), a median of three each."""
+    plain = f"http://127.0.0.1:{generated.http_port}/"
+    tls = f"https://127.0.0.1:{generated.https_port}/"
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _round in range(3):
+        for name, url, host in (
+            ("http/1.1, plain route", plain, plain_host),
+            ("http/1.1, route with features", plain, "feat0.bench.example"),
+            ("tls http/1.1 (wrk)", tls, "www.example.com"),
+        ):
+            run = wrk(url, host, seconds)
+            runs.setdefault(name, []).append(
+                {"rps": run["rps"], "errors": run["socket_errors"] + (run["non_2xx"] or 0)}
+            )
+        for streams in (1, 10):
+            name = f"tls h2 (h2load, {streams} stream{'s' * (streams > 1)}/conn)"
+            runs.setdefault(name, []).append(h2load(tls, "www.example.com", seconds, streams))
+    result = {}
+    for name, values in runs.items():
+        middle = sorted(values, key=lambda run: run["rps"])[len(values) // 2]
+        result[name] = {**middle, "errors": sum(run["errors"] for run in values)}
+    return result
 
 
 if __name__ == "__main__":
