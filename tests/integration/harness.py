@@ -282,6 +282,9 @@ class Backend:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle's algorithm
+            # holds the body for the client's delayed ACK (~40 ms a keep-alive request).
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 backend.requests[self.path] += 1

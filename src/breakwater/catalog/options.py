@@ -554,7 +554,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "rate-limit-connections",
-        "concurrent connections allowed from one client address; more are answered 429",
+        "requests in progress at once from one client address; more are answered 429",
         _EVERYWHERE,
         "str",
         _positive(1_000_000),
