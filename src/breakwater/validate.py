@@ -447,6 +447,14 @@ def http_token(value: object, what: str) -> str:
     return value
 
 
+def safe_token(value: object, what: str) -> str:
+    """An HTTP token written into haproxy.cfg as it is (a method, a header name in a
+    CORS list): no ``'``, ``#``, ``$`` or ``%``, which the config or a log-format reads."""
+    if not isinstance(value, str) or not _HEADER_NAME_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} is not an HTTP token (letters, digits, -)")
+    return value
+
+
 def header_name(value: object, what: str) -> str:
     """A header name, lower case (HAProxy compares them so); no quote character."""
     if not isinstance(value, str) or not _HEADER_NAME_RE.fullmatch(value):
@@ -485,7 +493,7 @@ def http_origin(value: object, what: str) -> str:
     text = value.strip() if isinstance(value, str) else ""
     if text == "*":
         return text
-    match = _URL_RE.fullmatch(text)
+    match = _URL_RE.fullmatch(text) if len(text) <= MAX_HOSTNAME + 16 else None
     if not match or match[4] or match[5]:
         raise InvalidValue(f"{what} {_show(value)} is not * or an origin such as https://a.b")
     return text

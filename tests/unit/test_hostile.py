@@ -951,3 +951,286 @@ def test_a_tls_secret_with_the_longest_names_kubernetes_allows_is_served() -> No
     assert len(files) == 2 and len(set(files)) == 2  # two Secrets, two files
     assert all(len(name) <= 251 for name in files)
     assert "refused by the renderer" not in rendered_text(catalog)
+
+
+# --- traffic features (docs/traffic.md): values written into rules ---------------------
+#
+# Every option that puts text into haproxy.cfg, with what a tenant could write: a new
+# line with a rule of its own, quotes that end an argument, '#' that starts a comment,
+# '$VAR' that HAProxy expands outside single quotes, '%[' that starts a sample in a
+# log-format, '}' that ends an ACL, NUL, and a value far too long.  The object is
+# rejected by the catalog with a reason naming the option (or what its value is: a
+# path, a hostname), the good route serves, and the marker is nowhere in what is
+# rendered.  What an option takes by design ('$' in a path, '#' in a regex) is written
+# inside single quotes, and HAProxy takes the file.
+
+HOSTILE = {
+    "newline": f"\n    http-request return string {MARKER}",
+    "quote": f"'{MARKER}",
+    "double-quote": f'"{MARKER}',
+    "hash": f"#{MARKER}",
+    "variable": f"${MARKER}",
+    "sample": f"%[env({MARKER})]",
+    "brace": f"}} {MARKER}",
+    "nul": f"\x00{MARKER}",
+    "long": MARKER + "a" * 5000,
+}
+
+# (a good value, the options it needs); the hostile text is put after it and inside it.
+TEXT_OPTIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "allow-sources": ("10.0.0.0/8", {}),
+    "deny-sources": ("10.0.0.0/8", {}),
+    "rewrite-regex": ("^/a(.*)", {"rewrite-target": "/b\\1"}),
+    "rewrite-target": ("/b", {}),
+    "redirect-to": ("https://x.example/a", {}),
+    "app-root": ("/app", {}),
+    "hsts-max-age": ("10", {"hsts": "true"}),
+    "canary-header": ("x-canary", {"canary-service": "web"}),
+    "canary-header-value": ("v", {"canary-service": "web", "canary-header": "x-canary"}),
+    "canary-cookie": ("canary", {"canary-service": "web"}),
+    "sticky-cookie": ("BWID", {}),
+    "retry-on": ("503", {}),
+    "cors-allow-origin": ("https://a.example", {"cors": "true"}),
+    "cors-allow-methods": ("GET", {"cors": "true"}),
+    "cors-allow-headers": ("X-Token", {"cors": "true"}),
+    "cors-expose-headers": ("X-Token", {"cors": "true"}),
+    "backend-sni": ("a.example", {"backend-protocol": "https"}),
+    "error-pages": ("errors", {}),
+}
+
+# What an option takes by design, written where it is harmless (inside single quotes,
+# where HAProxy reads no comment, variable, sample or brace): checked apart, below.
+ALLOWED: dict[str, set[str]] = {
+    "rewrite-regex": {"hash", "variable", "sample", "brace"},  # regex syntax
+    "rewrite-target": {"variable"},  # '$' is a path character (RFC 3986)
+    "redirect-to": {"variable"},
+    "app-root": {"variable"},
+    "canary-header-value": {"double-quote", "hash", "variable", "sample", "brace"},
+    # A list: a new line separates items; '#' and '$' are HTTP token characters.
+    "cors-allow-methods": {"newline"},
+    "cors-allow-headers": {"newline"},
+    "cors-expose-headers": {"newline"},
+}
+
+
+def traffic_route(key: str, value: str, **extra: str) -> dict[str, Any]:
+    data = {"hosts": "bad.example.com", key: value, **TEXT_OPTIONS[key][1], **extra}
+    return route_configmap("shop", "web", data)
+
+
+def hostile_values(key: str, kind: str) -> list[str]:
+    good = TEXT_OPTIONS[key][0]
+    return [good + HOSTILE[kind], good[:1] + HOSTILE[kind] + good[1:]]
+
+
+REFUSED_CASES = [
+    (key, kind) for key in TEXT_OPTIONS for kind in HOSTILE if kind not in ALLOWED.get(key, set())
+]
+ALLOWED_CASES = [(key, kind) for key, kinds in ALLOWED.items() for kind in sorted(kinds)]
+
+
+def error_pages() -> dict[str, Any]:
+    """The ConfigMap shop/errors that ``error-pages: errors`` names."""
+    return {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "errors", "namespace": "shop"},
+        "data": {"503": "<h1>down</h1>"},
+    }
+
+
+# The reason names the option, or what its value is (as for hosts and paths).
+NAMED_AS = {"app-root": "path", "backend-sni": "hostname"}
+
+
+@pytest.mark.parametrize(("key", "kind"), REFUSED_CASES)
+def test_hostile_text_in_a_traffic_option_is_rejected_with_a_reason(key: str, kind: str) -> None:
+    for value in hostile_values(key, kind):
+        catalog = build_catalog([*good_route(), error_pages(), traffic_route(key, value)])
+        assert_rejected(catalog, "ConfigMap shop/web", NAMED_AS.get(key, key))
+        assert "bad.example.com" not in {r.host for r in catalog.routes}
+        assert MARKER not in rendered_text(catalog)
+
+
+def _outside_quotes(config: str) -> str:
+    """The text of ``config`` outside single-quoted arguments."""
+    import re
+
+    return re.sub(r"'[^'\n]*'", "''", config)
+
+
+@pytest.mark.parametrize(("key", "kind"), ALLOWED_CASES)
+def test_text_an_option_takes_by_design_is_written_inside_single_quotes(
+    key: str, kind: str
+) -> None:
+    for value in hostile_values(key, kind)[:1]:  # after a good value: still one
+        catalog = build_catalog([*good_route(), traffic_route(key, value)])
+        assert rejected(catalog) == {}, value
+        layout = assign_slots(catalog, {}, 4)
+        rendered = render_haproxy(catalog, layout, HAProxySettings(config_dir="/etc/bw"))
+        assert rendered.refused == ()
+        assert MARKER in rendered.config
+        assert MARKER not in _outside_quotes(rendered.config), value
+
+
+def _haproxy() -> str | None:
+    import shutil
+
+    return shutil.which("haproxy")
+
+
+def haproxy_accepts(catalog: Catalog, directory: Any) -> tuple[bool, str]:
+    """Render ``catalog`` into ``directory`` (the file and its generation directory)
+    and run `haproxy -c` on it."""
+    import subprocess
+
+    settings = HAProxySettings(
+        config_dir=str(directory),
+        stats_socket=str(directory / "admin.sock"),
+        http_binds=("127.0.0.1:18080",),
+        https_binds=("127.0.0.1:18443",),
+    )
+    rendered = render_haproxy(catalog, assign_slots(catalog, {}, 4), settings)
+    assert rendered.refused == ()
+    write_generation(rendered)
+    (directory / "haproxy.cfg").write_text(rendered.config)
+    checked = subprocess.run(
+        ["haproxy", "-c", "-f", str(directory / "haproxy.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.skipif(_haproxy() is None, reason="needs haproxy")
+@pytest.mark.parametrize(("key", "kind"), ALLOWED_CASES)
+def test_text_an_option_takes_by_design_is_a_config_haproxy_accepts(
+    key: str, kind: str, tmp_path: Any
+) -> None:
+    value = hostile_values(key, kind)[0]
+    catalog = build_catalog([*good_route(), traffic_route(key, value)])
+    accepted, output = haproxy_accepts(catalog, tmp_path)
+    assert accepted, output
+
+
+@pytest.mark.skipif(_haproxy() is None, reason="needs haproxy")
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("canary-header-value", "}"),
+        ("canary-header-value", "{"),
+        ("canary-header-value", "a } || { always_true"),
+        ("canary-header-value", "%"),
+        # A pattern starting with '-' is read as an ACL flag ('-f' names a file).
+        ("canary-header-value", "-m"),
+        ("canary-header-value", "-f"),
+        ("canary-header-value", "-m reg .*"),
+        ("rewrite-regex", "}"),
+        ("rewrite-regex", "^/a%"),
+        ("cors-allow-methods", "GET%"),
+        ("cors-allow-headers", "X-%"),
+        ("cors-expose-headers", "X-%"),
+        ("cors-allow-methods", "GET%H"),
+        ("cors-allow-headers", "X-%ci"),
+        ("app-root", "/a%25"),
+        ("rewrite-target", "/a%25"),
+        ("redirect-to", "https://x.example/%25%"),
+    ],
+)
+def test_a_value_the_catalog_accepts_never_makes_haproxy_refuse_the_config(
+    key: str, value: str, tmp_path: Any
+) -> None:
+    """A value that passes validation but that HAProxy refuses fails every reload, for
+    every object; one read as a log-format ('%H', '%ci') says what it was not told."""
+    catalog = build_catalog([*good_route(), traffic_route(key, value)])
+    if "ConfigMap shop/web" in rejected(catalog):
+        assert key in rejected(catalog)["ConfigMap shop/web"]
+        return
+    accepted, output = haproxy_accepts(catalog, tmp_path)
+    assert accepted, output
+    config = (tmp_path / "haproxy.cfg").read_text()
+    if "%" in value and key.startswith("cors-"):
+        # hdr and set-header values are log-formats: a '%' of the value is doubled.
+        assert value.replace("%", "%%") in config
+
+
+def test_error_page_bodies_are_files_and_never_reach_haproxy_cfg() -> None:
+    bodies = {
+        "503": f"<h1>down</h1>\n    http-request return string {MARKER}\n",
+        "502": f"<p>'quoted' \"double\" # $HOME %[env({MARKER})] }}</p>",
+        "504": f"\x00{MARKER}\r\n\t",
+    }
+    pages = {**error_pages(), "data": bodies}
+    catalog = build_catalog([*good_route(), pages, traffic_route("error-pages", "errors")])
+    assert rejected(catalog) == {}
+    layout = assign_slots(catalog, {}, 4)
+    rendered = render_haproxy(catalog, layout, HAProxySettings(config_dir="/etc/bw"))
+    assert rendered.refused == ()
+    assert MARKER not in rendered.config
+    assert sorted(t for t in rendered.generation_files.values() if MARKER in t) == sorted(
+        b for b in bodies.values() if MARKER in b
+    )
+
+
+@pytest.mark.skipif(_haproxy() is None, reason="needs haproxy")
+def test_haproxy_takes_error_pages_of_any_text(tmp_path: Any) -> None:
+    bodies = {
+        "503": f"<h1>down</h1>\n    http-request return string {MARKER}\n",
+        "418": f"<p>'quoted' \"double\" # $HOME %[env({MARKER})] }}</p>",
+        "504": f"\x00{MARKER}\r\n\t",
+    }
+    pages = {**error_pages(), "data": bodies}
+    catalog = build_catalog([*good_route(), pages, traffic_route("error-pages", "errors")])
+    assert rejected(catalog) == {}
+    accepted, output = haproxy_accepts(catalog, tmp_path)
+    assert accepted, output
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (f"503\n    http-request return string {MARKER}", "x", "is not a status"),
+        ("200", "x", "is not a status from 400 to 599"),
+        ("5O3", "x", "is not a status"),
+        ("503", "x" * (13 * 1024), "larger than 12 KiB"),
+    ],
+)
+def test_an_error_page_configmap_that_is_not_pages_is_a_reason(
+    status: str, body: str, reason: str
+) -> None:
+    pages = {**error_pages(), "data": {status: body}}
+    catalog = build_catalog([*good_route(), pages, traffic_route("error-pages", "errors")])
+    assert_rejected(catalog, "ConfigMap shop/web", reason)
+    assert MARKER not in rendered_text(catalog)
+
+
+CATASTROPHIC = ["(a+)+$", "(a|aa)*$", "(.*a){20}", ".*.*.*x", "^/(a*)*b", "^/(x+x+)+y"]
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_a_regex_that_backtracks_catastrophically_is_refused(pattern: str) -> None:
+    catalog = build_catalog([*good_route(), traffic_route("rewrite-regex", pattern)])
+    assert_rejected(catalog, "ConfigMap shop/web", "rewrite-regex")
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_an_ingress_nginx_regex_path_that_backtracks_catastrophically_is_refused(
+    pattern: str,
+) -> None:
+    bad = ingress(
+        "shop",
+        "bad",
+        [("bad.example.com", "/" + pattern.lstrip("^/"), "ImplementationSpecific", "web")],
+        annotations={"nginx.ingress.kubernetes.io/use-regex": "true"},
+    )
+    bad["spec"]["ingressClassName"] = "nginx"
+    catalog = build_catalog([*good_route(), bad], CatalogSettings(ingress_nginx_compat=True))
+    assert_rejected(catalog, "Ingress shop/bad", "path")
+
+
+@pytest.mark.parametrize("pattern", ["^/api(/|$)(.*)", "^/v[0-9]+/(.*)$", "^/(a|b)/x", "^/a{1,3}"])
+def test_a_regex_of_the_safe_subset_is_taken(pattern: str) -> None:
+    catalog = build_catalog([*good_route(), traffic_route("rewrite-regex", pattern)])
+    assert rejected(catalog) == {}

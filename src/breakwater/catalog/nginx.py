@@ -680,11 +680,13 @@ def translate(annotations: Mapping[str, str], *, namespace: str | None = None) -
 def _https_redirect(reader: _Reader, values: dict[str, str]) -> None:
     # The template redirects when force-ssl-redirect, or ssl-redirect and the host has
     # a certificate; both with ConfigMap's http-redirect-code, 308 by default.
+    # ssl-redirect (true by default) redirects the hosts with a certificate only: the
+    # catalog does that without a value; force-ssl-redirect redirects every host.
     ssl = reader.boolean("ssl-redirect")
     force = reader.boolean("force-ssl-redirect")
-    if ssl or force:
+    if force:
         values["https-redirect"] = "true"
-    elif ssl is False or force is False:
+    elif ssl is False:
         values["https-redirect"] = "false"
     # Without it, the redirect drops a trailing '/'; HAProxy's keeps the URI as it is.
     if reader.boolean("preserve-trailing-slash") is False:
@@ -1060,9 +1062,9 @@ def _cors(reader: _Reader, values: dict[str, str]) -> None:
         return
     values["cors"] = "true"
     _cors_list(reader, values, "cors-allow-origin", validate.http_origin)
-    _cors_list(reader, values, "cors-allow-methods", validate.http_token)
-    _cors_list(reader, values, "cors-allow-headers", validate.http_token)
-    _cors_list(reader, values, "cors-expose-headers", validate.http_token)
+    _cors_list(reader, values, "cors-allow-methods", validate.safe_token)
+    _cors_list(reader, values, "cors-allow-headers", validate.safe_token)
+    _cors_list(reader, values, "cors-expose-headers", validate.safe_token)
     credentials = reader.boolean("cors-allow-credentials")
     if credentials is not None:
         values["cors-allow-credentials"] = _bool_text(credentials)

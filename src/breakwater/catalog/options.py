@@ -253,7 +253,23 @@ def _rewrite_target(value: Any, what: str) -> str:
 
 
 def _token(value: Any, what: str) -> str:
-    return validate.http_token(value, what)
+    return validate.safe_token(value, what)
+
+
+def _app_root(value: Any, what: str) -> str:
+    # Written single-quoted into a redirect: everything of a path but a quote.
+    path = validate.matched_path(value, what)
+    if "'" in path:
+        raise validate.InvalidValue(f"{what}: path {validate.show(value)} holds a quote")
+    return path
+
+
+def _canary_value(value: Any, what: str) -> str:
+    # One pattern of an ACL: a lone "}" would close it.
+    text = validate.header_value(value, what)
+    if not text or text == "}":
+        raise validate.InvalidValue(f"{what} {validate.show(value)} is not a header value")
+    return text
 
 
 def _header(value: Any, what: str) -> str:
@@ -651,7 +667,7 @@ OPTIONS: tuple[Option, ...] = (
         "a request for `/` is redirected (302) to this path",
         _EVERYWHERE,
         "str",
-        _path,
+        _app_root,
         "feature",
         field="app_root",
     ),
@@ -797,7 +813,7 @@ OPTIONS: tuple[Option, ...] = (
         "the header's value that sends the request to the canary (instead of `always`)",
         frozenset({CONFIGMAP, ANNOTATION}),
         "str",
-        validate.header_value,
+        _canary_value,
         "canary",
         field="header_value",
         requires="canary-header",

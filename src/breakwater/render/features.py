@@ -162,7 +162,7 @@ def feature_lines(features: RouteFeatures, directory: str) -> list[str]:
     lines += _rewrite(features.rewrite)
     if features.hsts:
         lines.append(
-            f"http-response set-header Strict-Transport-Security {_quoted(features.hsts)}"
+            f"http-response set-header Strict-Transport-Security {_format(features.hsts)}"
             " if { ssl_fc }"
         )
     if cors is not None:
@@ -217,8 +217,8 @@ def _cors_request(features: RouteFeatures) -> list[str]:
     allowed = _origin_allowed(features)
     headers = [
         f"hdr Access-Control-Allow-Origin {_allow_origin(features)}",
-        f"hdr Access-Control-Allow-Methods {_quoted(', '.join(cors.methods))}",
-        f"hdr Access-Control-Allow-Headers {_quoted(', '.join(cors.headers))}",
+        f"hdr Access-Control-Allow-Methods {_format(', '.join(cors.methods))}",
+        f"hdr Access-Control-Allow-Headers {_format(', '.join(cors.headers))}",
         f"hdr Access-Control-Max-Age {cors.max_age}",
     ]
     if cors.credentials:
@@ -243,7 +243,7 @@ def _cors_response(features: RouteFeatures) -> list[str]:
     if cors.expose_headers:
         lines.append(
             "http-response set-header Access-Control-Expose-Headers"
-            f" {_quoted(', '.join(cors.expose_headers))} if {allowed}"
+            f" {_format(', '.join(cors.expose_headers))} if {allowed}"
         )
     return lines
 
@@ -269,7 +269,8 @@ def canary_lines(canaries_used: Iterable[Canary]) -> str:
             header = f"req.hdr({canary.header})"
             if canary.header_value:
                 # Another value decides nothing: the cookie and the weight do.
-                lines.append(f"{use} {{ {header} -m str {_quoted(canary.header_value)} }}")
+                value = _quoted(canary.header_value)
+                lines.append(f"{use} {{ {header} -m str -- {value} }}")
             else:
                 lines.append(f"{use} {{ {header} -m str always }}")
                 decided.append(f"!{{ {header} -m str always never }}")

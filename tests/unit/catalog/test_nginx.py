@@ -126,16 +126,19 @@ def test_values_are_trimmed() -> None:
 @pytest.mark.parametrize(
     ("annotations", "expected"),
     [
-        ({"ssl_redirect": "true"}, "true"),
-        ({"ssl_redirect": "True"}, "true"),  # Go's ParseBool
+        # ssl-redirect true is the default: the catalog redirects the hosts with TLS.
+        ({"ssl_redirect": "true"}, None),
+        ({"ssl_redirect": "True"}, None),  # Go's ParseBool
         ({"force_ssl_redirect": "true"}, "true"),
         ({"ssl_redirect": "false"}, "false"),
         ({"ssl_redirect": "false", "force_ssl_redirect": "true"}, "true"),
-        ({"ssl_redirect": "1", "force_ssl_redirect": "0"}, "true"),
+        # force false keeps the default (TLS hosts), as ingress-nginx does
+        ({"ssl_redirect": "1", "force_ssl_redirect": "0"}, None),
     ],
 )
-def test_https_redirect(annotations: dict[str, str], expected: str) -> None:
-    assert tr(**annotations).values == {"https-redirect": expected}
+def test_https_redirect(annotations: dict[str, str], expected: str | None) -> None:
+    values = tr(**annotations).values
+    assert values == ({"https-redirect": expected} if expected else {})
 
 
 def test_bad_boolean_rejects() -> None:
@@ -834,7 +837,7 @@ SAMPLES: dict[str, tuple[dict[str, str], bool]] = {
     "session-cookie-max-age": ({"affinity": "cookie", "session-cookie-max-age": "60"}, True),
     "session-cookie-name": ({"affinity": "cookie", "session-cookie-name": "route"}, True),
     "session-cookie-secure": ({"affinity": "cookie", "session-cookie-secure": "true"}, True),
-    "ssl-redirect": ({"ssl-redirect": "true"}, True),
+    "ssl-redirect": ({"ssl-redirect": "false"}, True),
     "load-balance": ({"load-balance": "round_robin"}, True),
     "denylist-source-range": ({"denylist-source-range": "10.0.0.0/8"}, True),
     "whitelist-source-range": ({"whitelist-source-range": "10.0.0.0/8"}, True),
