@@ -205,7 +205,8 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation(
         "force-ssl-redirect",
         "yes",
-        "`https-redirect` (308, as ingress-nginx's default `http-redirect-code`)",
+        "`https-redirect` for every host of the Ingress (308, ingress-nginx's default"
+        " `http-redirect-code`)",
     ),
     Annotation(
         "from-to-www-redirect",
@@ -415,8 +416,8 @@ ANNOTATIONS: tuple[Annotation, ...] = (
     Annotation(
         "ssl-redirect",
         "yes",
-        "`https-redirect` (308); ingress-nginx redirects an Ingress with TLS by default and"
-        " only hosts with a certificate, Breakwater only when asked and any host",
+        "as ingress-nginx: by default the Ingress's hosts with TLS are redirected to HTTPS"
+        " (308), `false` redirects none",
     ),
     Annotation(
         "ssl-passthrough",
