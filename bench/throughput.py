@@ -42,8 +42,11 @@ from breakwater.targets.haproxy import HAProxyTarget
 LOG_TARGET = "127.0.0.1:5514"  # syslog over UDP: sent and dropped, in both configurations
 
 
-def hand_written(directory: Path, routes: int, servers: list[tuple[str, int]]) -> Path:
-    """What an operator writes by hand: one host map, one backend per service."""
+def hand_written(
+    directory: Path, routes: int, servers: list[tuple[str, int]], tls: bool = False
+) -> Path:
+    """What an operator writes by hand: one host map, one backend per service (and,
+    for an edge that also serves TLS, the X-Forwarded-Proto rule that goes with it)."""
     hosts = directory / "hosts.map"
     hosts.write_text("".join(f"svc{i}.bench.example be_svc{i}\n" for i in range(routes)))
     port = free_port()
@@ -61,6 +64,7 @@ def hand_written(directory: Path, routes: int, servers: list[tuple[str, int]]) -
         "    timeout http-keep-alive 10s",
         "frontend public",
         f"    bind 127.0.0.1:{port}",
+        *(["    http-request set-header X-Forwarded-Proto https if { ssl_fc }"] if tls else []),
         f"    use_backend %[req.hdr(host),field(1,:),lower,map_str({hosts},be_none)]",
         "backend be_none",
         "    http-request return status 404",
@@ -99,8 +103,7 @@ FEATURES: list[dict[str, str]] = [
 
 def featured_objects(endpoints: list[tuple[str, int]]) -> list[dict[str, Any]]:
     # tests/ is on the path once common is imported (above).
-    from builders import ingress as ingress_with
-    from builders import meta, route_configmap, tls_secret
+    from builders import meta, route_configmap
 
     objects: list[dict[str, Any]] = [
         {
@@ -109,13 +112,6 @@ def featured_objects(endpoints: list[tuple[str, int]]) -> list[dict[str, Any]]:
             "metadata": meta("bench", "errors"),
             "data": {"503": "<h1>Back soon</h1>", "404": "<h1>Not here</h1>"},
         },
-        tls_secret("bench", "www-tls"),
-        ingress_with(
-            "bench",
-            "tls",
-            [("www.example.com", "/", "Prefix", "svc0")],
-            tls=[{"hosts": ["www.example.com"], "secretName": "www-tls"}],
-        ),
     ]
     for index, data in enumerate(FEATURES):
         name = f"feat{index}"
@@ -125,6 +121,63 @@ def featured_objects(endpoints: list[tuple[str, int]]) -> list[dict[str, Any]]:
             route_configmap("bench", name, {"hosts": f"{name}.bench.example", **data}),
         ]
     return objects
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of ``pid`` and its children, from /proc: what the
+    process spent, whatever the machine's other tenants took from it (steal time)."""
+    total = 0.0
+    pids, seen = [pid], set()
+    while pids:
+        current = pids.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pids.extend(int(child) for child in children)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def edge(directory: Path, objects: list[dict[str, Any]], extra: list[dict[str, Any]]) -> HAProxy:
+    """A generated edge: the watcher's configuration of ``objects`` and ``extra``,
+    applied as the watcher applies it, by HAProxyTarget."""
+    settings = dataclasses.replace(haproxy_settings(directory), log_target=LOG_TARGET, maxconn=4000)
+    proxy = HAProxy(directory, settings)
+    proxy.start()
+    # The load servers listen on loopback addresses, which the edge refuses by default.
+    catalog = build_catalog(objects + extra, CatalogSettings(allow_special_addresses=True))
+    assert not catalog.rejected, catalog.rejected
+    target = HAProxyTarget(settings)
+    result = asyncio.run(target.apply(catalog))
+    assert result.action == "reload", result
+    asyncio.run(target.close())
+    return proxy
+
+
+def tls_objects() -> list[dict[str, Any]]:
+    """A certificate for www.example.com (a route to svc0): the TLS bind, in both
+    generated edges."""
+    from builders import ingress as ingress_with
+    from builders import tls_secret
+
+    return [
+        tls_secret("bench", "www-tls"),
+        ingress_with(
+            "bench",
+            "tls",
+            [("www.example.com", "/", "Prefix", "svc0")],
+            tls=[{"hosts": ["www.example.com"], "secretName": "www-tls"}],
+        ),
+    ]
 
 
 def h2load(url: str, authority: str, seconds: float, streams: int) -> dict[str, Any]:
@@ -163,11 +216,6 @@ def main() -> None:
         os.sched_setaffinity(0, edge_cpus)
         directory = work / "generated"
         directory.mkdir()
-        settings = dataclasses.replace(
-            haproxy_settings(directory), log_target=LOG_TARGET, maxconn=4000
-        )
-        generated = HAProxy(directory, settings)
-        generated.start()
         objects = []
         for index in range(args.routes):
             objects += [
@@ -176,15 +224,18 @@ def main() -> None:
                 ingress("bench", f"svc{index}", f"svc{index}.bench.example", f"svc{index}"),
             ]
         if not args.no_features:
-            objects += featured_objects(backends.endpoints)
-        # The load servers listen on loopback addresses, which the edge refuses by default.
-        catalog = build_catalog(objects, CatalogSettings(allow_special_addresses=True))
-        assert not catalog.rejected, catalog.rejected
-        target = HAProxyTarget(settings)
-        result = asyncio.run(target.apply(catalog))
-        assert result.action == "reload", result
-        asyncio.run(target.close())
-        hand_config = hand_written(work, args.routes, backends.endpoints)
+            objects += tls_objects()
+        generated = edge(
+            directory, objects, [] if args.no_features else featured_objects(backends.endpoints)
+        )
+        # Beside it, the same routes without the features: the two generated files side
+        # by side say what the features cost plain routes, free of the hand-written
+        # file's other differences.
+        plain = None
+        if not args.no_features:
+            (work / "plain").mkdir()
+            plain = edge(work / "plain", objects, [])
+        hand_config = hand_written(work, args.routes, backends.endpoints, not args.no_features)
         hand_port = int(hand_config.read_text().split("bind 127.0.0.1:")[1].split()[0])
         hand = subprocess.Popen(["haproxy", "-f", str(hand_config)])
         os.sched_setaffinity(0, load_cpus)
@@ -194,7 +245,13 @@ def main() -> None:
             "generated": f"http://127.0.0.1:{generated.http_port}/",
             "hand-written": f"http://127.0.0.1:{hand_port}/",
         }
+        if plain is not None:
+            urls["no features"] = f"http://127.0.0.1:{plain.http_port}/"
+        pids = {"generated": generated.process.pid, "hand-written": hand.pid}  # type: ignore[union-attr]
+        if plain is not None:
+            pids["no features"] = plain.process.pid  # type: ignore[union-attr]
         figures: dict[str, list[float]] = {name: [] for name in urls}
+        cost: dict[str, list[float]] = {name: [] for name in urls}  # CPU µs per request
         errors = {name: 0 for name in urls}
         extra: dict[str, dict[str, Any]] = {}
         try:
@@ -202,8 +259,11 @@ def main() -> None:
                 wrk(url, host, 5)
             for _round in range(args.rounds):
                 for name, url in urls.items():
+                    before = cpu_seconds(pids[name])
                     run = wrk(url, host, args.seconds)
+                    used = cpu_seconds(pids[name]) - before
                     figures[name].append(run["rps"])
+                    cost[name].append(used * 1e6 / max(run["requests"], 1))
                     errors[name] += run["socket_errors"] + (run["non_2xx"] or 0)
             if not args.no_features:
                 extra = informational(generated, host, args.seconds)
@@ -211,6 +271,8 @@ def main() -> None:
             hand.terminate()
             hand.wait(10)
             generated.stop()
+            if plain is not None:
+                plain.stop()
             backends.stop()
     print(
         f"{args.routes} routes, 4 servers each; wrk 2 threads, 32 keep-alive connections;"
@@ -231,12 +293,37 @@ def main() -> None:
         f"  ratio generated / hand-written: median of rounds {statistics.median(ratios):.3f}"
         f" (rounds: {', '.join(f'{r:.3f}' for r in ratios)}); of medians {of_medians:.3f}"
     )
+    # Throughput swings with what the machine's other tenants take; the CPU the edge
+    # spent per request does not (steal time is not the process's), so it is printed
+    # too, and its ratio is the steadier figure.
+    for name, values in cost.items():
+        print(
+            f"  {name:<12} median {statistics.median(values):>6.1f} CPU µs per request"
+            f" (rounds: {', '.join(f'{v:.1f}' for v in values)})"
+        )
+    print(
+        "  CPU per request, hand-written / generated (a throughput ratio):"
+        f" {statistics.median(cost['hand-written']) / statistics.median(cost['generated']):.3f}"
+    )
+    if "no features" in cost:
+        print(
+            "  CPU per request, without features / with them:"
+            f" {statistics.median(cost['no features']) / statistics.median(cost['generated']):.3f}"
+        )
+    if "no features" in figures:
+        alone = figures["no features"]
+        pairs = [g / p for g, p in zip(generated, alone, strict=True)]
+        print(
+            "  ratio generated / the same without features: median of rounds"
+            f" {statistics.median(pairs):.3f} (rounds: {', '.join(f'{r:.3f}' for r in pairs)})"
+        )
     if args.no_features:
         print("  (plain routes only: --no-features)")
     else:
         print(
             f"  the generated configuration also holds {len(FEATURES)} routes with features"
-            " (two of them canaries: frontend rules) and a TLS certificate"
+            " (two of them canaries: frontend rules); both generated ones serve TLS too,"
+            " and the hand-written one has the X-Forwarded-Proto rule that goes with it"
         )
     for name, run in extra.items():
         protocol = f", {run['protocol']}" if "protocol" in run else ""

@@ -190,6 +190,19 @@ ANNOTATIONS: tuple[Annotation, ...] = (
         "no",
         "goes with custom-http-errors, which is not supported",
     ),
+    Annotation(
+        "hsts",
+        "mapped differently",
+        "`hsts`: ingress-nginx sets HSTS in its ConfigMap (on for TLS hosts by default),"
+        " not per Ingress; Breakwater reads it per Ingress, off unless asked",
+    ),
+    Annotation("hsts-max-age", "mapped differently", "`hsts-max-age` (seconds), with `hsts`"),
+    Annotation(
+        "hsts-include-subdomains",
+        "mapped differently",
+        "`hsts-include-subdomains`, with `hsts`",
+    ),
+    Annotation("hsts-preload", "mapped differently", "`hsts-preload`, with `hsts`"),
     Annotation("enable-cors", "yes", "`cors`"),
     Annotation(
         "cors-allow-origin",
@@ -667,6 +680,7 @@ def translate(annotations: Mapping[str, str], *, namespace: str | None = None) -
     _rate_limits(reader, values)
     _permanent_temporal(reader, values)
     _cors(reader, values)
+    _hsts(reader, values)
     _load_balance(reader, values)
 
     return Translation(
@@ -1072,6 +1086,24 @@ def _cors(reader: _Reader, values: dict[str, str]) -> None:
     max_age = reader.integer("cors-max-age", 0, validate.MAX_CACHE_SECONDS)
     if max_age is not None:
         values["cors-max-age"] = str(max_age)
+
+
+_HSTS_OPTIONS = ("hsts-max-age", "hsts-include-subdomains", "hsts-preload")
+
+
+def _hsts(reader: _Reader, values: dict[str, str]) -> None:
+    """ingress-nginx's HSTS keys (its ConfigMap's), read per Ingress."""
+    if not reader.boolean("hsts"):
+        reader.ignore_all(_HSTS_OPTIONS, 'has no effect without hsts: "true"')
+        return
+    values["hsts"] = "true"
+    max_age = reader.integer("hsts-max-age", 0, validate.MAX_CACHE_SECONDS)
+    if max_age is not None:
+        values["hsts-max-age"] = str(max_age)
+    for name in ("hsts-include-subdomains", "hsts-preload"):
+        flag = reader.boolean(name)
+        if flag is not None:
+            values[name] = _bool_text(flag)
 
 
 def _load_balance(reader: _Reader, values: dict[str, str]) -> None:

@@ -258,11 +258,11 @@ def canary_lines(canaries_used: Iterable[Canary]) -> str:
     """The frontend's rules that send a share of a route's requests to its canary
     (before the route's own ``use_backend``): the header, then the cookie, decide
     (``always`` / ``never``, or the header's value); the weight, otherwise."""
-    # The route's canary key is taken out of the map value once; each rule then starts
-    # with a comparison of two short strings, which fails at once for other routes.
-    lines = ["http-request set-var(txn.bw_canary) var(txn.bw_route),field(6,;)"]
+    # The canary's key ends the route's map value: each rule starts with a comparison
+    # of the value's last bytes, which fails at once for every other route.
+    lines = []
     for canary in canaries_used:
-        route = f"{{ var(txn.bw_canary) -m str {canary.key()} }}"
+        route = f"{{ var(txn.bw_route) -m end ;{canary.key()} }}"
         use = f"use_backend {canary.backend} if {route}"
         decided = []
         if canary.header:

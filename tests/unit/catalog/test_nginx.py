@@ -89,8 +89,17 @@ def test_snippet_on_a_canary_keeps_the_snippet_reason() -> None:
 
 
 def test_unknown_annotation_is_ignored() -> None:
-    t = tr(hsts="true", some_future_thing="1")
-    assert ignored(t) == {"hsts": UNKNOWN_REASON, "some-future-thing": UNKNOWN_REASON}
+    t = tr(some_future_thing="1", hsts_something="1")
+    assert ignored(t) == {"some-future-thing": UNKNOWN_REASON, "hsts-something": UNKNOWN_REASON}
+
+
+def test_hsts_keys_are_read_per_ingress() -> None:
+    # ingress-nginx's ConfigMap keys, read from the Ingress's annotations here.
+    t = tr(hsts="true", hsts_max_age="600", hsts_include_subdomains="true")
+    assert t.values == {"hsts": "true", "hsts-max-age": "600", "hsts-include-subdomains": "true"}
+    assert ignored(tr(hsts_preload="true")) == {
+        "hsts-preload": 'has no effect without hsts: "true"'
+    }
 
 
 def test_unsupported_annotation_is_ignored_with_its_note() -> None:
@@ -787,6 +796,10 @@ SAMPLES: dict[str, tuple[dict[str, str], bool]] = {
         True,
     ),
     "enable-cors": ({"enable-cors": "true"}, True),
+    "hsts": ({"hsts": "true"}, True),
+    "hsts-max-age": ({"hsts": "true", "hsts-max-age": "60"}, True),
+    "hsts-include-subdomains": ({"hsts": "true", "hsts-include-subdomains": "true"}, True),
+    "hsts-preload": ({"hsts": "true", "hsts-preload": "true"}, True),
     "cors-allow-origin": ({"enable-cors": "true", "cors-allow-origin": "https://a.b"}, True),
     "cors-allow-methods": ({"enable-cors": "true", "cors-allow-methods": "GET"}, True),
     "cors-allow-headers": ({"enable-cors": "true", "cors-allow-headers": "X-A"}, True),

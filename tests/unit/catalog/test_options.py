@@ -580,3 +580,36 @@ def test_path_options_follow_kubernetes_rules_for_exact_and_prefix_paths(
     # object routes what an Ingress could not (validateHTTPIngressPath).
     with pytest.raises(InvalidValue, match=f"^{key} '.*' must not"):
         OPTION[key].value(value)
+
+
+@pytest.mark.parametrize(
+    ("reference", "extra", "reason"),
+    [
+        ("configmap/bundle", {"ca.crt": CA}, None),
+        ("configmap/missing", None, "configmap shop/missing does not exist"),
+        ("configmap/bundle", {"other": CA}, "configmap shop/bundle has no key ca.crt"),
+        ("configmap/bundle", {"ca.crt": KEY}, "holds something other than PEM certificates"),
+        ("secret/nope", None, "secret shop/nope does not exist"),
+    ],
+)
+def test_backend_ca_from_a_configmap_or_a_secret(
+    reference: str, extra: dict[str, str] | None, reason: str | None
+) -> None:
+    objects = cluster()
+    if extra is not None:
+        objects.append(
+            {
+                "kind": "ConfigMap",
+                "apiVersion": "v1",
+                "metadata": meta("shop", "bundle"),
+                "data": extra,
+            }
+        )
+    data = {"hosts": "a.example.com", "backend-protocol": "https", "backend-ca": reference}
+    catalog = build_catalog([*objects, route_configmap("shop", "web", data)])
+    if reason is None:
+        assert reasons(catalog) == {}
+        assert catalog.backends["be_shop_web_http"].options.ca_pem == CA.strip() + "\n"
+    else:
+        assert reason in reasons(catalog)["ConfigMap shop/web"]
+        assert catalog.routes == []

@@ -462,8 +462,7 @@ def test_a_canary_adds_its_rules_to_the_frontend_and_nothing_else() -> None:
         before.splitlines()
     )
     assert [line for line in added if not line.startswith("#")] == [
-        READ_CANARY,
-        f"use_backend be_shop_canary_http if {{ var(txn.bw_canary) -m str {_key(both)} }}"
+        f"use_backend be_shop_canary_http if {{ var(txn.bw_route) -m end ;{_key(both)} }}"
         " { rand(100) -m int lt 10 }",
     ]
 
@@ -759,8 +758,6 @@ def canary_catalog(data: dict[str, str]) -> Catalog:
     return catalog
 
 
-# The frontend's rule that takes the canary key out of the route's map value, once.
-READ_CANARY = "http-request set-var(txn.bw_canary) var(txn.bw_route),field(6,;)"
 OWN_RULE = "use_backend %[var(txn.bw_route),field(1,;)] if { var(txn.bw_route) -m found }"
 
 
@@ -773,17 +770,17 @@ def _key(catalog: Catalog) -> str:
 def canary_rules(data: dict[str, str]) -> list[str]:
     """The frontend's canary rules, with the test of the route's canary written ROUTE."""
     catalog = canary_catalog(data)
-    test = f"{{ var(txn.bw_canary) -m str {_key(catalog)} }}"
+    test = f"{{ var(txn.bw_route) -m end ;{_key(catalog)} }}"
     frontend = lines_of(render(catalog).config, "frontend bw_public")
-    rules = [line for line in frontend if "bw_canary" in line and line != READ_CANARY]
-    # The key is read once, after the route lookup; the rules come before the route's own.
-    assert frontend.count(READ_CANARY) == 1
-    read, own = frontend.index(READ_CANARY), frontend.index(OWN_RULE)
-    assert all(read < frontend.index(rule) < own for rule in rules)
-    assert (
-        max(i for i, line in enumerate(frontend) if "txn.bw_route)" in line and "map_" in line)
-        < read
-    )
+    rules = [line for line in frontend if test in line]
+    # Each rule tests the end of the route's map value (no parsing of it); they come
+    # after the route lookup and before the route's own use_backend.
+    assert rules and all(rule.startswith("use_backend ") for rule in rules)
+    own = frontend.index(OWN_RULE)
+    assert all(frontend.index(rule) < own for rule in rules)
+    assert max(
+        i for i, line in enumerate(frontend) if "txn.bw_route)" in line and "map_" in line
+    ) < frontend.index(rules[0])
     return [rule.replace(test, "ROUTE") for rule in rules]
 
 
