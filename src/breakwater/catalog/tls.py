@@ -207,15 +207,21 @@ class SecretSource(Protocol):
     def secret(self, namespace: str, name: str) -> Object | None: ...
 
 
+def read_secret(index: SecretSource, namespace: str, name: str, what: str) -> Object:
+    """The Secret ``namespace/name``, decoded (decrypted, if encrypted at rest) now:
+    only Secrets a route names are; a missing or unreadable one rejects, as ``what``."""
+    try:
+        secret = index.secret(namespace, name)
+    except SecretUnreadable as exc:
+        raise Rejected(f"secret {namespace}/{name}: {exc}") from exc
+    if secret is None:
+        raise Rejected(f"{what} {namespace}/{name} does not exist")
+    return secret
+
+
 def secret_certificate(index: SecretSource, namespace: str, secret_name: str) -> Certificate:
     validate.dns_subdomain(secret_name, "secret name")
-    try:
-        # Decoded (decrypted, if encrypted at rest) now: only Secrets a route names are.
-        secret = index.secret(namespace, secret_name)
-    except SecretUnreadable as exc:
-        raise Rejected(f"secret {namespace}/{secret_name}: {exc}") from exc
-    if secret is None:
-        raise Rejected(f"TLS secret {namespace}/{secret_name} does not exist")
+    secret = read_secret(index, namespace, secret_name, "TLS secret")
     if secret.get("type") != "kubernetes.io/tls":
         raise Rejected(f"secret {namespace}/{secret_name} is not of type kubernetes.io/tls")
     data = secret.get("data") or {}
@@ -319,13 +325,7 @@ def referenced_ca(source: ObjectSource, namespace: str, ref: tuple[str, str]) ->
     kind, name = ref
     what = f"{kind.lower()} {namespace}/{name}"
     if kind == "Secret":
-        try:
-            secret = source.secret(namespace, name)
-        except SecretUnreadable as exc:
-            raise Rejected(f"{what}: {exc}") from exc
-        if secret is None:
-            raise Rejected(f"{what} does not exist")
-        data = secret.get("data") or {}
+        data = read_secret(source, namespace, name, "secret").get("data") or {}
         try:
             text = base64.b64decode(data.get("ca.crt", ""), validate=True).decode("ascii")
         except (binascii.Error, UnicodeDecodeError, TypeError) as exc:
