@@ -874,3 +874,27 @@ def test_hostile_values_are_rejected_with_their_reason(etcd, haproxy, backends, 
     assert fetch(haproxy.http_port, "good.example", source="127.0.0.5").status == 403
     assert fetch(haproxy.http_port, "late.example", source="127.0.0.9").status == 403
     assert fetch(haproxy.http_port, "late.example", source="127.0.0.5").status == 200
+
+
+def test_retries_go_to_another_server(etcd, haproxy, pods, watcher) -> None:
+    # Two endpoints of each Service: a live pod, and an address where nothing listens
+    # (a pod gone without its endpoint removed yet): every other request meets it.
+    live = pods("live")
+    dead = ("127.0.0.99", live.port)
+    deploy(etcd, "flaky", [live.endpoint, dead])
+    deploy(etcd, "flaky-plain", [live.endpoint, dead])
+    route(
+        etcd,
+        "flaky",
+        {"hosts": "retried.example", "retries": "2", "retry-on": "conn-failure empty-response"},
+    )
+    route(etcd, "flaky-plain", {"hosts": "not-retried.example"})
+    until(watcher, served(haproxy, "retried.example", "live"), "the retried route")
+    until(watcher, served(haproxy, "not-retried.example", "live"), "the plain route")
+    retried = Counter(fetch(haproxy.http_port, "retried.example").status for _ in range(20))
+    plain = Counter(fetch(haproxy.http_port, "not-retried.example").status for _ in range(6))
+    # Retried on the live server (at once: another server needs no turn-around delay):
+    # every request answered.
+    assert retried == {200: 20}
+    # Without the option, HAProxy's default retries stay on the dead server: 503s.
+    assert plain[503] > 0 and plain[200] > 0, plain

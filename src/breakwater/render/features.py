@@ -94,7 +94,7 @@ def backend_lines(backend: Backend, directory: str) -> str:
         lines.append(f"timeout queue {options.timeout_queue}")
     if options.retries is not None:
         lines.append(f"retries {options.retries}")
-        lines.append("option redispatch")
+        lines.append("option redispatch 1")
     if options.retry_on:
         lines.append("retry-on " + " ".join(options.retry_on))
     sticky = options.sticky
@@ -108,7 +108,7 @@ def backend_lines(backend: Backend, directory: str) -> str:
         # runtime API gives another server never inherits the clients of the one before.
         lines.append(f"dynamic-cookie-key {_digest('breakwater ' + backend.name)}")
         if options.retries is None:
-            lines.append("option redispatch")
+            lines.append("option redispatch 1")
     words = server_options(options)
     if words:
         lines.append("default-server " + " ".join(words).replace("@GEN@", directory))

@@ -733,7 +733,7 @@ def test_sticky_cookies_retries_and_timeouts() -> None:
         "timeout tunnel 1h",
         "timeout queue 5s",
         "retries 3",
-        "option redispatch",
+        "option redispatch 1",
         "retry-on conn-failure 503",
         "cookie BWID insert indirect nocache dynamic httponly secure maxlife 2h",
     ]
