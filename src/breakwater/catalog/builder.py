@@ -454,6 +454,8 @@ class Builder:
         if known is None or (known == BackendOptions() and ours != known):
             self.service_options[base] = ours
             self.option_owner[base] = owner
+            if known is not None:
+                self._share_options(base, ours)
         existing = self.catalog.backends.get(name)
         if existing is None or existing.options != options:
             before = self.reuse_backends.get(name)
@@ -471,6 +473,14 @@ class Builder:
                     name, namespace, service, port_label, options, servers
                 )
         return name
+
+    def _share_options(self, base: str, ours: BackendOptions) -> None:
+        """Give the sections of a Service port made before it had options of its own
+        (objects with route features and none) the options it has now."""
+        for name, backend in list(self.catalog.backends.items()):
+            if name.startswith(base + "_f") and backend.options.service_part() != ours:
+                options = replace(ours, features=backend.options.features)
+                self.catalog.backends[name] = replace(backend, options=options)
 
     def add_routes(self, routes: list[Route], owner: str) -> None:
         """Add an object's routes; all of them, or none if one is already taken."""

@@ -953,3 +953,25 @@ def test_the_same_features_on_other_hosts_or_paths_are_not_structural(
     assert changed.structure_key == live.structure_key
     assert structure_of(changed.config, changed_layout) == structure_of(live.config, layout)
     assert changed.generation_dir != live.generation_dir  # the maps changed
+
+
+def test_a_featured_section_takes_the_options_a_later_object_gives_the_port() -> None:
+    # The first object has route features and no backend options; the second sets one
+    # for the Service port: every section of the port has it, whatever the order.
+    first = route_configmap(
+        "shop", "one", {"service": "web", "hosts": "a.example.com", "hsts": "true"}
+    )
+    second = route_configmap(
+        "shop", "two", {"service": "web", "hosts": "b.example.com", "timeout-tunnel": "1h"}
+    )
+    second["metadata"]["creationTimestamp"] = "2026-02-01T00:00:00Z"
+    objects = [
+        service("shop", "web"),
+        endpoint_slice("shop", "web", [("10.0.0.1", READY)]),
+        first,
+        second,
+    ]
+    catalog = build_catalog(objects)
+    assert catalog.rejected == []
+    tunnels = {name: b.options.timeout_tunnel for name, b in catalog.backends.items()}
+    assert len(tunnels) == 2 and set(tunnels.values()) == {"1h"}, tunnels
