@@ -95,14 +95,17 @@ def _vrrp(lab: EdgeLab) -> None:
     failed = [r for r in records if not r["ok"] and drained <= r["start"] < undrained]
     for r in failed:
         print(r["kind"], round(r["start"] - drained, 3), round(r["end"] - drained, 3), r["error"])
-    # Keep-alive connections were all closed before the move: none fails. A new
-    # connection opened in the very instant the VIP moves can still be reset (its SYN
-    # reached the old holder, its next packet the new one): at most that one, and only
-    # around the move (bench/failover.py counts them over repeated drains).
-    assert _failed(records, "ka", drained, undrained) == 0, failed
-    assert _failed(records, "new", drained, undrained) <= 1, failed
+    # Keep-alive connections were all closed before the move: no request on a reused
+    # connection fails. A connection opened in the very instant the VIP moves (a new
+    # client's, or a keep-alive client's reconnecting after Connection: close) can
+    # still be reset: its SYN reached the old holder, its next packet the new one. At
+    # most that one, and only around the move (bench/failover.py counts them over
+    # repeated drains).
+    fresh = [r for r in failed if r["kind"] == "new" or not r["reused"]]
+    assert [r for r in failed if r["kind"] == "ka" and r["reused"]] == [], failed
+    assert len(fresh) <= 1, failed
     moved_at = drained + moved
-    assert all(abs(r["end"] - moved_at) < 1.0 for r in failed if r["kind"] == "new"), failed
+    assert all(abs(r["end"] - moved_at) < 1.0 for r in fresh), failed
 
 
 @pytest.mark.skipif(missing_daemons("frr", "vtysh") is not None, reason="FRR missing")
