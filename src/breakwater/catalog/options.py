@@ -151,7 +151,7 @@ def _ca_pem(value: Any, what: str) -> str:
 def _reference(value: Any, what: str) -> tuple[str, str]:
     """``secret/<name>`` or ``configmap/<name>``: an object of the same namespace."""
     text = value.strip() if isinstance(value, str) else ""
-    kind, _, name = text.partition("/")
+    kind, _slash, name = text.partition("/")
     if kind not in ("secret", "configmap") or not name:
         raise validate.InvalidValue(
             f"{what} {validate.show(value)} is not secret/<name> or configmap/<name>"
