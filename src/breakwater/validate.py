@@ -384,8 +384,6 @@ def config_word(value: object) -> bool:
 _SIZE_RE = re.compile(r"([0-9]{1,12})([kmg]?)", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 MAX_BODY_SIZE = 1024**4  # 1 TiB: HAProxy compares Content-Length as a 64-bit integer
-# An HTTP token (RFC 9110 5.6.2): header names, methods.
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}", re.ASCII)
 # A cookie name: a token without the characters HAProxy's config reads specially.
 _COOKIE_NAME_RE = re.compile(r"[!&*+\-.^_`|~0-9A-Za-z]{1,64}", re.ASCII)
 # A header name written as a word of haproxy.cfg: a token without '#', '$', '%', "'".
@@ -440,26 +438,22 @@ def cidr(value: object, what: str) -> str:
     return str(network)
 
 
-def http_token(value: object, what: str) -> str:
-    """An HTTP token: a header name, a method."""
-    if not isinstance(value, str) or not _TOKEN_RE.fullmatch(value):
-        raise InvalidValue(f"{what} {_show(value)} is not an HTTP token (a header name)")
+def _word_token(value: object, what: str, kind: str) -> str:
+    if not isinstance(value, str) or not _HEADER_NAME_RE.fullmatch(value):
+        raise InvalidValue(f"{what} {_show(value)} is not {kind} (letters, digits, -)")
     return value
 
 
 def safe_token(value: object, what: str) -> str:
-    """An HTTP token written into haproxy.cfg as it is (a method, a header name in a
-    CORS list): no ``'``, ``#``, ``$`` or ``%``, which the config or a log-format reads."""
-    if not isinstance(value, str) or not _HEADER_NAME_RE.fullmatch(value):
-        raise InvalidValue(f"{what} {_show(value)} is not an HTTP token (letters, digits, -)")
-    return value
+    """An HTTP token (RFC 9110 5.6.2: a method, a header name) written into haproxy.cfg
+    as it is: without ``'``, ``#``, ``$`` or ``%``, which the config or a log-format
+    reads."""
+    return _word_token(value, what, "an HTTP token")
 
 
 def header_name(value: object, what: str) -> str:
-    """A header name, lower case (HAProxy compares them so); no quote character."""
-    if not isinstance(value, str) or not _HEADER_NAME_RE.fullmatch(value):
-        raise InvalidValue(f"{what} {_show(value)} is not a header name (letters, digits, -)")
-    return value.lower()
+    """A header name (a :func:`safe_token`), lower case: HAProxy compares them so."""
+    return _word_token(value, what, "a header name").lower()
 
 
 def cookie_name(value: object, what: str) -> str:
@@ -555,8 +549,7 @@ def _regex_check(pattern: object, in_repeat: bool, what: str, value: str) -> int
     return unbounded
 
 
-def quotable(value: object, what: str) -> str:
-    """Text written as one single-quoted argument: printable ASCII and spaces, no quote."""
-    if not isinstance(value, str) or not _QUOTABLE_RE.fullmatch(value):
-        raise InvalidValue(f"{what} {_show(value)} holds a quote or a control character")
-    return value
+def quotable(text: str) -> bool:
+    """Whether ``text`` can be written as one single-quoted argument of haproxy.cfg:
+    printable ASCII and spaces, no quote (the renderer's check of quoted text)."""
+    return _QUOTABLE_RE.fullmatch(text) is not None

@@ -455,7 +455,7 @@ class Builder:
             self.service_options[base] = ours
             self.option_owner[base] = owner
             if known is not None:
-                self._share_options(base, ours)
+                self._share_options(namespace, service, base, ours)
         existing = self.catalog.backends.get(name)
         if existing is None or existing.options != options:
             before = self.reuse_backends.get(name)
@@ -474,11 +474,14 @@ class Builder:
                 )
         return name
 
-    def _share_options(self, base: str, ours: BackendOptions) -> None:
+    def _share_options(self, namespace: str, service: str, base: str, ours: BackendOptions) -> None:
         """Give the sections of a Service port made before it had options of its own
         (objects with route features and none) the options it has now."""
-        for name, backend in list(self.catalog.backends.items()):
-            if name.startswith(base + "_f") and backend.options.service_part() != ours:
+        for name, _port in self.catalog.server_refs.get((namespace, service), ()):
+            backend = self.catalog.backends.get(name)
+            if backend is None or not name.startswith(base + "_f"):
+                continue
+            if backend.options.service_part() != ours:
                 options = replace(ours, features=backend.options.features)
                 self.catalog.backends[name] = replace(backend, options=options)
 

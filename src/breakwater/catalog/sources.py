@@ -332,7 +332,7 @@ def _not_plain(http_path: object) -> bool:
     path = as_mapping(http_path, "a path")
     try:
         _ingress_path(path.get("path"), str(path.get("pathType")))
-    except (Rejected, InvalidValue):
+    except InvalidValue:  # Rejected is one
         return True
     return False
 

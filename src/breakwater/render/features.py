@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Iterable
 
 from breakwater.catalog import Backend, BackendOptions, Route, RouteFeatures
-from breakwater.catalog.model import Canary
+from breakwater.catalog.model import Canary, Cors
 
 # Statuses HAProxy 2.6 itself answers with, for which ``http-error`` sets the page.
 HTTP_ERROR_STATUSES = frozenset(
@@ -60,8 +60,9 @@ def generation_files(backends: Iterable[Backend]) -> dict[str, str]:
     return files
 
 
-def server_options(options: BackendOptions) -> list[str]:
-    """The ``default-server`` words for how HAProxy talks to the servers."""
+def server_options(options: BackendOptions, directory: str) -> list[str]:
+    """The ``default-server`` words for how HAProxy talks to the servers (``directory``:
+    the generation directory, where the CA bundle is)."""
     words: list[str] = []
     checked = options.health_check_path is not None
     if options.h2 and not options.tls:
@@ -69,7 +70,8 @@ def server_options(options: BackendOptions) -> list[str]:
         words += ["check-proto", "h2"] if checked else []
     if options.tls:
         if options.ca_pem:
-            words += ["ssl", "verify", "required", "ca-file", f"@GEN@/{ca_file(options.ca_pem)}"]
+            ca = f"{directory}/{ca_file(options.ca_pem)}"
+            words += ["ssl", "verify", "required", "ca-file", ca]
         else:
             words += ["ssl", "verify", "none"]
         words += ["sni", f"str({options.sni})" if options.sni else "req.hdr(host),field(1,:)"]
@@ -109,9 +111,9 @@ def backend_lines(backend: Backend, directory: str) -> str:
         lines.append(f"dynamic-cookie-key {_digest('breakwater ' + backend.name)}")
         if options.retries is None:
             lines.append("option redispatch 1")
-    words = server_options(options)
+    words = server_options(options, directory)
     if words:
-        lines.append("default-server " + " ".join(words).replace("@GEN@", directory))
+        lines.append("default-server " + " ".join(words))
     if options.features is not None:
         lines += feature_lines(options.features, directory)
     return "".join(f"    {line}\n" for line in lines)
@@ -149,7 +151,7 @@ def feature_lines(features: RouteFeatures, directory: str) -> list[str]:
         )
     cors = features.cors
     if cors is not None:
-        lines += _cors_request(features)
+        lines += _cors_request(cors)
     if features.redirect_to:
         lines.append(
             f"http-request redirect location {_format(features.redirect_to)}"
@@ -166,7 +168,7 @@ def feature_lines(features: RouteFeatures, directory: str) -> list[str]:
             " if { ssl_fc }"
         )
     if cors is not None:
-        lines += _cors_response(features)
+        lines += _cors_response(cors)
     for status, body in features.error_pages:
         page = f"{directory}/{page_file(body)}"
         if status in HTTP_ERROR_STATUSES:
@@ -197,26 +199,20 @@ def _rewrite(rewrites: tuple[tuple[str, str], ...]) -> list[str]:
     return lines
 
 
-def _origin_allowed(features: RouteFeatures) -> str:
-    cors = features.cors
-    assert cors is not None
+def _origin_allowed(cors: Cors, origin: str = "req.hdr(origin)") -> str:
+    """The condition: the request's Origin (or the variable holding it) is allowed."""
     if "*" in cors.origins:
-        return "{ req.hdr(origin) -m found }"
-    return "{ req.hdr(origin) -m str " + " ".join(cors.origins) + " }"
+        return f"{{ {origin} -m found }}"
+    return f"{{ {origin} -m str " + " ".join(cors.origins) + " }"
 
 
-def _allow_origin(features: RouteFeatures) -> str:
-    cors = features.cors
-    assert cors is not None
+def _allow_origin(cors: Cors) -> str:
     return "'*'" if "*" in cors.origins else "'%[var(txn.bw_origin)]'"
 
 
-def _cors_request(features: RouteFeatures) -> list[str]:
-    cors = features.cors
-    assert cors is not None
-    allowed = _origin_allowed(features)
+def _cors_request(cors: Cors) -> list[str]:
     headers = [
-        f"hdr Access-Control-Allow-Origin {_allow_origin(features)}",
+        f"hdr Access-Control-Allow-Origin {_allow_origin(cors)}",
         f"hdr Access-Control-Allow-Methods {_format(', '.join(cors.methods))}",
         f"hdr Access-Control-Allow-Headers {_format(', '.join(cors.headers))}",
         f"hdr Access-Control-Max-Age {cors.max_age}",
@@ -226,17 +222,14 @@ def _cors_request(features: RouteFeatures) -> list[str]:
     return [
         "http-request set-var(txn.bw_origin) req.hdr(origin)",
         "http-request return status 204 " + " ".join(headers) + " if METH_OPTIONS"
-        " { req.hdr(access-control-request-method) -m found } " + allowed,
+        " { req.hdr(access-control-request-method) -m found } " + _origin_allowed(cors),
     ]
 
 
-def _cors_response(features: RouteFeatures) -> list[str]:
-    cors = features.cors
-    assert cors is not None
-    allowed = _origin_allowed(features).replace("req.hdr(origin)", "var(txn.bw_origin)")
+def _cors_response(cors: Cors) -> list[str]:
+    allowed = _origin_allowed(cors, "var(txn.bw_origin)")
     lines = [
-        f"http-response set-header Access-Control-Allow-Origin {_allow_origin(features)}"
-        f" if {allowed}"
+        f"http-response set-header Access-Control-Allow-Origin {_allow_origin(cors)} if {allowed}"
     ]
     if cors.credentials:
         lines.append(f"http-response set-header Access-Control-Allow-Credentials true if {allowed}")

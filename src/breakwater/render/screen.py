@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from breakwater.catalog import Backend, BackendOptions, Catalog, Rejection, RouteFeatures
 from breakwater.render.maps import map_key, map_value, route_maps
-from breakwater.validate import CONFIG_WORD_CHARS, config_word
+from breakwater.validate import CONFIG_WORD_CHARS, config_word, quotable
 
 _MAP_WORD = re.compile(r"[!-~]+", re.ASCII)  # one word of a map line: no space, no control
 
@@ -21,15 +21,11 @@ def _backend_words(backend: Backend) -> list[str]:
     words = [backend.name, options.balance, options.health_check_interval]
     words += [w for w in (options.health_check_path, options.timeout_connect) if w]
     words += [options.timeout_server] if options.timeout_server else []
-    if options != _PLAIN and options.service_part() != _PLAIN:
-        words += _option_words(options)
+    words += _option_words(options)
     if options.features is not None:
         words += _feature_words(options.features)
     words += [server.address for server in backend.servers]
     return words
-
-
-_PLAIN = BackendOptions()
 
 
 def _option_words(options: BackendOptions) -> list[str]:
@@ -50,12 +46,9 @@ def _feature_words(features: RouteFeatures) -> list[str]:
         quoted = []
     quoted += [features.hsts or "", features.redirect_to or "", features.app_root or ""]
     quoted += [part for rewrite in features.rewrite for part in rewrite]
-    if not all(_QUOTABLE.fullmatch(text) for text in quoted):
+    if not all(quotable(text) for text in quoted):
         words.append("'")  # refused below, as any word that is not one
     return words
-
-
-_QUOTABLE = re.compile(r"[ !-&(-~]*", re.ASCII)
 
 
 def _ports_valid(backend: Backend) -> bool:
