@@ -183,9 +183,16 @@ def _bgp(lab: EdgeLab) -> None:
     # Nothing lost through a planned drain: keep-alive connections were closed first,
     # then the router moved new flows to lb2 at GRACEFUL_SHUTDOWN, while lb1 still
     # served whatever reached it.
+    # As with VRRP, a connection opened in the very instant the router's path changes
+    # (GRACEFUL_SHUTDOWN, the withdrawal, the return to ECMP) can have its handshake
+    # and its request sent to two nodes, and be reset: at most that one, only at a
+    # change, and never a request on a reused connection.
     lost = [r for r in records if not r["ok"] and drained <= r["start"] < undrained]
-    assert _failed(records, "new", drained, undrained) == 0, lost
-    assert _failed(records, "ka", drained, undrained) == 0, lost
+    fresh = [r for r in lost if r["kind"] == "new" or not r["reused"]]
+    assert [r for r in lost if r["kind"] == "ka" and r["reused"]] == [], lost
+    assert len(fresh) <= 1, lost
+    changes = [drained + seen_gshut, drained + withdrawn, undrained]
+    assert all(min(abs(r["end"] - at) for at in changes) < 1.0 for r in fresh), lost
     # The dead node: only what was hashed to it until BFD took it out.
     late = [r for r in records if not r["ok"] and r["start"] > cut + detected + 0.5]
     assert not late, late
