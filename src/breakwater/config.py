@@ -86,7 +86,7 @@ def read_resources(config: Config) -> list[str]:
     """What this configuration reads under etcd's key prefix (cluster.keys)."""
     catalog = config.catalog
     return keys.read_resources(
-        catalog.mode, catalog.secret_namespaces, catalog.configmap_namespaces
+        catalog.mode, catalog.secret_namespaces, catalog.configmap_namespaces, catalog.gateway_api
     )
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from breakwater import validate
 from breakwater.catalog.builder import Builder, BuildState, Trace, as_mapping
+from breakwater.catalog.gateway import KINDS as GATEWAY_KINDS
+from breakwater.catalog.gateway import gateway_candidates, merge
 from breakwater.catalog.model import (
     Backend,
     BackendOptions,
@@ -151,16 +153,22 @@ def build_catalog(
                 reason = reason_of(exc)
             if reason is not None:
                 builder.reject(describe(kind, ident), reason)
+        builder.join_canaries()
+        catalog = builder.catalog
+        if settings.gateway_api:
+            candidates, catalog.gateway = gateway_candidates(builder, index)
+            catalog.routes, dropped = merge(catalog.routes, candidates)
+            for owner, reason in dropped:
+                builder.ignore(owner, reason)
         for ident, reason in sorted(unreadable_secrets.items()):
             builder.reject(describe("Secret", ident), reason)
-    builder.join_canaries()
-    catalog = builder.catalog
     catalog.ignored.sort(key=lambda item: (item.object, item.reason))
     catalog.server_entries, catalog.traces = builder.entries, builder.traces
     depended = {*builder.unselected, ("IngressClass", "", settings.ingress_class)}
     catalog.build_state = builder.state(
         depended, set(), builder.traces.values(), builder.contested()
     )
+    catalog.build_state.gateway = bool(catalog.gateway)
     used = {name for route in catalog.routes for name in route.backends}
     used.add(catalog.default_backend or "")
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}
@@ -191,6 +199,7 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
         or settings.mode != "pods"
         or state.reader_generation != index.reader_generation
         or state.canaries
+        or state.gateway
     ):
         return None
     added = []
@@ -201,6 +210,8 @@ def _grown(index: ClusterIndex, settings: CatalogSettings, previous: Catalog) ->
         kind, namespace, name = key
         if kind == plain_routes.KIND:
             return None  # plain routes go by name, after every Kubernetes object
+        if settings.gateway_api and (kind in GATEWAY_KINDS or kind == "Namespace"):
+            return None  # a Gateway API object: built with all the others
         obj = index.get(kind, namespace, name)
         if kind not in ("Ingress", "ConfigMap") or obj is None:
             continue  # not ours, or gone again: nothing read it

@@ -101,6 +101,9 @@ class BuildState:
     # Some object is the canary of another's routes: joined at the end of a build,
     # which the next one then makes whole too.
     canaries: bool = False
+    # Gateway API objects were built: built whole each time (what an HTTPRoute makes
+    # hangs on every other's precedence).
+    gateway: bool = False
     grown: bool = False  # this build started where the one before ended
 
 

@@ -42,6 +42,10 @@ class CatalogSettings:
     # classes are ours too, their nginx.ingress.kubernetes.io/ annotations translated.
     ingress_nginx_compat: bool = False
     ingress_nginx_classes: tuple[str, ...] = ("nginx",)
+    # The Gateway API (docs/gateway-api.md): GatewayClasses whose spec.controllerName
+    # is this one are ours, with their Gateways and the HTTPRoutes attached to them.
+    gateway_api: bool = True
+    gateway_controller_name: str = "breakwater.io/edge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,22 @@ class Cors:
 
 
 @dataclass(frozen=True, slots=True)
+class Redirect:
+    """A Gateway API RequestRedirect: what is not set comes from the request."""
+
+    code: int = 302
+    scheme: Literal["http", "https"] | None = None
+    hostname: str | None = None
+    port: int | None = None
+    path: str | None = None  # ReplaceFullPath
+    prefix: tuple[str, str] | None = None  # ReplacePrefixMatch: (matched prefix, new)
+    # The listener ports of the route's parents, for a redirect that keeps the
+    # request's scheme (the spec's default port); None: the scheme's well-known port.
+    http_port: int | None = None
+    https_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RouteFeatures:
     """What happens to the requests of one object's routes (docs/traffic.md).  An
     object with any gets its own backend section for its Service port, holding these
@@ -111,6 +131,12 @@ class RouteFeatures:
     # (status, HTML body): answered for HAProxy's errors and the servers' alike.
     error_pages: tuple[tuple[int, str], ...] = ()
     cors: Cors | None = None
+    # Gateway API filters: (set | add | remove, header name, value) in that order.
+    request_headers: tuple[tuple[str, str, str], ...] = ()
+    response_headers: tuple[tuple[str, str, str], ...] = ()
+    set_host: str | None = None  # URLRewrite hostname
+    set_path: str | None = None  # URLRewrite ReplaceFullPath
+    redirect: Redirect | None = None  # RequestRedirect
 
     def digest(self) -> str:
         """A short name for this set of features, the same in every process."""
@@ -182,11 +208,59 @@ class Route:
     https_redirect: bool = False
     cache: CachePolicy | None = None  # None: never through Varnish
     canary: Canary | None = None
+    # Gateway API: backends sharing the route's requests by weight (the route's own
+    # backend is the last of them).
+    split: Split | None = None
+    # Gateway API: alternatives tried in order before the route itself, each when its
+    # conditions hold (docs/gateway-api.md); the route is what is left.
+    chain: tuple[tuple[Conditions, Route], ...] = ()
 
     @property
     def backends(self) -> tuple[str, ...]:
-        """The backends the route sends requests to: its own, and its canary's."""
-        return (self.backend,) if self.canary is None else (self.backend, self.canary.backend)
+        """The backends the route sends requests to: its own, its canary's, its split's
+        and its alternatives'."""
+        names = [self.backend]
+        if self.canary is not None:
+            names.append(self.canary.backend)
+        if self.split is not None:
+            names += [name for name, _weight in self.split.backends]
+        for _conditions, alternative in self.chain:
+            names += alternative.backends
+        return tuple(dict.fromkeys(names))
+
+    def key(self) -> str | None:
+        """The short name the route map's sixth field carries: of its chain, split or
+        canary (a route has one at most), which the frontend's rules test."""
+        if self.chain:
+            return "c" + hashlib.sha256(repr(self.chain).encode()).hexdigest()[:10]
+        if self.split is not None:
+            return self.split.key()
+        return self.canary.key() if self.canary is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Backends sharing requests by weight (Gateway API backendRefs): each weight > 0."""
+
+    backends: tuple[tuple[str, int], ...]
+
+    def key(self) -> str:
+        return "w" + hashlib.sha256(repr(self).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a Gateway API match asks of a request besides its host and path prefix."""
+
+    method: str | None = None
+    # (lower-case name, "exact" | "regex", value): header values; query parameters.
+    headers: tuple[tuple[str, str, str], ...] = ()
+    query: tuple[tuple[str, str, str], ...] = ()
+    path_regex: str | None = None  # a RegularExpression path (its prefix is the route's)
+    scheme: Literal["http", "https"] | None = None  # the route's listeners take only it
+
+    def __bool__(self) -> bool:
+        return bool(self.method or self.headers or self.query or self.path_regex or self.scheme)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +301,9 @@ class Catalog:
     # What objects asked for that is not done, the object serving all the same (an
     # ingress-nginx annotation not translated, a snippet never executed): sorted.
     ignored: list[Rejection] = field(default_factory=list)
+    # The Gateway API's status conditions, per GatewayClass, Gateway (and listener) and
+    # HTTPRoute (and parent): reported, never written (catalog.gateway).
+    gateway: dict[str, Any] = field(default_factory=dict)
     # (namespace, service) -> [(backend, service port)]: which backends to recompute
     # when only that Service's EndpointSlices or Endpoints change (refresh_servers).
     # Every Service whose servers were computed, routed or not; each list in no order.
@@ -264,6 +341,7 @@ class Catalog:
             "default_backend": self.default_backend,
             "rejected": [_plain(rejection) for rejection in self.rejected],
             "ignored": [_plain(item) for item in self.ignored],
+            **({"gateway_api": self.gateway} if self.gateway else {}),
         }
 
 

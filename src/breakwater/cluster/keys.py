@@ -21,7 +21,15 @@ RESOURCES: dict[str, str] = {
     "minions/": "Node",
     "ingress/": "Ingress",
     "ingressclasses/": "IngressClass",
+    # The Gateway API's CRDs (stored as JSON; pinned to gateway.networking.k8s.io/v1),
+    # and the Namespaces their allowedRoutes selectors look at.
+    "gateway.networking.k8s.io/gatewayclasses/": "GatewayClass",
+    "gateway.networking.k8s.io/gateways/": "Gateway",
+    "gateway.networking.k8s.io/httproutes/": "HTTPRoute",
+    "gateway.networking.k8s.io/referencegrants/": "ReferenceGrant",
+    "namespaces/": "Namespace",
 }
+GATEWAY_API = frozenset(d for d in RESOURCES if d.startswith("gateway.") or d == "namespaces/")
 
 
 # What each way of reaching the backends reads (catalog.mode): pod IPs come from
@@ -36,18 +44,22 @@ def read_resources(
     mode: str,
     secret_namespaces: tuple[str, ...] = (),
     configmap_namespaces: tuple[str, ...] = (),
+    gateway_api: bool = True,
 ) -> list[str]:
     """What the watcher lists and watches under the key prefix, and nothing else.
 
     The one answer to "what does the edge read": the follower, the one-shot reads of
     the CLI and the lookups, and the read-only etcd role (``breakwater.edge.etcd_access``)
     all take it from here.  ``secret_namespaces`` / ``configmap_namespaces`` narrow
-    Secrets / ConfigMaps to those namespaces (empty: every namespace).
+    Secrets / ConfigMaps to those namespaces (empty: every namespace); ``gateway_api``
+    off leaves the Gateway API's objects (and Namespaces) unread.
     """
     narrowed = {"secrets/": secret_namespaces, "configmaps/": configmap_namespaces}
     resources = []
     for directory in RESOURCES:
         if directory in _NOT_READ.get(mode, frozenset()):
+            continue
+        if not gateway_api and directory in GATEWAY_API:
             continue
         namespaces = narrowed.get(directory, ())
         for namespace in namespaces:
@@ -74,7 +86,7 @@ def kind_of_key(key: str, prefix: str) -> str | None:
     return None
 
 
-CLUSTER_SCOPED = frozenset({"Node", "IngressClass"})
+CLUSTER_SCOPED = frozenset({"Node", "IngressClass", "GatewayClass", "Namespace"})
 
 
 @lru_cache(maxsize=8)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from breakwater.catalog import Backend, BackendOptions, Route, RouteFeatures
 from breakwater.catalog.model import Canary, Cors
+from breakwater.render.filters import filter_lines
 
 # Statuses HAProxy 2.6 itself answers with, for which ``http-error`` sets the page.
 HTTP_ERROR_STATUSES = frozenset(
@@ -124,6 +125,8 @@ def feature_lines(features: RouteFeatures, directory: str) -> list[str]:
     how often, how much; answers the edge gives itself; the path the servers get;
     then the response."""
     lines: list[str] = []
+    if features.redirect is not None:  # a Gateway API redirect: no other rule runs
+        return filter_lines(features)
     if features.allow_sources:
         lines.append(
             "http-request deny deny_status 403 if !{ src " + " ".join(features.allow_sources) + " }"
@@ -162,6 +165,7 @@ def feature_lines(features: RouteFeatures, directory: str) -> list[str]:
             f"http-request redirect location {_format(features.app_root)} code 302 if {{ path / }}"
         )
     lines += _rewrite(features.rewrite)
+    lines += filter_lines(features)
     if features.hsts:
         lines.append(
             f"http-response set-header Strict-Transport-Security {_format(features.hsts)}"

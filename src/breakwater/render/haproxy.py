@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from breakwater.catalog import Backend, Catalog, Rejection
 from breakwater.render.features import backend_lines, canary_lines, generation_files
+from breakwater.render.gateway import chain_lines, split_lines
 from breakwater.render.maps import RouteLookup, route_lookup, route_maps
 from breakwater.render.screen import screen
 from breakwater.render.shape import SPARE_PREFIX, Shape, fresh_shape, sectioned
@@ -144,6 +145,8 @@ def render_haproxy(
         server_lines=server_lines,
         backend_lines=backend_lines,
         canary_lines=canary_lines,
+        chain_lines=chain_lines,
+        split_lines=split_lines,
         header=header,
         varnish=varnish if varnish is not None and varnish.enabled else None,
         backend_log_level=BACKEND_LOG_LEVELS.get(settings.backend_log, "err"),

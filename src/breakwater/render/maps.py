@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from breakwater.catalog import Canary, Route
+from breakwater.catalog.gateway import STATUS_500
+from breakwater.catalog.model import Split
 from breakwater.render.features import canaries
 
 
@@ -18,8 +20,8 @@ def map_value(route: Route) -> str:
 
     Flags: ``r`` redirect to HTTPS, ``c`` cacheable.  The cache policy fields are
     sent to Varnish as request headers; every part is validated (names, integers).
-    ``canary``: the key of the route's canary, which the frontend's canary rules test
-    (absent without one).
+    ``canary``: the key of the route's chain, split or canary, which the frontend's
+    rules test (absent without one).
     """
     flags = ("r" if route.https_redirect else "") + ("c" if route.cache else "")
     cache = route.cache
@@ -32,8 +34,8 @@ def map_value(route: Route) -> str:
         if cache
         else ["-", "-", "-"]
     )
-    canary = [route.canary.key()] if route.canary is not None else []
-    return ";".join([route.backend, flags or "-", *policy, *canary])
+    key = route.key()
+    return ";".join([route.backend, flags or "-", *policy, *([key] if key else [])])
 
 
 _HOST = "req.hdr(host),field(1,:),lower"  # the Host header without port, lower case
@@ -49,6 +51,9 @@ class RouteLookup:
     redirect: bool  # some route redirects plain HTTP to HTTPS
     exact_hosts: bool  # some route names a host (not a wildcard, not any host)
     canaries: tuple[Canary, ...] = ()  # the canaries routes use, for the frontend's rules
+    chains: tuple[Route, ...] = ()  # routes with Gateway API conditions, one per chain
+    splits: tuple[Split, ...] = ()  # weighted backends (Gateway API), each once
+    status_500: bool = False  # some route answers 500 (the section bw_status_500)
 
 
 def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteLookup:
@@ -57,13 +62,40 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
     sources = [_HOST] if exact_hosts else []
     if any(host.startswith("*.") for host in hosts):
         sources.append(_HOST + ",regsub(^[^.]*,*)")
+    # Gateway API wildcards (**.domain: any name under domain): the request's host cut
+    # to the domain's number of labels, longest domains first.
+    depths = {host.count(".") for host in hosts if host.startswith("**.")}
+    for depth in sorted(depths, reverse=True):
+        labels = "[.]".join(["[^.]+"] * depth)
+        sources.append(f"'{_HOST},regsub(\"^.+[.]({labels})$\",\"**.\\1\")'")
     if "*" in hosts:
         sources.append("str(*)")
     redirect = any(route.https_redirect for route in routes)
     # Both maps are looked up whenever there are routes, even while one is empty: a
     # route that fills it then changes the map alone, at runtime, not the file.
     routed = bool(routes)
-    return RouteLookup(sources, routed, routed, redirect, exact_hosts, canaries(routes))
+    chains = tuple(dict((route.key(), route) for route in routes if route.chain).values())
+    return RouteLookup(
+        sources,
+        routed,
+        routed,
+        redirect,
+        exact_hosts,
+        canaries(routes),
+        tuple(sorted(chains, key=lambda route: str(route.key()))),
+        splits(routes),
+        any(STATUS_500 in route.backends for route in routes),
+    )
+
+
+def splits(routes: list[Route]) -> tuple[Split, ...]:
+    """The weighted splits the routes use, their alternatives' included, each once."""
+    found: dict[str, Split] = {}
+    for route in routes:
+        for candidate in (route, *(alternative for _c, alternative in route.chain)):
+            if candidate.split is not None:
+                found[candidate.split.key()] = candidate.split
+    return tuple(found[key] for key in sorted(found))
 
 
 # The key and value of each route of the last call, by identity (the route is kept, so

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from breakwater.catalog import Backend, BackendOptions, Catalog, Route
+from breakwater.catalog.model import Split
 
 SPARE_PREFIX = "bw_spare_"
 """Spare sections are named ``bw_spare_<n>``: backends rendered from Services are
@@ -165,6 +166,14 @@ def _route_in(route: Route, section_of: Mapping[str, str]) -> Route:
     canary = route.canary
     if canary is not None and canary.backend in section_of:
         route = replace(route, canary=replace(canary, backend=section_of[canary.backend]))
+    split = route.split
+    if split is not None and any(name in section_of for name, _weight in split.backends):
+        shares = tuple((section_of.get(name, name), weight) for name, weight in split.backends)
+        route = replace(route, split=Split(shares))
+    if route.chain:
+        chain = tuple((c, _route_in(alternative, section_of)) for c, alternative in route.chain)
+        if chain != route.chain:
+            route = replace(route, chain=chain)
     return route
 
 
