@@ -326,7 +326,11 @@ async def edge_status(config: Config) -> dict[str, Any]:
         watcher = None
         problems.append(f"no watcher status in {path}: {exc}")
     if watcher is not None:
-        watcher.pop("catalog", None)  # the routing model: `breakwater catalog` prints it
+        # The routing model: `breakwater catalog` prints it; of it, the Gateway API's
+        # status conditions are the status's.
+        catalog = watcher.pop("catalog", None)
+        if isinstance(catalog, dict) and catalog.get("gateway_api"):
+            status["gateway_api"] = catalog["gateway_api"]
         status["watcher"] = watcher
         problems.extend(_watcher_problems(watcher))
     try:
@@ -412,4 +416,32 @@ def status_lines(status: dict[str, Any], now: float | None = None) -> list[str]:
         )
     if status["varnish"] is not None:
         lines.append(f"varnish: active VCL {status['varnish']['active_vcl']}")
+    lines += gateway_lines(status.get("gateway_api") or {})
+    return lines
+
+
+def _conditions(conditions: list[dict[str, str]]) -> str:
+    return ", ".join(
+        c["type"] + ("" if c["status"] == "True" else f"=False ({c['reason']})") for c in conditions
+    )
+
+
+def gateway_lines(gateway: dict[str, Any]) -> list[str]:
+    """The Gateway API's conditions, as the spec names them: each Gateway and listener,
+    and each HTTPRoute's parents (``--json`` has the messages)."""
+    lines = []
+    for name, found in sorted(gateway.get("gateways", {}).items()):
+        lines.append(f"gateway {name}: {_conditions(found['conditions'])}")
+        for listener, state in sorted(found.get("listeners", {}).items()):
+            lines.append(
+                f"  listener {listener}: {_conditions(state['conditions'])};"
+                f" {state['attachedRoutes']} routes attached"
+            )
+    for name, found in sorted(gateway.get("httproutes", {}).items()):
+        for parent in found.get("parents", []):
+            lines.append(
+                f"httproute {name} -> {parent['parentRef']}: {_conditions(parent['conditions'])}"
+            )
+        if found.get("conditions"):
+            lines.append(f"httproute {name}: {_conditions(found['conditions'])}")
     return lines

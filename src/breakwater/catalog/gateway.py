@@ -715,6 +715,8 @@ def gateway_candidates(
     """Every candidate of the HTTPRoutes attached to our Gateways, and the status."""
     state = GatewayState()
     _classes(index, builder, state)
+    if not state.classes:
+        return [], {}
     _gateways(index, builder, state)
     candidates: list[Candidate] = []
     routes = sorted(index.all("HTTPRoute"), key=lambda item: (_created(item[1]), item[0]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from breakwater.catalog import Backend, BackendOptions, Catalog, Rejection, RouteFeatures
+from breakwater.catalog import Backend, BackendOptions, Catalog, Rejection, Route, RouteFeatures
 from breakwater.render.maps import map_key, map_value, route_maps
 from breakwater.validate import CONFIG_WORD_CHARS, config_word, quotable
 
@@ -46,9 +46,31 @@ def _feature_words(features: RouteFeatures) -> list[str]:
         quoted = []
     quoted += [features.hsts or "", features.redirect_to or "", features.app_root or ""]
     quoted += [part for rewrite in features.rewrite for part in rewrite]
+    for _op, name, value in features.request_headers + features.response_headers:
+        words.append(name)
+        quoted.append(value)
+    words += [features.set_host] if features.set_host else []
+    quoted += [features.set_path or ""]
+    redirect = features.redirect
+    if redirect is not None:
+        words += [redirect.hostname] if redirect.hostname else []
+        quoted += [redirect.path or "", *(redirect.prefix or ())]
     if not all(quotable(text) for text in quoted):
         words.append("'")  # refused below, as any word that is not one
     return words
+
+
+def _route_clean(route: Route) -> bool:
+    """The words and quoted values of a route's Gateway API conditions (none for the
+    routes of other objects: a route's map key and value are checked as map words)."""
+    words, quoted = [], []
+    for conditions, _alternative in route.chain:
+        words += [conditions.method] if conditions.method else []
+        quoted += [conditions.path_regex] if conditions.path_regex else []
+        for name, _kind, value in conditions.headers + conditions.query:
+            words.append(name)
+            quoted.append(value)
+    return (not words or _words_clean(words)) and all(quotable(text) for text in quoted)
 
 
 def _ports_valid(backend: Backend) -> bool:
@@ -96,6 +118,8 @@ def _all_clean(catalog: Catalog, map_texts: tuple[str, ...], clean: Mapping[str,
         return False
     if not all(_map_clean(text) for text in map_texts):
         return False
+    if not all(_route_clean(route) for route in catalog.routes if route.chain):
+        return False
     return all(_FILE_NAME.fullmatch(name) for name in catalog.certificates)
 
 
@@ -130,6 +154,8 @@ def screen(
             _MAP_WORD.fullmatch(map_key(route)) and _MAP_WORD.fullmatch(map_value(route))
         ):
             problem = f"route {map_key(route)[:60]!r} is not one word of a map file"
+        if problem is None and route.chain and not _route_clean(route):
+            problem = f"a condition of route {map_key(route)[:60]!r} is not writable"
         if problem is None:
             routes.append(route)
         else:
