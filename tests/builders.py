@@ -166,3 +166,76 @@ def node(name: str, ip: str, ready: bool = True, unschedulable: bool = False) ->
             ],
         },
     }
+
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def gateway_class(
+    name: str = "breakwater", controller: str = "breakwater.io/edge"
+) -> dict[str, Any]:
+    return {
+        "kind": "GatewayClass",
+        "apiVersion": GATEWAY_API,
+        "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"controllerName": controller},
+    }
+
+
+def gateway(
+    namespace: str,
+    name: str,
+    listeners: list[dict[str, Any]] | None = None,
+    class_name: str = "breakwater",
+) -> dict[str, Any]:
+    """A Gateway; by default one HTTP listener on port 80 taking routes from every namespace."""
+    default = [
+        {
+            "name": "http",
+            "port": 80,
+            "protocol": "HTTP",
+            "allowedRoutes": {"namespaces": {"from": "All"}},
+        }
+    ]
+    return {
+        "kind": "Gateway",
+        "apiVersion": GATEWAY_API,
+        "metadata": meta(namespace, name),
+        "spec": {"gatewayClassName": class_name, "listeners": listeners or default},
+    }
+
+
+def http_route(
+    namespace: str,
+    name: str,
+    rules: list[dict[str, Any]],
+    hostnames: list[str] | None = None,
+    parents: list[dict[str, Any]] | None = None,
+    created: str = "2026-01-01T00:00:00Z",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "parentRefs": parents or [{"name": "gw", "namespace": "infra"}],
+        "rules": rules,
+    }
+    if hostnames is not None:
+        spec["hostnames"] = hostnames
+    return {
+        "kind": "HTTPRoute",
+        "apiVersion": GATEWAY_API,
+        "metadata": meta(namespace, name, created),
+        "spec": spec,
+    }
+
+
+def rule(
+    *backends: tuple[str, int] | tuple[str, int, int],
+    path: str = "/",
+    path_type: str = "PathPrefix",
+    **match: Any,
+) -> dict[str, Any]:
+    """A rule with one match (a path, and ``headers`` / ``queryParams`` / ``method``)
+    sending to ``backends``: (service, port) or (service, port, weight)."""
+    refs = [
+        {"name": b[0], "port": b[1], **({"weight": b[2]} if len(b) > 2 else {})} for b in backends
+    ]
+    return {"matches": [{"path": {"type": path_type, "value": path}, **match}], "backendRefs": refs}

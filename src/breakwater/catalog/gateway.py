@@ -462,6 +462,14 @@ class _RouteContext:
         return None
 
 
+_FILTER_FIELDS = {
+    "RequestHeaderModifier": "requestHeaderModifier",
+    "ResponseHeaderModifier": "responseHeaderModifier",
+    "RequestRedirect": "requestRedirect",
+    "URLRewrite": "urlRewrite",
+}
+
+
 def _filters(context: _RouteContext, raw: object, prefixes: list[str]) -> RouteFeatures | None:
     features = RouteFeatures()
     filters = as_list(raw, "filters")
@@ -470,6 +478,9 @@ def _filters(context: _RouteContext, raw: object, prefixes: list[str]) -> RouteF
         raise Rejected("a rule may not have both RequestRedirect and URLRewrite")
     for entry in filters:
         kind = entry.get("type")
+        body = _FILTER_FIELDS.get(str(kind))
+        if body is not None and not isinstance(entry.get(body), Mapping):
+            raise Rejected(f"filter {kind} without its {body}")
         if kind == "RequestHeaderModifier":
             ops = _header_ops(entry.get("requestHeaderModifier"), "requestHeaderModifier")
             features = replace(features, request_headers=features.request_headers + ops)
