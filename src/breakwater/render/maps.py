@@ -67,7 +67,7 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
     depths = {host.count(".") for host in hosts if host.startswith("**.")}
     for depth in sorted(depths, reverse=True):
         labels = "[.]".join(["[^.]+"] * depth)
-        sources.append(f"'{_HOST},regsub(\"^.+[.]({labels})$\",\"**.\\1\")'")
+        sources.append(f'\'{_HOST},regsub("^.+[.]({labels})$","**.\\1")\'')
     if "*" in hosts:
         sources.append("str(*)")
     redirect = any(route.https_redirect for route in routes)
