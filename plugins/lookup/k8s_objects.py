@@ -18,7 +18,10 @@ options:
     description: Not used.
     required: false
   kind:
-    description: Service, Endpoints, EndpointSlice, ConfigMap, Secret, Node, Ingress or IngressClass.
+    description:
+      - Service, Endpoints, EndpointSlice, ConfigMap, Secret, Node, Ingress or IngressClass;
+        the Gateway API's GatewayClass, Gateway, HTTPRoute or ReferenceGrant (stored as JSON);
+        Namespace.
     type: str
     required: true
   namespace:

@@ -34,8 +34,13 @@ def storage_key(obj: Mapping[str, Any], prefix: str = "/registry") -> str:
     return f"{base}/{namespace}/{name}" if namespace else f"{base}/{name}"
 
 
+# CustomResources (the Gateway API) are stored as JSON whatever the API server's
+# storage media type: protobuf is for built-in kinds only.
+JSON_ONLY = frozenset({"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"})
+
+
 def storage_value(obj: Mapping[str, Any], encoding: str = "protobuf") -> bytes:
-    if encoding == "json":
+    if encoding == "json" or obj.get("kind") in JSON_ONLY:
         return json.dumps(obj, separators=(",", ":")).encode()
     return encode_protobuf(obj)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from builders import tls_secret
+from builders import http_route, rule, tls_secret
 from harness import (
     endpoint_slice,
     http_get,
@@ -98,6 +98,7 @@ def test_k8s_objects_lookup_filters_and_redacts(etcd, tmp_path) -> None:
     store(etcd, service("other", "web"), encoding="json")
     store(etcd, tls_secret("shop", "www-tls"))
     store(etcd, endpoint_slice("shop", "web", [("10.0.0.1", 80)]))
+    store(etcd, http_route("shop", "gw", [rule(("web", 80))], ["gw.example.com"]))
     lookups = {
         "services": "query('breakwater.edge.k8s_objects', kind='Service', namespace='shop', "
         "endpoints=e)",
@@ -106,6 +107,7 @@ def test_k8s_objects_lookup_filters_and_redacts(etcd, tmp_path) -> None:
         "slices": "query('breakwater.edge.k8s_objects', kind='EndpointSlice', "
         "label_selector='kubernetes.io/service-name in (web,db)', endpoints=e)",
         "secret": "query('breakwater.edge.k8s_objects', kind='Secret', endpoints=e)",
+        "routes": "query('breakwater.edge.k8s_objects', kind='HTTPRoute', endpoints=e)",
     }
     tasks = [
         {"ansible.builtin.set_fact": {name: "{{ " + text + " }}"}, "vars": {"e": [etcd.endpoint]}}
@@ -117,6 +119,9 @@ def test_k8s_objects_lookup_filters_and_redacts(etcd, tmp_path) -> None:
     assert [o["metadata"]["namespace"] for o in facts[1]["one"]] == ["other"]
     assert [o["metadata"]["name"] for o in facts[2]["slices"]] == ["web-a"]
     assert facts[3]["secret"][0]["data"] == {"tls.crt": "<redacted>", "tls.key": "<redacted>"}
+    [route] = facts[4]["routes"]  # a CustomResource: stored as JSON, read back as it is
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["hostnames"] == ["gw.example.com"]
 
 
 def test_etcd_keys_lookup(etcd, tmp_path) -> None:

@@ -39,10 +39,12 @@ def lab_ip(host) -> str:
     return RUNNER.get_variables(host.backend.get_hostname())["lab_ip"]
 
 
-def get(ip: str, host: str, path: str = "/") -> tuple[int, dict[str, str], str]:
+def get(
+    ip: str, host: str, path: str = "/", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     connection = http.client.HTTPConnection(ip, 80, timeout=5)
     try:
-        connection.request("GET", path, headers={"Host": host})
+        connection.request("GET", path, headers={"Host": host, **(headers or {})})
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         return response.status, headers, response.read().decode()
@@ -88,6 +90,13 @@ def test_host_routed_request_reaches_the_backend(host) -> None:
     status, _, body = get(lab_ip(host), "www.lab.example")
     assert (status, body.strip()) == (200, "mol-backend1-8080")
     assert get(lab_ip(host), "unknown.lab.example")[0] == 404
+
+
+def test_the_labs_httproute_is_served_and_its_header_match_decides(host) -> None:
+    status, _, body = get(lab_ip(host), "gw.lab.example")
+    assert (status, body.strip()) == (200, "mol-backend1-8080")
+    status, _, body = get(lab_ip(host), "gw.lab.example", headers={"X-Lab": "api"})
+    assert (status, body.strip()) == (200, "mol-backend1-8081")
 
 
 def test_cacheable_route_answers_from_cache(host) -> None:

@@ -646,6 +646,7 @@ def _parents(
             else:
                 matched = False
                 for listener in allowed:
+                    attached = False
                     for hostname in hostnames or ["*"]:
                         found = (
                             listener.hostname or "*"
@@ -655,12 +656,12 @@ def _parents(
                         if found is not None:
                             scheme = "https" if listener.protocol == "HTTPS" else "http"
                             hosts.setdefault(gateway_host(found), set()).add(scheme)
-                            matched = True
+                            matched = attached = True
                             if listener.protocol == "HTTP":
                                 context.http_port = context.http_port or listener.port
                             else:
                                 context.https_port = context.https_port or listener.port
-                    listener.attached += 1
+                    listener.attached += attached  # a route no hostname joins is not attached
                 if not matched:
                     accepted = condition("Accepted", False, "NoMatchingListenerHostname")
         parents.append({"parentRef": named, "conditions": [accepted]})

@@ -35,7 +35,7 @@ from breakwater.k8s.descriptors import (
     split_type,
 )
 from breakwater.k8s.jsontext import JSONTextError, load_json, short
-from breakwater.k8s.schema import KINDS, MESSAGES, SPECIAL_TYPES
+from breakwater.k8s.schema import JSON_KINDS, KINDS, MESSAGES, SPECIAL_TYPES
 
 PROTOBUF_MAGIC = b"k8s\x00"
 
@@ -270,6 +270,8 @@ def decode_json(key: str, value: bytes, lean: bool = False) -> dict[str, Any]:
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         raise CorruptValueError(key, "JSON object has no kind and apiVersion")
+    if (api_version, kind) in JSON_KINDS:
+        return obj
     if (api_version, kind) not in KINDS:
         raise _unknown_kind(key, kind, api_version)
     if lean:

@@ -45,6 +45,20 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
 }
 
+# CustomResources, stored as JSON only and read as they are (no schema of ours): the
+# Gateway API at the versions its CRDs store -- v1, and v1beta1 for ReferenceGrant
+# (v1 served too).  An object still stored at an older version (before a storage
+# migration) is rejected by name as of an unknown kind.
+JSON_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("gateway.networking.k8s.io/v1", "GatewayClass"),
+        ("gateway.networking.k8s.io/v1", "Gateway"),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
+        ("gateway.networking.k8s.io/v1", "ReferenceGrant"),
+    }
+)
+
 # Kubernetes types with a JSON form of their own; their wire messages are fixed.
 SPECIAL_TYPES: dict[str, tuple[Field, ...]] = {
     "Time": _fields(("seconds", 1, "int64"), ("nanos", 2, "int32")),
