@@ -74,6 +74,7 @@ class Listener:
     allowed_from: str = "Same"
     selector: Mapping[str, Any] | None = None
     accepted: bool = True
+    programmed: bool = True  # served: routes attached to an unprogrammed one serve nothing
     conditions: list[dict[str, str]] = field(default_factory=list)
     attached: int = 0
 
@@ -260,9 +261,9 @@ def _listener(
         for k in kinds
         if (as_mapping(k, "a kind").get("group") or GROUP) != GROUP or k.get("kind") != "HTTPRoute"
     ]
-    if kinds and len(wrong) == len(kinds):
+    if wrong:  # the listener takes the kinds it can, and says which it cannot
         resolved = condition("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute")
-        listener.accepted = False
+        listener.accepted = len(wrong) < len(kinds)
     if protocol not in ("HTTP", "HTTPS"):
         listener.accepted = False
         listener.conditions = [
@@ -300,13 +301,17 @@ def _listener(
                 problem = problem or str(exc)
         if problem is not None:
             resolved = condition("ResolvedRefs", False, "InvalidCertificateRef", problem)
+    # A listener without its certificate is not served (no route attaches to it).
+    programmed = listener.accepted and resolved["reason"] not in (
+        "InvalidCertificateRef",
+        "RefNotPermitted",
+    )
     listener.conditions = [
         condition("Accepted", listener.accepted, "Accepted" if listener.accepted else "Invalid"),
         resolved,
-        condition(
-            "Programmed", listener.accepted, "Programmed" if listener.accepted else "Invalid"
-        ),
+        condition("Programmed", programmed, "Programmed" if programmed else "Invalid"),
     ]
+    listener.programmed = programmed
     return listener
 
 
@@ -653,14 +658,17 @@ def _parents(
                             if hostname == "*"
                             else intersect(listener.hostname, hostname)
                         )
-                        if found is not None:
-                            scheme = "https" if listener.protocol == "HTTPS" else "http"
-                            hosts.setdefault(gateway_host(found), set()).add(scheme)
-                            matched = attached = True
-                            if listener.protocol == "HTTP":
-                                context.http_port = context.http_port or listener.port
-                            else:
-                                context.https_port = context.https_port or listener.port
+                        if found is None:
+                            continue
+                        matched = attached = True
+                        if not listener.programmed:
+                            continue  # attached, but the listener serves nothing
+                        scheme = "https" if listener.protocol == "HTTPS" else "http"
+                        hosts.setdefault(gateway_host(found), set()).add(scheme)
+                        if listener.protocol == "HTTP":
+                            context.http_port = context.http_port or listener.port
+                        else:
+                            context.https_port = context.https_port or listener.port
                     listener.attached += attached  # a route no hostname joins is not attached
                 if not matched:
                     accepted = condition("Accepted", False, "NoMatchingListenerHostname")
@@ -747,7 +755,7 @@ def gateway_candidates(
             parents, hosts = _parents(context, route, state)
             if not parents:
                 continue  # attached to no Gateway of ours
-            found = _route_candidates(context, route, hosts) if hosts else []
+            found = _route_candidates(context, route, hosts)
         except Exception as exc:
             reason = reason_of(exc)
             builder.reject(owner, reason)
