@@ -49,9 +49,6 @@ ONE_ADDRESS = "every Gateway is served on the edge's one address (no address per
 UNSUPPORTED: dict[str, str] = {
     "HTTPRouteBackendProtocolH2C": "h2c to backends by appProtocol is not read from Services",
     "HTTPRouteBackendProtocolWebSocket": "appProtocol kubernetes.io/ws is not read from Services",
-    "HTTPRouteBackendRequestHeaderModifier": "filters on a backendRef are not supported",
-    "HTTPRouteBackendRequestRedirect": "filters on a backendRef are not supported",
-    "HTTPRouteBackendURLRewrite": "filters on a backendRef are not supported",
     "HTTPRouteCORS": "the HTTPRoute CORS filter is not supported",
     "HTTPRouteHTTPSListenerDetectMisdirectedRequests": "no 421 for a Host another listener's "
     "certificate serves",
@@ -69,7 +66,6 @@ UNSUPPORTED: dict[str, str] = {
     "HTTPRouteDisallowedKind": "TLS listeners (TLSRoute) are not served: not Programmed",
     "HTTPRouteRedirectPortAndScheme": ONE_ADDRESS + ": the same path on Gateways on ports 80 and "
     "8080 (the edge does not tell listener ports apart)",
-    "HTTPRouteRequestHeaderModifierBackendWeights": "filters on a backendRef are not supported",
     "GatewayModifyListeners": "changes objects mid-test (status only), not replayed",
     "HTTPRouteObservedGenerationBump": "status observedGeneration: the edge reports, never writes",
 }

@@ -545,8 +545,32 @@ def _redirect(context: _RouteContext, entry: Mapping[str, Any], prefixes: list[s
     )
 
 
+def _merged(rule: RouteFeatures | None, ref: RouteFeatures | None) -> RouteFeatures | None:
+    """A rule's filters, then its backendRef's (which win where both set one thing)."""
+    if rule is None or ref is None:
+        return ref or rule
+    return replace(
+        rule,
+        request_headers=rule.request_headers + ref.request_headers,
+        response_headers=rule.response_headers + ref.response_headers,
+        set_host=ref.set_host or rule.set_host,
+        set_path=ref.set_path or rule.set_path,
+        rewrite=ref.rewrite or rule.rewrite,
+        redirect=ref.redirect or rule.redirect,
+    )
+
+
+def _redirect_backend(context: _RouteContext, features: RouteFeatures) -> str:
+    """A section with no server: its only rule is the redirect."""
+    name = f"bw_redirect_{features.digest()}"
+    context.builder.add_backend(
+        Backend(name, "", "redirect", "redirect", BackendOptions(features=features), ())
+    )
+    return name
+
+
 def _backend_ref(
-    context: _RouteContext, raw: object, features: RouteFeatures | None
+    context: _RouteContext, raw: object, rule: RouteFeatures | None, prefixes: list[str]
 ) -> tuple[str, int]:
     """(backend name, weight) of a backendRef; an unusable one answers 500 and says why
     in the route's ResolvedRefs."""
@@ -555,8 +579,9 @@ def _backend_ref(
     weight = validate.integer(weight, "backendRef weight", 0, 1_000_000)
     namespace = str(ref.get("namespace") or context.ident[0])
     name = ref.get("name")
-    if as_list(ref.get("filters"), "backendRef filters"):
-        raise Rejected("backendRef filters are not supported")
+    features = _merged(rule, _filters(context, ref.get("filters"), prefixes))
+    if features is not None and features.redirect is not None:
+        return _redirect_backend(context, features), weight
     if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
         context.unresolved.append(("InvalidKind", f"backendRef {name} is not a Service"))
         return STATUS_500, weight
@@ -589,15 +614,11 @@ def _rule_value(context: _RouteContext, rule: Mapping[str, Any], prefixes: list[
     features = _filters(context, rule.get("filters"), prefixes)
     owner = context.owner
     if features is not None and features.redirect is not None:
-        name = f"bw_redirect_{features.digest()}"
-        context.builder.add_backend(
-            Backend(name, "", "redirect", "redirect", BackendOptions(features=features), ())
-        )
-        return Route("", "/", "prefix", name, owner)
+        return Route("", "/", "prefix", _redirect_backend(context, features), owner)
     refs = as_list(rule.get("backendRefs"), "backendRefs")
     if len(refs) > 16:
         raise Rejected("more than 16 backendRefs in a rule")
-    weighted = [_backend_ref(context, ref, features) for ref in refs]
+    weighted = [_backend_ref(context, ref, features, prefixes) for ref in refs]
     weighted = [(name, weight) for name, weight in weighted if weight > 0]
     if not weighted:
         return Route("", "/", "prefix", STATUS_500, owner)
