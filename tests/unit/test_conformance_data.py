@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conformance.gateway_api import loader
+from conformance.gateway_api import loader, support
 from conformance.gateway_api.echo import canonical_header_key, parse_go_duration
 
 CASES = loader.load_cases()
@@ -146,3 +146,28 @@ def test_echo_helpers_follow_go() -> None:
     assert parse_go_duration("500ms") == 0.5
     with pytest.raises(ValueError):
         parse_go_duration("1")
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_table() -> list[str]:
+    """The table under the README's conformance heading, row by row."""
+    text = README.read_text()
+    start = text.index(support.README_HEADING)
+    lines = text[start:].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_the_readme_lists_every_case_and_what_is_not_supported_with_why() -> None:
+    assert readme_table() == support.table(CASES)
+
+
+def test_every_unsupported_case_is_a_case() -> None:
+    assert set(support.UNSUPPORTED) <= {case.name for case in CASES}

@@ -14,6 +14,7 @@ candidates a request there is tried against (:attr:`Route.chain`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -55,13 +56,32 @@ MAX_CONDITIONS = 16  # header or query matches of one match
 MAX_LISTENERS = 64
 
 
-def condition(kind: str, status: bool, reason: str, message: str = "") -> dict[str, str]:
+def condition(kind: str, status: bool, reason: str, message: str = "") -> dict[str, Any]:
     return {
         "type": kind,
         "status": "True" if status else "False",
         "reason": reason,
         "message": message,
     }
+
+
+def _address(value: str) -> dict[str, str]:
+    """A GatewayStatusAddress: an IP address, or a hostname."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return {"type": "Hostname", "value": value}
+    return {"type": "IPAddress", "value": value}
+
+
+def _generation(obj: Object, conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``conditions`` of ``obj``'s generation (observedGeneration, as the spec asks)."""
+    metadata = obj.get("metadata")
+    generation = metadata.get("generation") if isinstance(metadata, Mapping) else None
+    if isinstance(generation, int) and not isinstance(generation, bool):
+        for item in conditions:
+            item["observedGeneration"] = generation
+    return conditions
 
 
 @dataclass
@@ -75,7 +95,8 @@ class Listener:
     selector: Mapping[str, Any] | None = None
     accepted: bool = True
     programmed: bool = True  # served: routes attached to an unprogrammed one serve nothing
-    conditions: list[dict[str, str]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    kinds: list[dict[str, str]] = field(default_factory=list)  # supportedKinds
     attached: int = 0
 
     def allows(self, namespace: str, index: ClusterIndex) -> bool:
@@ -232,7 +253,7 @@ def _classes(index: ClusterIndex, builder: Builder, state: GatewayState) -> None
             continue
         state.classes.add(name)
         state.status["gatewayclasses"][name] = {
-            "conditions": [condition("Accepted", True, "Accepted")]
+            "conditions": _generation(gateway_class, [condition("Accepted", True, "Accepted")])
         }
 
 
@@ -261,6 +282,8 @@ def _listener(
         for k in kinds
         if (as_mapping(k, "a kind").get("group") or GROUP) != GROUP or k.get("kind") != "HTTPRoute"
     ]
+    if not kinds or len(wrong) < len(kinds):
+        listener.kinds = [{"group": GROUP, "kind": "HTTPRoute"}]
     if wrong:  # the listener takes the kinds it can, and says which it cannot
         resolved = condition("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute")
         listener.accepted = len(wrong) < len(kinds)
@@ -340,12 +363,19 @@ def _gateways(index: ClusterIndex, builder: Builder, state: GatewayState) -> Non
             }
             continue
         state.listeners[ident] = listeners
-        programmed = any(listener.accepted for listener in listeners)
+        for listener in listeners:
+            _generation(gateway, listener.conditions)
+        programmed = any(listener.programmed for listener in listeners)
+        addresses = builder.settings.gateway_addresses
         state.status["gateways"][f"{ident[0]}/{ident[1]}"] = {
-            "conditions": [
-                condition("Accepted", True, "Accepted"),
-                condition("Programmed", programmed, "Programmed" if programmed else "Invalid"),
-            ],
+            "conditions": _generation(
+                gateway,
+                [
+                    condition("Accepted", True, "Accepted"),
+                    condition("Programmed", programmed, "Programmed" if programmed else "Invalid"),
+                ],
+            ),
+            "addresses": [_address(address) for address in addresses],
             "listeners": {},
         }
 
@@ -793,12 +823,14 @@ def gateway_candidates(
         )
         for parent in parents:
             parent["conditions"].append(resolved)
+            _generation(route, parent["conditions"])
         state.status["httproutes"][f"{ident[0]}/{ident[1]}"] = {"parents": parents}
     for gateway, listeners in state.listeners.items():
         status = state.status["gateways"][f"{gateway[0]}/{gateway[1]}"]
         for listener in listeners:
             status["listeners"][listener.name] = {
                 "attachedRoutes": listener.attached,
+                "supportedKinds": listener.kinds,
                 "conditions": listener.conditions,
             }
     return candidates, state.status

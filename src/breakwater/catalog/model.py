@@ -46,6 +46,9 @@ class CatalogSettings:
     # is this one are ours, with their Gateways and the HTTPRoutes attached to them.
     gateway_api: bool = True
     gateway_controller_name: str = "breakwater.io/edge"
+    # The addresses clients reach the edge's Gateways on (its VIPs): each Gateway's
+    # status.addresses, as reported.
+    gateway_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
