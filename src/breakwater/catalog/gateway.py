@@ -15,6 +15,7 @@ candidates a request there is tried against (:attr:`Route.chain`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -581,6 +582,9 @@ def _merged(rule: RouteFeatures | None, ref: RouteFeatures | None) -> RouteFeatu
         return ref or rule
     return replace(
         rule,
+        timeout=ref.timeout or rule.timeout,
+        retries=rule.retries if ref.retries is None else ref.retries,
+        retry_on=ref.retry_on or rule.retry_on,
         request_headers=rule.request_headers + ref.request_headers,
         response_headers=rule.response_headers + ref.response_headers,
         set_host=ref.set_host or rule.set_host,
@@ -638,10 +642,59 @@ def _backend_ref(
     return backend, weight
 
 
+_GO_DURATION = re.compile(r"(?:(\d{1,5})h)?(?:(\d{1,5})m(?!s))?(?:(\d{1,5})s)?(?:(\d{1,5})ms)?")
+
+
+def go_duration(value: object, what: str) -> int:
+    """A Gateway API Duration (``1h``, ``30s``, ``500ms``, ``1m30s``) in milliseconds."""
+    found = _GO_DURATION.fullmatch(value) if isinstance(value, str) and value else None
+    if found is None or not any(found.groups()):
+        raise Rejected(f"{what} {validate.show(value)} is not a duration such as 500ms or 1m30s")
+    hours, minutes, seconds, millis = (int(part or 0) for part in found.groups())
+    total = ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
+    if total > 24 * 3600 * 1000:
+        raise Rejected(f"{what} {validate.show(value)} is longer than a day")
+    return total
+
+
+# The statuses HAProxy's retry-on can retry (besides failures to connect or answer).
+RETRY_CODES = frozenset({404, 408, 425, 500, 501, 502, 503, 504})
+
+
+def _timing(context: _RouteContext, rule: Mapping[str, Any]) -> RouteFeatures | None:
+    """A rule's timeouts and retry: the server's time to answer (the shorter of the
+    request and backendRequest timeouts, 0s: none of the route's own) and retries."""
+    features = RouteFeatures()
+    timeouts = as_mapping(rule.get("timeouts"), "timeouts")
+    limits = [
+        go_duration(timeouts[key], f"timeouts.{key}")
+        for key in ("request", "backendRequest")
+        if timeouts.get(key) is not None
+    ]
+    if [limit for limit in limits if limit]:
+        features = replace(features, timeout=f"{min(limit for limit in limits if limit)}ms")
+    retry = as_mapping(rule.get("retry"), "retry")
+    if retry:
+        attempts = validate.integer(retry.get("attempts", 1), "retry.attempts", 0, 10)
+        codes = [
+            validate.integer(c, "retry code", 400, 599)
+            for c in as_list(retry.get("codes"), "retry.codes")
+        ]
+        unable = sorted(set(codes) - RETRY_CODES)
+        if unable:
+            raise Rejected(f"retry code {unable[0]}: HAProxy retries only {sorted(RETRY_CODES)}")
+        if retry.get("backoff") is not None:
+            go_duration(retry["backoff"], "retry.backoff")
+            context.builder.ignore(context.owner, "retry.backoff ignored: retries are at once")
+        on = ("conn-failure", "empty-response", "response-timeout", *map(str, sorted(set(codes))))
+        features = replace(features, retries=attempts, retry_on=on)
+    return None if features == RouteFeatures() else features
+
+
 def _rule_value(context: _RouteContext, rule: Mapping[str, Any], prefixes: list[str]) -> Route:
     """Where a rule sends what it matches: a backend, backends by weight, a redirect,
     or the edge's own 500."""
-    features = _filters(context, rule.get("filters"), prefixes)
+    features = _merged(_timing(context, rule), _filters(context, rule.get("filters"), prefixes))
     owner = context.owner
     if features is not None and features.redirect is not None:
         return Route("", "/", "prefix", _redirect_backend(context, features), owner)

@@ -140,6 +140,10 @@ class RouteFeatures:
     set_host: str | None = None  # URLRewrite hostname
     set_path: str | None = None  # URLRewrite ReplaceFullPath
     redirect: Redirect | None = None  # RequestRedirect
+    # Gateway API timeouts and retry: the section's own, over the Service port's.
+    timeout: str | None = None  # an HAProxy duration: timeout server
+    retries: int | None = None
+    retry_on: tuple[str, ...] = ()
 
     def digest(self) -> str:
         """A short name for this set of features, the same in every process."""

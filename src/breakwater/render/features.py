@@ -95,11 +95,15 @@ def backend_lines(backend: Backend, directory: str) -> str:
         lines.append(f"timeout tunnel {options.timeout_tunnel}")
     if options.timeout_queue:
         lines.append(f"timeout queue {options.timeout_queue}")
-    if options.retries is not None:
-        lines.append(f"retries {options.retries}")
+    features = options.features
+    retries, retry_on = options.retries, options.retry_on
+    if features is not None and features.retries is not None:  # a Gateway API retry
+        retries, retry_on = features.retries, features.retry_on
+    if retries is not None:
+        lines.append(f"retries {retries}")
         lines.append("option redispatch 1")
-    if options.retry_on:
-        lines.append("retry-on " + " ".join(options.retry_on))
+    if retry_on:
+        lines.append("retry-on " + " ".join(retry_on))
     sticky = options.sticky
     if sticky is not None:
         words = ["cookie", sticky.name, "insert", "indirect", "nocache", "dynamic"]
@@ -110,7 +114,7 @@ def backend_lines(backend: Backend, directory: str) -> str:
         # The cookie names a server by a hash of its address and this key: a slot the
         # runtime API gives another server never inherits the clients of the one before.
         lines.append(f"dynamic-cookie-key {_digest('breakwater ' + backend.name)}")
-        if options.retries is None:
+        if retries is None:
             lines.append("option redispatch 1")
     words = server_options(options, directory)
     if words:

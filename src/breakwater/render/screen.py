@@ -50,6 +50,8 @@ def _feature_words(features: RouteFeatures) -> list[str]:
         words.append(name)
         quoted.append(value)
     words += [features.set_host] if features.set_host else []
+    words += [features.timeout] if features.timeout else []
+    words += list(features.retry_on)
     quoted += [features.set_path or ""]
     redirect = features.redirect
     if redirect is not None:

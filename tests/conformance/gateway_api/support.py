@@ -19,16 +19,15 @@ UNSUPPORTED: dict[str, str] = {
     "HTTPRouteRequestMirror": "request mirroring is not supported",
     "HTTPRouteRequestMultipleMirrors": "request mirroring is not supported",
     "HTTPRouteRequestPercentageMirror": "request mirroring is not supported",
-    "HTTPRouteRetry": "HTTPRoute retries are not supported",
-    "HTTPRouteRetryConnectionError": "HTTPRoute retries are not supported",
-    "HTTPRouteRetryWithTimeouts": "HTTPRoute retries are not supported",
-    "HTTPRouteTimeoutBackendRequest": "HTTPRoute timeouts are not supported",
-    "HTTPRouteTimeoutRequest": "HTTPRoute timeouts are not supported",
     "GatewayHTTPListenerIsolation": "a request is not kept to its most specific listener",
     "HTTPRouteMultipleGateways": ONE_ADDRESS,
     "HTTPRouteDisallowedKind": "TLS listeners (TLSRoute) are not served: not Programmed",
     "HTTPRouteRedirectPortAndScheme": ONE_ADDRESS + ": the same path on Gateways on ports 80 and "
     "8080 (the edge does not tell listener ports apart)",
+    "HTTPRouteRetryConnectionError": "when retries on connection errors run out HAProxy "
+    "answers 502; the suite expects 500 or 503",
+    "HTTPRouteRetryWithTimeouts": "timeouts.request bounds each try (HAProxy's timeout server), "
+    "not the retries together",
     "GatewayModifyListeners": "changes objects mid-test (status only), not replayed",
     "HTTPRouteObservedGenerationBump": "status observedGeneration: the edge reports, never writes",
 }
