@@ -300,3 +300,60 @@ def test_a_redirect_rule_has_no_servers_and_keeps_what_it_does_not_set() -> None
     target = backend.options.features.redirect
     assert target is not None
     assert (target.scheme, target.code, target.hostname, target.path) == ("https", 301, None, None)
+
+
+def test_filters_on_a_backend_ref_apply_to_its_share_after_the_rules() -> None:
+    made = rule(("v1", 80, 1), ("v2", 80, 1))
+    made["filters"] = [
+        {
+            "type": "RequestHeaderModifier",
+            "requestHeaderModifier": {"set": [{"name": "X-Rule", "value": "r"}]},
+        }
+    ]
+    made["backendRefs"][1]["filters"] = [
+        {
+            "type": "RequestHeaderModifier",
+            "requestHeaderModifier": {"add": [{"name": "X-Ref", "value": "v2"}]},
+        }
+    ]
+    catalog = build_catalog([*BASE, http_route("web", "r", [made], ["example.com"])])
+    split = routes_of(catalog)[("example.com", "/", "prefix")].split
+    assert split is not None
+    (first, _), (second, _) = split.backends
+    one = catalog.backends[first].options.features
+    two = catalog.backends[second].options.features
+    assert one is not None and two is not None
+    assert one.request_headers == (("set", "x-rule", "r"),)
+    assert two.request_headers == (("set", "x-rule", "r"), ("add", "x-ref", "v2"))
+
+
+def test_timeouts_and_retry_are_the_rules_sections_own() -> None:
+    made = rule(("v1", 80))
+    made["timeouts"] = {"request": "1m30s", "backendRequest": "500ms"}
+    made["retry"] = {"attempts": 2, "codes": [503, 500], "backoff": "100ms"}
+    catalog = build_catalog([*BASE, http_route("web", "r", [made], ["example.com"])])
+    backend = catalog.backends[routes_of(catalog)[("example.com", "/", "prefix")].backend]
+    features = backend.options.features
+    assert features is not None
+    assert (features.timeout, features.retries) == ("500ms", 2)
+    assert features.retry_on == ("conn-failure", "empty-response", "response-timeout", "500", "503")
+    assert [i.reason for i in catalog.ignored] == ["retry.backoff ignored: retries are at once"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("timeouts", {"request": "1d"}, "not a duration"),
+        ("timeouts", {"request": "25h"}, "longer than a day"),
+        ("retry", {"attempts": 2, "codes": [429]}, "HAProxy retries only"),
+        ("retry", {"attempts": 99}, "retry.attempts"),
+    ],
+)
+def test_timeouts_and_retries_haproxy_cannot_do_reject_the_route_with_why(
+    field: str, value: dict[str, Any], reason: str
+) -> None:
+    made = rule(("v1", 80))
+    made[field] = value
+    catalog = build_catalog([*BASE, http_route("web", "r", [made], ["example.com"])])
+    assert catalog.routes == []
+    assert reason in {r.object: r.reason for r in catalog.rejected}["HTTPRoute web/r"]
