@@ -815,6 +815,8 @@ def _route_candidates(
             path for path, match, _c, pattern in parsed if match == "prefix" and not pattern
         ]
         value = _rule_value(context, rule, prefixes)
+        if rule.get("sessionPersistence") is not None:
+            context.builder.ignore(context.owner, "sessionPersistence ignored: not supported")
         for match_number, (path, match, conditions, _pattern) in enumerate(parsed):
             for host, schemes in sorted(hosts.items()):
                 candidates.append(
