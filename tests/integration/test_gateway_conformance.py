@@ -37,7 +37,7 @@ from conformance.gateway_api import loader
 from conformance.gateway_api.echo import EchoServer
 from conformance.gateway_api.support import UNSUPPORTED
 from harness import Etcd, HAProxy, WatcherProcess, haproxy_settings, store, wait_for, watcher_config
-from traffic_servers import CertificateAuthority
+from traffic_servers import CertificateAuthority, websocket_connect
 
 from breakwater.lab import storage_key
 
@@ -325,6 +325,25 @@ def eventually(edge: Edge, case_request: loader.CaseRequest, timeout: float = 15
     raise AssertionError(f"{case_request.request}: {last}")
 
 
+def eventually_websocket(edge: Edge, case_request: loader.CaseRequest) -> None:
+    """A WebSocket through the edge: each message sent comes back as it was."""
+    request = case_request.request
+    deadline = time.monotonic() + 15
+    while True:
+        host = request.host or f"127.0.0.1:{edge.haproxy.http_port}"
+        try:
+            with websocket_connect(edge.haproxy.http_port, host, request.path) as connection:
+                for message in case_request.websocket_messages:
+                    connection.send(message)
+                    echoed = connection.recv(timeout=5)
+                    assert echoed == message, f"sent {message!r}, got {echoed!r}"
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def check_weights(edge: Edge, case_request: loader.CaseRequest, count: int = 400) -> None:
     """Each backend's share within 5 points of its weight's (the suite's tolerance)."""
     seen: Counter[str] = Counter()
@@ -495,8 +514,10 @@ def test_conformance_case(edge: Edge, name: str) -> None:
                     and o["metadata"].get("namespace", "") == ref.namespace
                 ]
                 delete_objects(edge, kind_objects)
-            if case_request.request.protocol is not None:
-                continue  # h2, h2c, websocket: not spoken by this client
+            if case_request.request.protocol == "websocket":
+                eventually_websocket(edge, case_request)
+                continue
+            assert case_request.request.protocol is None, "h2 and h2c: not spoken here"
             eventually(edge, case_request)
     finally:
         delete_objects(edge, objects)

@@ -880,6 +880,7 @@ def gateway_candidates(
             parent["conditions"].append(resolved)
             _generation(route, parent["conditions"])
         state.status["httproutes"][f"{ident[0]}/{ident[1]}"] = {"parents": parents}
+    candidates += _isolation(state)
     for gateway, listeners in state.listeners.items():
         status = state.status["gateways"][f"{gateway[0]}/{gateway[1]}"]
         for listener in listeners:
@@ -889,6 +890,40 @@ def gateway_candidates(
                 "conditions": listener.conditions,
             }
     return candidates, state.status
+
+
+def _isolation(state: GatewayState) -> list[Candidate]:
+    """Listener isolation: a request whose host a listener's hostname matches is served
+    by that listener's routes only, never by those of a less specific listener of the
+    same Gateway.  For each such hostname, a last candidate on ``/`` that answers 404:
+    what the listener's own routes do not take stops there, instead of falling back to
+    the wildcard's (or any host's) routes."""
+    sentinels = []
+    for gateway, listeners in state.listeners.items():
+        served = [listener for listener in listeners if listener.programmed]
+        for listener in served:
+            name = listener.hostname
+            if name is None:
+                continue
+            wider = any(
+                other is not listener
+                and other.protocol == listener.protocol
+                and (
+                    other.hostname is None
+                    or (
+                        other.hostname != name
+                        and other.hostname.startswith("*.")
+                        and intersect(other.hostname, name) == name
+                    )
+                )
+                for other in served
+            )
+            if wider:
+                host = gateway_host(name)
+                owner = describe("Gateway", gateway)
+                value = Route(host, "/", "prefix", NO_ROUTE, owner)
+                sentinels.append(Candidate(host, "/", "prefix", Conditions(), value, ("\uffff",)))
+    return sentinels
 
 
 # --- precedence: candidates and other routes into the catalog's routes --------------
@@ -933,6 +968,8 @@ def merge(
     for candidate in candidates:
         key = (candidate.host, candidate.path, candidate.match)
         if key in taken and not candidate.conditions:
+            if candidate.value.backend == NO_ROUTE:
+                continue  # a listener's bound (see _isolation): the other object's route
             dropped.append(
                 (
                     candidate.value.source,

@@ -11,7 +11,6 @@ from conformance.gateway_api.loader import Case
 ONE_ADDRESS = "every Gateway is served on the edge's one address (no address per Gateway)"
 UNSUPPORTED: dict[str, str] = {
     "HTTPRouteBackendProtocolH2C": "h2c to backends by appProtocol is not read from Services",
-    "HTTPRouteBackendProtocolWebSocket": "appProtocol kubernetes.io/ws is not read from Services",
     "HTTPRouteCORS": "the HTTPRoute CORS filter is not supported",
     "HTTPRouteHTTPSListenerDetectMisdirectedRequests": "no 421 for a Host another listener's "
     "certificate serves",
@@ -19,8 +18,9 @@ UNSUPPORTED: dict[str, str] = {
     "HTTPRouteRequestMirror": "request mirroring is not supported",
     "HTTPRouteRequestMultipleMirrors": "request mirroring is not supported",
     "HTTPRouteRequestPercentageMirror": "request mirroring is not supported",
-    "GatewayHTTPListenerIsolation": "a request is not kept to its most specific listener",
     "HTTPRouteMultipleGateways": ONE_ADDRESS,
+    "GatewayHTTPListenerIsolation": ONE_ADDRESS + ": two Gateways answer the same requests "
+    "differently (listener isolation within a Gateway is done: a unit test shows it)",
     "HTTPRouteDisallowedKind": "TLS listeners (TLSRoute) are not served: not Programmed",
     "HTTPRouteRedirectPortAndScheme": ONE_ADDRESS + ": the same path on Gateways on ports 80 and "
     "8080 (the edge does not tell listener ports apart)",

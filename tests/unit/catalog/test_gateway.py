@@ -357,3 +357,27 @@ def test_timeouts_and_retries_haproxy_cannot_do_reject_the_route_with_why(
     catalog = build_catalog([*BASE, http_route("web", "r", [made], ["example.com"])])
     assert catalog.routes == []
     assert reason in {r.object: r.reason for r in catalog.rejected}["HTTPRoute web/r"]
+
+
+def test_a_request_a_listener_hostname_matches_never_falls_to_a_wider_listeners_routes() -> None:
+    listeners = [
+        {"name": "any", "port": 80, "protocol": "HTTP"},
+        {"name": "wild", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"},
+    ]
+    for listener in listeners:
+        listener["allowedRoutes"] = {"namespaces": {"from": "All"}}
+    objects = [gateway_class(), gateway("infra", "gw", listeners), *services("v1", "v2")]
+    wide = http_route("web", "wide", [rule(("v1", 80), path="/wide")], parents=[_parent("any")])
+    narrow = http_route(
+        "web", "narrow", [rule(("v2", 80), path="/narrow")], parents=[_parent("wild")]
+    )
+    found = routes_of(build_catalog([*objects, wide, narrow]))
+    # a.example.com is the wildcard listener's: /wide is not served there (404), though
+    # the listener without a hostname serves /wide for every other host.
+    assert found[("*", "/wide", "prefix")].backend == "be_web_v1_http"
+    assert found[("**.example.com", "/narrow", "prefix")].backend == "be_web_v2_http"
+    assert found[("**.example.com", "/", "prefix")].backend == NO_ROUTE
+
+
+def _parent(section: str) -> dict[str, Any]:
+    return {"name": "gw", "namespace": "infra", "sectionName": section}
