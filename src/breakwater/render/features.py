@@ -16,22 +16,14 @@ from collections.abc import Iterable
 from breakwater.catalog import Backend, BackendOptions, Route, RouteFeatures
 from breakwater.catalog.model import Canary, Cors
 from breakwater.render.filters import filter_lines
+from breakwater.render.words import log_format as _format
+from breakwater.render.words import quoted as _quoted
 
 # Statuses HAProxy 2.6 itself answers with, for which ``http-error`` sets the page.
 HTTP_ERROR_STATUSES = frozenset(
     {200, 400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504}
 )
 HTML = "'text/html; charset=utf-8'"
-
-
-def _quoted(value: str) -> str:
-    """One single-quoted argument (the catalog refused quotes and control characters)."""
-    return f"'{value}'"
-
-
-def _format(value: str) -> str:
-    """A single-quoted log-format argument: ``%`` stands for itself."""
-    return _quoted(value.replace("%", "%%"))
 
 
 def _digest(text: str) -> str:

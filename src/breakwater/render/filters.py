@@ -6,11 +6,7 @@ where HAProxy reads a log-format."""
 from __future__ import annotations
 
 from breakwater.catalog.model import Redirect, RouteFeatures
-
-
-def _format(value: str) -> str:
-    return "'" + value.replace("%", "%%") + "'"
-
+from breakwater.render.words import log_format as _format
 
 _REQUEST = "%[req.hdr(host),field(1,:)]"
 

@@ -21,10 +21,7 @@ from dataclasses import replace
 from breakwater.catalog import Route
 from breakwater.catalog.model import Conditions, Split
 from breakwater.render.maps import map_value
-
-
-def _quoted(value: str) -> str:
-    return f"'{value}'"
+from breakwater.render.words import quoted as _quoted
 
 
 def _test(key: str) -> str:
