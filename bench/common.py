@@ -48,6 +48,75 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> float:
     return time.perf_counter() - start
 
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+CREATED = "2026-01-01T00:00:00Z"
+GATEWAY_CLASS = "breakwater"  # spec.controllerName: catalog.gateway_controller_name's default
+GATEWAY = ("infra", "edge")  # (namespace, name) of the benches' one Gateway
+
+
+def encoding(obj: dict[str, Any]) -> str:
+    """How the API server stores ``obj``: a custom resource (the Gateway API's) as
+    JSON, the built-in kinds as protobuf."""
+    return "json" if str(obj.get("apiVersion", "")).startswith("gateway.") else "protobuf"
+
+
+def gateway_class() -> dict[str, Any]:
+    """The GatewayClass of the edge's controller (cluster-scoped)."""
+    return {
+        "kind": "GatewayClass",
+        "apiVersion": GATEWAY_API,
+        "metadata": {"name": GATEWAY_CLASS, "creationTimestamp": CREATED},
+        "spec": {"controllerName": "breakwater.io/edge"},
+    }
+
+
+def gateway() -> dict[str, Any]:
+    """The Gateway of that class: one HTTP listener on port 80 taking HTTPRoutes from
+    every namespace."""
+    namespace, name = GATEWAY
+    listener = {
+        "name": "http",
+        "port": 80,
+        "protocol": "HTTP",
+        "allowedRoutes": {"namespaces": {"from": "All"}},
+    }
+    return {
+        "kind": "Gateway",
+        "apiVersion": GATEWAY_API,
+        "metadata": {"namespace": namespace, "name": name, "creationTimestamp": CREATED},
+        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [listener]},
+    }
+
+
+def http_route(
+    namespace: str,
+    name: str,
+    host: str,
+    service: str,
+    path: str = "/",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An HTTPRoute attached to the Gateway: ``host``, one rule (a path prefix, and an
+    exact match of each of ``headers``) sending to port 80 of ``service``."""
+    match: dict[str, Any] = {"path": {"type": "PathPrefix", "value": path}}
+    if headers:
+        match["headers"] = [{"name": k, "value": v} for k, v in headers.items()]
+    return {
+        "kind": "HTTPRoute",
+        "apiVersion": GATEWAY_API,
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "creationTimestamp": CREATED,
+        },
+        "spec": {
+            "parentRefs": [{"name": GATEWAY[1], "namespace": GATEWAY[0]}],
+            "hostnames": [host],
+            "rules": [{"matches": [match], "backendRefs": [{"name": service, "port": 80}]}],
+        },
+    }
+
+
 class Writer:
     """One etcd client kept open, as the API server keeps its own: a write is one RPC."""
 
@@ -57,12 +126,14 @@ class Writer:
         self.loop.run_until_complete(self.client.connect())
 
     def put(self, obj: dict[str, Any]) -> None:
-        self.loop.run_until_complete(self.client.put(storage_key(obj).encode(), storage_value(obj)))
+        self.loop.run_until_complete(
+            self.client.put(storage_key(obj).encode(), storage_value(obj, encoding(obj)))
+        )
 
     def put_all(self, objects: list[dict[str, Any]]) -> None:
         async def go() -> None:
             for obj in objects:
-                await self.client.put(storage_key(obj).encode(), storage_value(obj))
+                await self.client.put(storage_key(obj).encode(), storage_value(obj, encoding(obj)))
 
         self.loop.run_until_complete(go())
 

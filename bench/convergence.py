@@ -13,10 +13,27 @@ default certificate (Secret bench/aaa-default, which sorts first).  The reloads 
 counts HAProxy's reloads (the master's counter) during each kind's loop and the 3 s
 after it, so that a reload the loop made due later (spares renamed) counts with it;
 the two endpoint rows share their loop and their count.  Their causes (the watcher's
-metrics and log lines) follow the table.  Prints medians and p99s; never fails on a
-time.
+metrics and log lines) follow the table.
 
-    .venv/bin/python bench/convergence.py [--changes 200] [--routes 10 1000]
+Then the Gateway API (its objects written only now, so that the rows above are what
+they were before it): our GatewayClass and a Gateway (one HTTP listener, routes from
+every namespace), written with HTTPRoutes that keep two Services routed, gwa (backend
+b1) and gwb (b2), and two HTTPRoutes whose backendRef the loops below change (blue and
+green, the other pair, are b1 and b2 too).  A
+Gateway of ours makes every build of the catalog a full one (catalog.build: no build
+grows from the last), so the Ingress row "route, same Service" is measured again
+beside it ("... (Gateway)").  Then: a new HTTPRoute (host and path /x, to svc0, which
+is served); an HTTPRoute's backendRef changed between gwa and gwb (both routed by other
+HTTPRoutes: a map value changes); changed between blue and green, each routed by this
+HTTPRoute only (the new one takes a spare backend section, the old one leaves its
+own); a new HTTPRoute whose match also asks for a header (the frontend's rules change:
+a reload each, so fewer of them, --conditioned; served means a request with the header
+is answered by svc0's backend).  Every endpoint of every Service is one of the three
+local backends: no request goes anywhere else.  Prints medians and p99s; never fails on
+a time.
+
+    .venv/bin/python bench/convergence.py [--changes 200] [--conditioned 50]
+        [--routes 10 1000]
 """
 
 from __future__ import annotations
@@ -36,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import Writer, percentile, wait_until
+from common import Writer, gateway, gateway_class, http_route, percentile, wait_until
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from harness import (  # common put tests/ on the path: builders comes with harness
@@ -61,7 +78,13 @@ KINDS = (
     "route, same Service",
     "route, new Service",
     "new certificate",
+    "route, same Service (Gateway)",
+    "new HTTPRoute",
+    "HTTPRoute backend change",
+    "HTTPRoute backend, unrouted Service",
+    "new HTTPRoute, header match (reload)",
 )
+WIDTH = max(len(kind) for kind in KINDS)
 # The watcher's log line of a reload: "INFO breakwater.watcher: reload (<cause>): ..."
 RELOAD_LINE = re.compile(r"^\w+ [\w.]+: reload(?: \(([\w-]+)\))?: ", re.MULTILINE)
 
@@ -121,6 +144,19 @@ def served_tls(port: int, host: str) -> bool:
     return status == 200 and host in names
 
 
+def http_get_with(
+    port: int, host: str, path: str, headers: dict[str, str], timeout: float = 5.0
+) -> tuple[int, str]:
+    """GET ``path`` from ``host`` with ``headers`` too: (status, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": host, **headers})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
 def reload_causes(log: str) -> Counter[str]:
     """Reloads by cause, from the watcher's log lines ("reload (<cause>): ...")."""
     return Counter(m[1] or "(no cause logged)" for m in RELOAD_LINE.finditer(log))
@@ -140,7 +176,9 @@ def metric_reloads(watcher: WatcherProcess) -> Counter[str]:
     return Counter({m[1]: int(float(m[2])) for m in _RELOADS_METRIC.finditer(text)})
 
 
-def run(routes: int, changes: int, work: Path) -> tuple[dict[str, list[float]], dict[str, Any]]:
+def run(
+    routes: int, changes: int, conditioned: int, work: Path
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
     etcd = Etcd(work / "etcd")
     etcd.start()
     directory = work / "haproxy"
@@ -212,15 +250,14 @@ def run(routes: int, changes: int, work: Path) -> tuple[dict[str, list[float]], 
                 )
                 figures["endpoint removed"].append(time.perf_counter() - start)
 
-        def same_service() -> None:
+        def same_service(kind: str = "route, same Service", prefix: str = "new") -> None:
             for index in range(changes):
-                new = ingress("bench", f"new{index}", f"new{index}.bench.example", "svc0")
+                name = f"{prefix}{index}"
+                new = ingress("bench", name, f"{name}.bench.example", "svc0")
                 start = time.perf_counter()
                 writer.put(new)
-                wait_until(
-                    lambda i=index: http_get(proxy.http_port, f"new{i}.bench.example")[0] == 200
-                )
-                figures["route, same Service"].append(time.perf_counter() - start)
+                wait_until(lambda n=name: http_get(proxy.http_port, f"{n}.bench.example")[0] == 200)
+                figures[kind].append(time.perf_counter() - start)
 
         def new_service() -> None:
             for index in range(changes):
@@ -248,6 +285,84 @@ def run(routes: int, changes: int, work: Path) -> tuple[dict[str, list[float]], 
         counted(("route, same Service",), same_service)
         counted(("route, new Service",), new_service)
         counted(("new certificate",), new_certificate)
+
+        # The Gateway API from here on (see the module).
+        def answer(route_host: str, headers: dict[str, str] | None = None) -> str:
+            """The body of GET /x on ``route_host``: "<backend> /x" when a backend answers."""
+            return http_get_with(proxy.http_port, route_host, "/x", headers or {})[1]
+
+        writer.put_all(
+            [
+                service("bench", "gwa"),
+                endpoint_slice("bench", "gwa", [servers[1].endpoint]),
+                service("bench", "gwb"),
+                endpoint_slice("bench", "gwb", [servers[2].endpoint]),
+                service("bench", "blue"),
+                endpoint_slice("bench", "blue", [servers[1].endpoint]),
+                service("bench", "green"),
+                endpoint_slice("bench", "green", [servers[2].endpoint]),
+                gateway_class(),
+                gateway(),
+                http_route("bench", "gwa", "gwa.bench.example", "gwa"),
+                http_route("bench", "gwb", "gwb.bench.example", "gwb"),
+                http_route("bench", "switch", "switch.bench.example", "gwa", path="/x"),
+                http_route("bench", "bluegreen", "bluegreen.bench.example", "blue", path="/x"),
+            ]
+        )
+        wait_until(lambda: http_get(proxy.http_port, "gwb.bench.example")[0] == 200, 60)
+        for route_host in ("switch.bench.example", "bluegreen.bench.example"):
+            wait_until(lambda h=route_host: answer(h).startswith("b1 "))
+        time.sleep(SETTLE)
+
+        def new_http_route() -> None:
+            for index in range(changes):
+                route_host = f"gw{index}.bench.example"
+                route = http_route("bench", f"gw{index}", route_host, "svc0", path="/x")
+                start = time.perf_counter()
+                writer.put(route)
+                wait_until(lambda h=route_host: answer(h).startswith("b0 "))
+                figures["new HTTPRoute"].append(time.perf_counter() - start)
+
+        def backend_change(kind: str, name: str, services: tuple[str, str]) -> None:
+            """The HTTPRoute ``name`` sent to the other of ``services`` each time: the
+            first is served by b1, the second by b2."""
+            route_host = f"{name}.bench.example"
+            for index in range(changes):
+                to = (index + 1) % 2
+                route = http_route("bench", name, route_host, services[to], path="/x")
+                start = time.perf_counter()
+                writer.put(route)
+                wait_until(lambda a=f"b{to + 1} ": answer(route_host).startswith(a))
+                figures[kind].append(time.perf_counter() - start)
+
+        def header_match() -> None:
+            kind = "new HTTPRoute, header match (reload)"
+            for index in range(conditioned):
+                route_host = f"hdr{index}.bench.example"
+                route = http_route(
+                    "bench", f"hdr{index}", route_host, "svc0", "/x", headers={"x-bench": "on"}
+                )
+                start = time.perf_counter()
+                writer.put(route)
+                wait_until(lambda h=route_host: answer(h, {"X-Bench": "on"}).startswith("b0 "))
+                figures[kind].append(time.perf_counter() - start)
+
+        counted(
+            ("route, same Service (Gateway)",),
+            lambda: same_service("route, same Service (Gateway)", "gwon"),
+        )
+        counted(("new HTTPRoute",), new_http_route)
+        counted(
+            ("HTTPRoute backend change",),
+            lambda: backend_change("HTTPRoute backend change", "switch", ("gwa", "gwb")),
+        )
+        counted(
+            ("HTTPRoute backend, unrouted Service",),
+            lambda: backend_change(
+                "HTTPRoute backend, unrouted Service", "bluegreen", ("blue", "green")
+            ),
+        )
+        counted(("new HTTPRoute, header match (reload)",), header_match)
     finally:
         writer.close()
         watcher.stop()
@@ -261,21 +376,24 @@ def run(routes: int, changes: int, work: Path) -> tuple[dict[str, list[float]], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument(
+        "--conditioned", type=int, default=50, help="new HTTPRoutes with a header match"
+    )
     parser.add_argument("--routes", type=int, nargs="+", default=[10, 1000])
     args = parser.parse_args()
     print(
-        f"{'routes':>7} {'change':<20} {'n':>4} {'median ms':>10} {'p99 ms':>8} {'max ms':>8}"
+        f"{'routes':>7} {'change':<{WIDTH}} {'n':>4} {'median ms':>10} {'p99 ms':>8} {'max ms':>8}"
         f" {'reloads':>8}"
     )
     notes = []
     for routes in args.routes:
         with tempfile.TemporaryDirectory(prefix="bw-bench-") as work:
-            figures, reloads = run(routes, args.changes, Path(work))
+            figures, reloads = run(routes, args.changes, args.conditioned, Path(work))
         for change, values in figures.items():
             ms = [v * 1000 for v in values]
             count, causes = reloads[change]
             print(
-                f"{routes:>7} {change:<20} {len(ms):>4} {statistics.median(ms):>10.1f}"
+                f"{routes:>7} {change:<{WIDTH}} {len(ms):>4} {statistics.median(ms):>10.1f}"
                 f" {percentile(ms, 0.99):>8.1f} {max(ms):>8.1f} {count:>8}"
             )
             if count or any(causes):

@@ -8,9 +8,24 @@ catalog and render, and its peak RSS.  That process then starts a real HAProxy,
 loads the rendered configuration into it (haproxy -c and a reload, as the watcher
 does), and measures the watcher's CPU time for single endpoint events: one
 EndpointSlice written, decoded, the catalog updated, the servers placed and the
-runtime commands sent.  Prints figures; never fails on a time.
+runtime commands sent.  Then, after the file write, new routes (a quarter as many
+as endpoint events): one route to an existing Service written, decoded, the catalog
+built (grown from the last one for an Ingress; built whole once a Gateway of ours
+exists), the route map changed at runtime.
 
-    .venv/bin/python bench/scale.py [--services 1000 10000] [--events 200]
+Each Service is routed by an Ingress (--services), or by an HTTPRoute
+(--httproutes: each its own host and Service, all attached to one Gateway of our
+GatewayClass, one HTTP listener taking routes from every namespace; the Gateway API's
+objects stored as JSON, as the API server stores custom resources).
+
+The endpoints' addresses (in 10.128.0.0/9: 10.<128 + N/250>.<N%250>.<1-11>)
+exist nowhere, and nothing reaches them: no request goes through the HAProxy, and
+its configuration holds no health check (a server is checked only when its route
+asks for it; scale_measure.py refuses a configuration with one).  Prints figures;
+never fails on a time.
+
+    .venv/bin/python bench/scale.py [--services 1000 10000] [--httproutes 1000]
+        [--events 200]
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration"), str(ROOT / "bench")]
 
 import aetcd  # noqa: E402
+from common import GATEWAY_API, encoding, gateway, gateway_class, http_route  # noqa: E402
 from harness import Etcd  # noqa: E402
 
 from breakwater.lab import storage_key, storage_value  # noqa: E402
@@ -37,7 +53,9 @@ from breakwater.lab import storage_key, storage_value  # noqa: E402
 CREATED = "2026-01-01T00:00:00Z"
 
 
-def _meta(namespace: str, name: str, manager: str, **extra: Any) -> dict[str, Any]:
+def _meta(
+    namespace: str, name: str, manager: str, api_version: str = "v1", **extra: Any
+) -> dict[str, Any]:
     """Metadata as the API server stores it, one managedFields entry included."""
     fields = {"f:metadata": {"f:labels": {".": {}}}, "f:spec": {}}
     return {
@@ -49,7 +67,7 @@ def _meta(namespace: str, name: str, manager: str, **extra: Any) -> dict[str, An
             {
                 "manager": manager,
                 "operation": "Update",
-                "apiVersion": "v1",
+                "apiVersion": api_version,
                 "time": CREATED,
                 "fieldsType": "FieldsV1",
                 "fieldsV1": fields,
@@ -59,8 +77,9 @@ def _meta(namespace: str, name: str, manager: str, **extra: Any) -> dict[str, An
     }
 
 
-def cluster_objects(index: int, endpoints: int = 10) -> list[dict[str, Any]]:
-    """Service, EndpointSlice and Ingress of the synthetic service number ``index``."""
+def cluster_objects(index: int, endpoints: int = 10, kind: str = "Ingress") -> list[dict[str, Any]]:
+    """Service, EndpointSlice and route (an Ingress, or an HTTPRoute) of the synthetic
+    service number ``index``."""
     name, namespace = f"svc{index}", f"team{index % 50}"
     labels = {"app": name, "app.kubernetes.io/part-of": "bench"}
     service = {
@@ -80,7 +99,24 @@ def cluster_objects(index: int, endpoints: int = 10) -> list[dict[str, Any]]:
         },
     }
     slice_ = endpoint_slice_object(index, endpoints)
-    ingress = {
+    return [service, slice_, route_object(index, kind)]
+
+
+def route_object(index: int, kind: str = "Ingress", name: str | None = None) -> dict[str, Any]:
+    """The Ingress or HTTPRoute sending host ``<name>.<namespace>.bench.example``, path
+    /, to the synthetic service number ``index``; ``name``: the route's (the Service's
+    by default)."""
+    service, namespace = f"svc{index}", f"team{index % 50}"
+    name = name or service
+    labels = {"app": service, "app.kubernetes.io/part-of": "bench"}
+    host = f"{name}.{namespace}.bench.example"
+    if kind == "HTTPRoute":
+        route = http_route(namespace, name, host, service)
+        route["metadata"] = _meta(
+            namespace, name, "kubectl", GATEWAY_API, labels=labels, generation=1
+        )
+        return route
+    return {
         "kind": "Ingress",
         "apiVersion": "networking.k8s.io/v1",
         "metadata": _meta(namespace, name, "kubectl", labels=labels, generation=1),
@@ -88,13 +124,13 @@ def cluster_objects(index: int, endpoints: int = 10) -> list[dict[str, Any]]:
             "ingressClassName": "breakwater",
             "rules": [
                 {
-                    "host": f"{name}.{namespace}.bench.example",
+                    "host": host,
                     "http": {
                         "paths": [
                             {
                                 "path": "/",
                                 "pathType": "Prefix",
-                                "backend": {"service": {"name": name, "port": {"name": "http"}}},
+                                "backend": {"service": {"name": service, "port": {"name": "http"}}},
                             }
                         ]
                     },
@@ -102,7 +138,6 @@ def cluster_objects(index: int, endpoints: int = 10) -> list[dict[str, Any]]:
             ],
         },
     }
-    return [service, slice_, ingress]
 
 
 def endpoint_slice_object(index: int, endpoints: int) -> dict[str, Any]:
@@ -151,13 +186,16 @@ def endpoint_slice_object(index: int, endpoints: int) -> dict[str, Any]:
     }
 
 
-async def write(etcd: Etcd, services: int) -> float:
+async def write(etcd: Etcd, services: int, kind: str = "Ingress") -> float:
     start = time.perf_counter()
     async with aetcd.Client("127.0.0.1", etcd.client_port, timeout=60) as client:
         batch = []
+        objects = [gateway_class(), gateway()] if kind == "HTTPRoute" else []
         for index in range(services):
-            for obj in cluster_objects(index):
-                batch.append(client.transactions.put(storage_key(obj).encode(), storage_value(obj)))
+            for obj in objects + cluster_objects(index, kind=kind):
+                value = storage_value(obj, encoding(obj))
+                batch.append(client.transactions.put(storage_key(obj).encode(), value))
+            objects = []
             if len(batch) >= 120:  # etcd's default limit is 128 operations per transaction
                 await client.transaction(compare=[], success=batch, failure=[])
                 batch = []
@@ -168,16 +206,20 @@ async def write(etcd: Etcd, services: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--services", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--services", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument(
+        "--httproutes", type=int, nargs="*", default=[1000], help="Services routed by HTTPRoutes"
+    )
     parser.add_argument("--events", type=int, default=200)
     args = parser.parse_args()
     rows = []
-    for services in args.services:
+    runs = [(n, "Ingress") for n in args.services] + [(n, "HTTPRoute") for n in args.httproutes]
+    for services, kind in runs:
         with tempfile.TemporaryDirectory(prefix="bw-scale-") as work:
             etcd = Etcd(Path(work) / "etcd")
             etcd.start()
             try:
-                written = asyncio.run(write(etcd, services))
+                written = asyncio.run(write(etcd, services, kind))
                 result = subprocess.run(
                     [
                         sys.executable,
@@ -185,6 +227,7 @@ def main() -> None:
                         etcd.endpoint,
                         work,
                         str(args.events),
+                        kind,
                     ],
                     capture_output=True,
                     text=True,
@@ -195,19 +238,23 @@ def main() -> None:
             sys.exit(f"measuring {services} services failed:\n{result.stderr[-3000:]}")
         figures = json.loads(result.stdout)
         figures["services"], figures["written"] = services, written
+        figures["kind"] = kind
         rows.append(figures)
-    print("synthetic clusters: N Services x 10 endpoints; 3 objects per Service (protobuf)")
+    print(
+        "synthetic clusters: N Services x 10 endpoints; 3 objects per Service (protobuf;"
+        " an HTTPRoute JSON), with one GatewayClass and one Gateway where HTTPRoutes route"
+    )
     header = ["services", "objects", "list+decode", "catalog", "render", "start total"]
     header += ["peak RSS", "event CPU med", "event CPU p99", "event wall p99", "cfg MB"]
     header += ["first reload", "file write after a burst", "loop stall in a full build"]
-    header += ["event CPU med, metrics off / on"]
+    header += ["event CPU med, metrics off / on", "new route CPU med / p99, wall p99"]
     print(" | ".join(header))
     for r in rows:
         t = r["times"]
         print(
             " | ".join(
                 [
-                    f"{r['services']}",
+                    f"{r['services']}" + (" HTTPRoutes" if r["kind"] == "HTTPRoute" else ""),
                     f"{r['objects']}",
                     f"{t['list + decode'] * 1000:.0f} ms",
                     f"{t['catalog'] * 1000:.0f} ms",
@@ -222,6 +269,8 @@ def main() -> None:
                     f"{r['flush_ms']:.0f} ms",
                     f"{r['rebuild_loop_stall_ms']:.0f} ms",
                     "{off:.3f} / {on:.3f} ms".format(**r["event_cpu_ms_metrics"]),
+                    f"{r['route_cpu_ms']['median']:.1f} / {r['route_cpu_ms']['p99']:.1f} ms,"
+                    f" {r['route_wall_ms']['p99']:.1f} ms",
                 ]
             )
         )

@@ -1,14 +1,17 @@
 """The measuring half of bench/scale.py, run in a fresh process (its RSS is the figure).
 
-Arguments: etcd endpoint, work directory, number of endpoint events.  Does what the
-watcher does (breakwater.daemon.watcher.Watcher.follow and sync) step by step, with clocks
-around each step, and prints one JSON object.
+Arguments: etcd endpoint, work directory, number of endpoint events, and the kind of
+the routes (Ingress or HTTPRoute; Ingress if absent).  Does what the watcher does
+(breakwater.daemon.watcher.Watcher.follow and sync) step by step, with clocks around
+each step, and prints one JSON object.  Refuses a configuration with a health check:
+the servers' addresses are synthetic, and nothing may be sent to them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import resource
 import statistics
 import sys
@@ -52,7 +55,11 @@ async def loop_stall_during_rebuild(state: ClusterState, config: Config) -> floa
     return max(gaps) * 1000
 
 
-async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
+# A server line (or default-server) with health checks on: none may be rendered here.
+CHECKED = re.compile(r"^\s*(?:default-)?server\b.*\scheck\b", re.MULTILINE)
+
+
+async def measure(endpoint: str, work: Path, events: int, kind: str) -> dict[str, object]:
     config = load_config(document={"etcd": {"endpoints": [endpoint], "timeout": 60}}, environ={})
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -89,8 +96,12 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
         first_apply = time.perf_counter() - start
         if result.action != "reload":
             raise SystemExit(f"first apply: {result.action} {result.detail}")
+        checked = CHECKED.search(Path(settings.config_file).read_text())
+        if checked is not None:
+            raise SystemExit(f"a health check of synthetic addresses: {checked[0].strip()}")
 
-        from scale import endpoint_slice_object  # the bench's own object shapes
+        from common import encoding
+        from scale import endpoint_slice_object, route_object  # the bench's own shapes
 
         from breakwater.lab import storage_key, storage_value
 
@@ -126,6 +137,23 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
         flush_ms = (time.perf_counter() - start) * 1000
         if flushed.action != "written":
             raise SystemExit(f"file write after the events: {flushed.action} {flushed.detail}")
+
+        # New routes, each to an existing Service: decoded, the catalog built, the route
+        # map changed at runtime (a reload would be a failure here).
+        route_cpu_ms: list[float] = []
+        route_wall_ms: list[float] = []
+        for event in range(max(1, events // 4)):
+            obj = route_object(event % services, kind, f"new{event}")
+            key, value = storage_key(obj), storage_value(obj, encoding(obj))
+            revision += 1
+            cpu, wall = time.process_time(), time.perf_counter()
+            state.apply([Change(key, value, revision)])
+            catalog, changed = live.update(state, config.catalog)
+            result = await target.apply(catalog, changed)
+            route_cpu_ms.append((time.process_time() - cpu) * 1000)
+            route_wall_ms.append((time.perf_counter() - wall) * 1000)
+            if result.action != "runtime":
+                raise SystemExit(f"new route {event}: {result.action} {result.detail}")
     finally:
         await target.close()
         proxy.stop()
@@ -145,10 +173,19 @@ async def measure(endpoint: str, work: Path, events: int) -> dict[str, object]:
         "runtime_commands": commands,
         "flush_ms": flush_ms,
         "rebuild_loop_stall_ms": stall_ms,
+        "route_cpu_ms": {
+            "median": statistics.median(route_cpu_ms),
+            "p99": percentile(route_cpu_ms, 0.99),
+        },
+        "route_wall_ms": {
+            "median": statistics.median(route_wall_ms),
+            "p99": percentile(route_wall_ms, 0.99),
+        },
         "flush_action": flushed.action,
         "config_mb": len(Path(settings.config_file).read_text()) / 1e6,
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])))))
+    kind = sys.argv[4] if len(sys.argv) > 4 else "Ingress"
+    print(json.dumps(asyncio.run(measure(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), kind))))
