@@ -40,7 +40,10 @@ def redirect_lines(redirect: Redirect) -> list[str]:
     depends = redirect.scheme is None  # the scheme, and the port, are the request's
     for tls in (True, False) if depends else (False,):
         location = _location(redirect, tls)
-        scheme = (" { ssl_fc }" if tls else " !{ ssl_fc }") if depends else ""
+        # The scheme bw_public saw: X-Forwarded-Proto is its own (a client's is dropped),
+        # and holds behind bw_gateway too, where ssl_fc is the unix socket's.
+        https = "{ req.hdr(x-forwarded-proto) -m str https }"
+        scheme = (f" {https}" if tls else f" !{https}") if depends else ""
         lines.append(
             f"http-request redirect location '{location}?%[query]' code {redirect.code}"
             f" if{scheme} {{ query -m found }}"

@@ -4,13 +4,16 @@ listener's scheme) and weighted backends (the filters' rules are the backends':
 :mod:`.filters`).  Nothing here is rendered for a route
 without them: plain routes are one map lookup, as they always were.
 
-A route with conditions carries, in its map value's last field, the key of its chain.
-Each alternative of the chain is one rule that, when its conditions hold, replaces
-the route's map value with the alternative's: the rules after it then fail at their
-first comparison (the value no longer ends with the chain's key), and the rest of the
-frontend (redirects, canaries, splits, ``use_backend``) reads the new value as if the
-map had given it.  What is quoted was validated (``breakwater.validate``) and is
-single-quoted, where HAProxy reads no escape.
+A route with conditions carries, in its map value's last field, the key of its chain;
+one with weights, the key of its split.  bw_public sends those requests, and only
+those, to the frontend bw_gateway (a unix socket; the client's address in a PROXY
+header), where these rules are: plain routes never evaluate them.  Each alternative
+of a chain is one rule that, when its conditions hold, replaces the route's map value
+with the alternative's: the rules after it then fail at their first comparison (the
+value no longer ends with the chain's key), and the rest of the frontend (redirects,
+canaries, splits, ``use_backend``) reads the new value as if the map had given it.
+What is quoted was validated (``breakwater.validate``) and is single-quoted, where
+HAProxy reads no escape.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ def _test(key: str) -> str:
 def condition_acls(conditions: Conditions) -> list[str]:
     """Anonymous ACLs, all of which hold when a request meets ``conditions``."""
     acls = []
+    # The scheme bw_public saw (it sets X-Forwarded-Proto on TLS, drops a client's).
     if conditions.scheme == "https":
-        acls.append("{ ssl_fc }")
+        acls.append("{ req.hdr(x-forwarded-proto) -m str https }")
     elif conditions.scheme == "http":
-        acls.append("!{ ssl_fc }")
+        acls.append("!{ req.hdr(x-forwarded-proto) -m str https }")
     if conditions.method:
         acls.append(f"{{ method {conditions.method} }}")
     if conditions.path_regex:

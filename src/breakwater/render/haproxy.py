@@ -34,6 +34,7 @@ class GenerationFiles:
     exact_map: str
     prefix_map: str
     crt_list: str
+    gateway_socket: str = ""  # the unix socket of the frontend bw_gateway
 
 
 @dataclass
@@ -131,6 +132,7 @@ def render_haproxy(
         exact_map=os.path.join(directory, "routes-exact.map"),
         prefix_map=os.path.join(directory, "routes-prefix.map"),
         crt_list=os.path.join(directory, "crt-list"),
+        gateway_socket=os.path.join(os.path.dirname(settings.stats_socket), "gw.sock"),
     )
     config = _template(settings.template).render(
         catalog=catalog,

@@ -55,6 +55,11 @@ class RouteLookup:
     splits: tuple[Split, ...] = ()  # weighted backends (Gateway API), each once
     status_500: bool = False  # some route answers 500 (the section bw_status_500)
 
+    @property
+    def gateway(self) -> bool:
+        """Some route is decided in the frontend bw_gateway (a chain or a split)."""
+        return bool(self.chains or self.splits)
+
 
 def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteLookup:
     hosts = {route.host for route in routes}
