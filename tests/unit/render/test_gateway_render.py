@@ -93,7 +93,7 @@ def test_every_feature_renders_a_config_haproxy_accepts(tmp_path: Path) -> None:
     public = section(rendered.config, "frontend bw_public")
     # Conditions and weights are the frontend bw_gateway's: bw_public sends it only
     # the requests of routes that have them (one test of the map value), nothing else.
-    assert "str(" not in public and "rand(" not in public
+    assert " str(" not in public and "rand(" not in public
     assert "use_backend bw_gateway if bw_gateway" in public
     frontend = section(rendered.config, "frontend bw_gateway")
     assert "{ req.fhdr(x-v) -m str -- 'a b%c' }" in frontend
