@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from builders import gateway, gateway_class, http_route, rule
 from harness import (
     HAProxy,
     WatcherProcess,
@@ -104,3 +105,47 @@ def test_two_nodes_on_one_etcd_serve_the_same_generation(
     finally:
         twin.stop()
         second.stop()
+
+
+def test_status_and_catalog_report_the_gateway_apis_conditions(etcd, haproxy, backends, watcher):
+    """The edge writes nothing to the cluster: the Gateway API's conditions are read in
+    `breakwater status` (lines, and --json) and `breakwater catalog`."""
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, gateway_class())
+    store(etcd, gateway("shop", "edge"))
+    store(etcd, http_route("shop", "gw", [rule(("web", 80))], ["gw.example.com"], [EDGE]))
+    elsewhere = [{**EDGE, "sectionName": "nope"}]
+    revision = store(etcd, http_route("shop", "lost", [rule(("web", 80))], None, elsewhere))
+    wait_for(lambda: serves(haproxy, "gw.example.com", "web"), what="the HTTPRoute")
+    config = watcher.config_path
+
+    def applied() -> bool:
+        report = json.loads(status(config, "--json").stdout)
+        return (report["watcher"] or {}).get("revision_applied", 0) >= revision
+
+    wait_for(applied, what="the status to say the routes are applied")
+    lines = status(config).stdout
+    assert "gateway shop/edge: Accepted, Programmed" in lines
+    assert "  listener http: Accepted, ResolvedRefs, Programmed; 1 routes attached" in lines
+    assert "httproute shop/gw -> shop/edge: Accepted, ResolvedRefs" in lines
+    assert "httproute shop/lost -> shop/edge/nope: Accepted=False (NoMatchingParent)" in lines
+    report = json.loads(status(config, "--json").stdout)
+    routes = report["gateway_api"]["httproutes"]
+    assert routes["shop/lost"]["parents"][0]["conditions"][0]["reason"] == "NoMatchingParent"
+    catalog = subprocess.run(
+        [sys.executable, "-m", "breakwater.cli", "catalog", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    document = json.loads(catalog.stdout)
+    assert (
+        document["gateway_api"]["gateways"]["shop/edge"]["listeners"]["http"]["attachedRoutes"] == 1
+    )
+    assert [r["host"] for r in document["routes"]] == ["gw.example.com"]
+
+
+EDGE = {"name": "edge", "namespace": "shop"}
