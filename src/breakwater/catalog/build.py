@@ -13,7 +13,7 @@ from typing import Any
 from breakwater import validate
 from breakwater.catalog.builder import Builder, BuildState, Trace, as_mapping
 from breakwater.catalog.gateway import KINDS as GATEWAY_KINDS
-from breakwater.catalog.gateway import gateway_candidates, merge
+from breakwater.catalog.gateway import gateway_candidates
 from breakwater.catalog.model import (
     Backend,
     BackendOptions,
@@ -24,6 +24,7 @@ from breakwater.catalog.model import (
     describe,
     problem_rejections,
 )
+from breakwater.catalog.precedence import merge
 from breakwater.catalog.servers import backend_servers
 from breakwater.catalog.sources import (
     configmap_routes,
