@@ -7,7 +7,8 @@ with its reason.  A bad object is rejected alone; the others keep working.
 
 Where routes come from (:mod:`.sources`): ``Ingress`` objects of Breakwater's ingress
 class; ``ConfigMap`` objects carrying the route label (``breakwater.io/edge: "true"``
-by default), one per service; plain routes (:mod:`breakwater.cluster.plain_routes`).
+by default), one per service; plain routes (:mod:`breakwater.cluster.plain_routes`);
+the Gateway API's HTTPRoutes (:mod:`.gateway`, their precedence: :mod:`.precedence`).
 Where servers come from (:mod:`.servers`): ``EndpointSlice`` objects (``Endpoints``
 when a service has no slice), or, in NodePort mode, every ready Node's InternalIP
 with the Service's nodePort.  Options (:mod:`.options`), certificates (:mod:`.tls`),
