@@ -485,6 +485,130 @@ def wait_status(
         time.sleep(0.2)
 
 
+# --- the cases that change objects mid-test, replayed as their notes say ----------------
+
+
+def patched(edge: Edge, obj: dict[str, Any], change: Any) -> dict[str, Any]:
+    """Store ``obj`` changed by ``change`` (a function of a copy), its generation bumped
+    as the API server bumps it on a change to the spec."""
+    new = copy.deepcopy(obj)
+    change(new)
+    new["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+    revision = store(edge.etcd, new)
+    wait_for(lambda: edge.applied(revision), timeout=30, what="the watcher to apply the change")
+    return new
+
+
+def named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def check(edge: Edge, objects: list[dict[str, Any]], **fields: Any) -> None:
+    fields.setdefault("namespace", "gateway-conformance-infra")
+    wait_status(edge, loader.StatusCheck(**fields), frozenset(), tuple(objects))
+
+
+def replay_observed_generation_bump(edge: Edge, objects: list[dict[str, Any]]) -> None:
+    route = named(objects, "HTTPRoute", "observed-generation-bump")
+    parent = "gateway-conformance-infra/same-namespace"
+    for kind in ("Accepted", "ResolvedRefs"):
+        check(
+            edge,
+            [route],
+            kind="HTTPRoute",
+            name=route["metadata"]["name"],
+            parent=parent,
+            type=kind,
+            status="True",
+        )
+
+    def other_backend(new: dict[str, Any]) -> None:
+        new["spec"]["rules"][0]["backendRefs"][0]["name"] = "infra-backend-v2"
+
+    bumped = patched(edge, route, other_backend)
+    for kind in ("Accepted", "ResolvedRefs"):  # of the new generation (check() compares it)
+        check(
+            edge,
+            [bumped],
+            kind="HTTPRoute",
+            name=route["metadata"]["name"],
+            parent=parent,
+            type=kind,
+            status="True",
+        )
+
+
+def replay_modify_listeners(edge: Edge, objects: list[dict[str, Any]]) -> None:
+    add, remove = (
+        named(objects, "Gateway", n) for n in ("gateway-add-listener", "gateway-remove-listener")
+    )
+
+    def add_http(new: dict[str, Any]) -> None:
+        new["spec"]["listeners"].append(
+            {
+                "name": "http",
+                "port": 80,
+                "protocol": "HTTP",
+                "hostname": "data.test.com",
+                "allowedRoutes": {"namespaces": {"from": "All"}},
+            }
+        )
+
+    added = patched(edge, add, add_http)
+    name = "gateway-add-listener"
+    check(edge, [added], kind="Gateway", name=name, check="listener_count", count=2)
+    for listener in ("https", "http"):
+        check(
+            edge,
+            [added],
+            kind="Gateway",
+            name=name,
+            check="listener",
+            listener=listener,
+            attached_routes=1,
+            supported_kinds=("HTTPRoute",),
+        )
+        for kind in ("Accepted", "ResolvedRefs"):
+            check(
+                edge,
+                [added],
+                kind="Gateway",
+                name=name,
+                listener=listener,
+                type=kind,
+                status="True",
+            )
+    for kind in ("Accepted", "Programmed"):
+        check(edge, [added], kind="Gateway", name=name, type=kind, status="True")
+
+    def drop_https(new: dict[str, Any]) -> None:
+        new["spec"]["listeners"] = [
+            listener for listener in new["spec"]["listeners"] if listener["name"] != "https"
+        ]
+
+    removed = patched(edge, remove, drop_https)
+    name = "gateway-remove-listener"
+    check(edge, [removed], kind="Gateway", name=name, check="listener_count", count=1)
+    check(
+        edge,
+        [removed],
+        kind="Gateway",
+        name=name,
+        check="listener",
+        listener="http",
+        attached_routes=1,
+        supported_kinds=("HTTPRoute",),
+    )
+    for kind in ("Accepted", "ResolvedRefs"):
+        check(edge, [removed], kind="Gateway", name=name, listener="http", type=kind, status="True")
+
+
+MUTATIONS = {
+    "HTTPRouteObservedGenerationBump": replay_observed_generation_bump,
+    "GatewayModifyListeners": replay_modify_listeners,
+}
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_conformance_case(edge: Edge, name: str) -> None:
     case = CASES[name]
@@ -504,6 +628,8 @@ def test_conformance_case(edge: Edge, name: str) -> None:
             if (check.check or "condition") not in CHECKED:
                 continue  # addresses and generations: the edge does not report them
             wait_status(edge, check, skipped, (*objects, *edge.base))
+        if name in MUTATIONS:
+            MUTATIONS[name](edge, objects)
         for case_request in case.requests:
             for ref in case_request.delete_before:
                 kind_objects = [

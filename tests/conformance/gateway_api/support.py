@@ -28,8 +28,6 @@ UNSUPPORTED: dict[str, str] = {
     "answers 502; the suite expects 500 or 503",
     "HTTPRouteRetryWithTimeouts": "timeouts.request bounds each try (HAProxy's timeout server), "
     "not the retries together",
-    "GatewayModifyListeners": "changes objects mid-test (status only), not replayed",
-    "HTTPRouteObservedGenerationBump": "status observedGeneration: the edge reports, never writes",
 }
 
 
