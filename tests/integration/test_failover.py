@@ -96,16 +96,19 @@ def _vrrp(lab: EdgeLab) -> None:
     for r in failed:
         print(r["kind"], round(r["start"] - drained, 3), round(r["end"] - drained, 3), r["error"])
     # Keep-alive connections were all closed before the move: no request on a reused
-    # connection fails. A connection opened in the very instant the VIP moves (a new
-    # client's, or a keep-alive client's reconnecting after Connection: close) can
-    # still be reset: its SYN reached the old holder, its next packet the new one. At
-    # most that one, and only around the move (bench/failover.py counts them over
-    # repeated drains).
+    # connection fails. New connections (a new client's, or a keep-alive client's
+    # reconnecting after Connection: close) can fail only while the VIP is nowhere:
+    # the released holder drops it at once (FAULT, a priority 0 advertisement), the
+    # other takes it after keepalived's skew time ((256 - priority) / 256 of advert_int:
+    # 0.30 s for priority 100 at 0.5 s). On some machines none fails in that window, on
+    # others each new connection in it does (README, "Failover"); never before it, and
+    # never long after the move.
     fresh = [r for r in failed if r["kind"] == "new" or not r["reused"]]
     assert [r for r in failed if r["kind"] == "ka" and r["reused"]] == [], failed
-    assert len(fresh) <= 1, failed
     moved_at = drained + moved
-    assert all(abs(r["end"] - moved_at) < 1.0 for r in fresh), failed
+    skew = (256 - 100) / 256 * 0.5
+    assert all(moved_at - skew - 0.2 <= r["start"] <= moved_at + 0.1 for r in fresh), failed
+    assert all(r["end"] - moved_at < 1.0 for r in fresh), failed
 
 
 @pytest.mark.skipif(missing_daemons("frr", "vtysh") is not None, reason="FRR missing")
