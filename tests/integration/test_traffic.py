@@ -745,6 +745,54 @@ def test_hsts_on_tls_and_cors(etcd, haproxy, backends, pods, watcher) -> None:
     assert answer.status == 200 and answer.header("Access-Control-Allow-Origin") == "*"
 
 
+def test_hsts_holds_on_tls_requests_decided_in_bw_gateway(etcd, haproxy, backends, pods, watcher):
+    """A TLS request on a host that also has a Gateway API route with conditions goes
+    through bw_gateway (a unix socket, where ssl_fc is false); when it falls back to the
+    route ConfigMap's path, that route's HSTS is still sent, and never on plain HTTP."""
+    web = backends("web")
+    deploy(etcd, "web", [web.endpoint])
+    beta = pods("beta")
+    deploy(etcd, "beta", [beta.endpoint])
+    store(etcd, builders.tls_secret(NAMESPACE, "www-tls", "www"))
+    route(etcd, "www", {"service": "web", "hosts": "www.example.com", "tls-secret": "www-tls",
+                        "hsts": "true"})  # fmt: skip
+    store(etcd, builders.gateway_class())
+    store(etcd, builders.gateway("infra", "gw"))
+    header = {"type": "Exact", "name": "X-Beta", "value": "1"}
+    beta_rule = builders.rule(("beta", 80), path="/api", headers=[header])
+    store(etcd, builders.http_route(NAMESPACE, "beta", [beta_rule], ["www.example.com"]))
+
+    def tls_answer(path: str, headers: dict[str, str] | None = None) -> Answer:
+        client = Client(haproxy.https_port, server_name="www.example.com")
+        try:
+            return client.request("www.example.com", path, headers=headers or {})
+        finally:
+            client.close()
+
+    port = haproxy.http_port
+    until(
+        watcher,
+        lambda: fetch(port, "www.example.com", "/api", headers={"X-Beta": "1"}).server == "beta",
+        "the HTTPRoute's match",
+    )
+    # The route's chain is decided in bw_gateway: without the header, on TLS, the
+    # request falls back to the route ConfigMap's "/" -- with its HSTS.
+    answer = tls_answer("/api")
+    assert (answer.status, answer.server) == (200, "web")
+    assert answer.header("Strict-Transport-Security") == "max-age=31536000"
+    # The same path over plain HTTP: the same fallback, no HSTS.
+    answer = fetch(port, "www.example.com", "/api")
+    assert (answer.status, answer.server) == (200, "web")
+    assert answer.header("Strict-Transport-Security") is None
+    # A client's own X-Forwarded-Proto on plain HTTP is dropped: still none.
+    answer = fetch(port, "www.example.com", "/api", headers={"X-Forwarded-Proto": "https"})
+    assert answer.header("Strict-Transport-Security") is None
+    # With the header, on TLS too (no HTTPS listener of ours could take the host): the
+    # HTTPRoute's backend, which has no HSTS of its own.
+    answer = tls_answer("/api", {"X-Beta": "1"})
+    assert (answer.server, answer.header("Strict-Transport-Security")) == ("beta", None)
+
+
 # --- 11. error pages -----------------------------------------------------------------------------
 
 PAGE_503 = "<!doctype html><h1>We are down for a moment</h1><p>100% back soon</p>\n"

@@ -24,6 +24,11 @@ HTTP_ERROR_STATUSES = frozenset(
     {200, 400, 401, 403, 404, 405, 407, 408, 410, 413, 425, 429, 500, 501, 502, 503, 504}
 )
 HTML = "'text/html; charset=utf-8'"
+# The client's connection was TLS. A backend section also serves requests decided in
+# bw_gateway, behind a unix socket where ssl_fc is false: that frontend sets
+# txn.bw_https from bw_public's own X-Forwarded-Proto. (bw_internal, Varnish's way
+# back, never meets these rules: route features and the cache do not combine.)
+HTTPS = "{ ssl_fc } || { var(txn.bw_https) -m bool }"
 
 
 def _digest(text: str) -> str:
@@ -165,7 +170,7 @@ def feature_lines(features: RouteFeatures, directory: str) -> list[str]:
     if features.hsts:
         lines.append(
             f"http-response set-header Strict-Transport-Security {_format(features.hsts)}"
-            " if { ssl_fc }"
+            f" if {HTTPS}"
         )
     if cors is not None:
         lines += _cors_response(cors)

@@ -598,7 +598,8 @@ def test_a_rate_limit_alone_stores_the_rate_alone() -> None:
 )
 def test_hsts_carries_its_directives(data: dict[str, str], value: str) -> None:
     lines = feature_lines({"hsts": "true", **data})
-    assert f"http-response set-header Strict-Transport-Security '{value}' if {{ ssl_fc }}" in lines
+    tls = "{ ssl_fc } || { var(txn.bw_https) -m bool }"  # the client's TLS, here or upstream
+    assert f"http-response set-header Strict-Transport-Security '{value}' if {tls}" in lines
 
 
 def test_redirects_double_the_percent_sign() -> None:
