@@ -144,6 +144,8 @@ def build_catalog(
     if reuse is not None:
         builder.reuse, builder.reuse_traces = reuse.server_entries, reuse.traces
         builder.reuse_backends = reuse.backends
+        if reuse.build_state is not None:
+            builder.reuse_world = reuse.build_state.gateway_world
     # Secrets are decoded as routes name them, once each, and let go after the build.
     with index.secret_reads() as unreadable_secrets:
         sources = _route_sources(builder, index, settings)
@@ -170,6 +172,7 @@ def build_catalog(
         depended, set(), builder.traces.values(), builder.contested()
     )
     catalog.build_state.gateway = bool(catalog.gateway)
+    catalog.build_state.gateway_world = builder.world
     used = {name for route in catalog.routes for name in route.backends}
     used.add(catalog.default_backend or "")
     catalog.backends = {name: b for name, b in sorted(catalog.backends.items()) if name in used}

@@ -101,9 +101,11 @@ class BuildState:
     # Some object is the canary of another's routes: joined at the end of a build,
     # which the next one then makes whole too.
     canaries: bool = False
-    # Gateway API objects were built: built whole each time (what an HTTPRoute makes
-    # hangs on every other's precedence).
+    # Gateway API objects were built: never grown (what an HTTPRoute makes hangs on
+    # every other's precedence); the next build replays each unchanged HTTPRoute while
+    # the objects every route reads are the same (gateway_world), and merges them all.
     gateway: bool = False
+    gateway_world: Any = None
     grown: bool = False  # this build started where the one before ended
 
 
@@ -140,16 +142,24 @@ class Builder:
     # (host, path, match, canary, owner): an object's claim to be the canary of a route
     # another object made (an ingress-nginx canary Ingress); see join_canaries.
     canary_claims: list[tuple[str, str, MatchType, Canary, str]] = field(default_factory=list)
+    # What the object being built handed back besides its steps (keep), replayed with them.
+    kept: list[Any] = field(default_factory=list)
+    # The Gateway API objects every HTTPRoute reads, of the build before and of this one
+    # (catalog.gateway's world): an HTTPRoute is replayed only while they are the same.
+    reuse_world: Any = None
+    world: Any = None
 
     def _step(self, name: str, *args: Any) -> None:
         if self.trace is not None:
             self.trace.steps.append((name, args))
 
-    def source(self, key: SourceKey, obj: Object, handler: Any) -> str | None:
-        """Build one object: ``handler()`` recorded, or its trace replayed.  Returns why
-        the object is rejected whole, or None; raises when a replayed claim conflicts
-        (as the handler would have)."""
-        trace = self.reuse_traces.get(key)
+    def source(self, key: SourceKey, obj: Object, handler: Any, replay: bool = True) -> str | None:
+        """Build one object: ``handler()`` recorded, or its trace replayed (if
+        ``replay``: what else it depends on is unchanged).  Returns why the object is
+        rejected whole, or None; raises when a replayed claim conflicts (as the
+        handler would have).  What it hands back (:meth:`keep`) is in :attr:`kept`."""
+        self.kept = []
+        trace = self.reuse_traces.get(key) if replay else None
         if trace is not None and not trace.conflicted and self._replayable(trace, obj):
             self.traces[key] = trace
             for name, args in trace.steps:
@@ -278,6 +288,13 @@ class Builder:
         if self.trace is not None:
             self.trace.reads.append(("Secret", namespace, name, found))
         return found
+
+    def keep(self, result: Any) -> None:
+        """A value the object's build hands back to its caller besides what it adds to
+        the catalog (an HTTPRoute's candidates and status): a step, so that a replay
+        hands it back too.  Never changed once kept: a replay shares it."""
+        self._step("keep", result)
+        self.kept.append(result)
 
     def reject(self, what: str, reason: str) -> None:
         self._step("reject", what, reason)

@@ -686,15 +686,17 @@ def _rule_value(context: _RouteContext, rule: Mapping[str, Any], prefixes: list[
 
 def _parents(
     context: _RouteContext, route: Object, state: GatewayState
-) -> tuple[list[dict[str, Any]], dict[str, set[str]]]:
-    """The route's parent statuses, and the hosts it serves with the schemes of the
-    listeners that take each (empty: attached nowhere)."""
+) -> tuple[list[dict[str, Any]], dict[str, set[str]], list[tuple[tuple[str, str], int]]]:
+    """The route's parent statuses; the hosts it serves with the schemes of the
+    listeners that take each (empty: attached nowhere); the listeners it is attached
+    to, (Gateway, position), one entry per parentRef that attaches it."""
     spec = as_mapping(route.get("spec"), "spec")
     hostnames = [
         validate.hostname(h, fold_case=False) for h in as_list(spec.get("hostnames"), "hostnames")
     ]
     hosts: dict[str, set[str]] = {}
     parents = []
+    joined: list[tuple[tuple[str, str], int]] = []
     for raw in as_list(spec.get("parentRefs"), "spec.parentRefs"):
         ref = as_mapping(raw, "a parentRef")
         if (ref.get("group") or GROUP) != GROUP or (ref.get("kind") or "Gateway") != "Gateway":
@@ -706,8 +708,8 @@ def _parents(
         section, port = ref.get("sectionName"), ref.get("port")
         named = f"{gateway[0]}/{gateway[1]}" + (f"/{section}" if section else "")
         chosen = [
-            listener
-            for listener in listeners
+            (position, listener)
+            for position, listener in enumerate(listeners)
             if (section is None or listener.name == section)
             and (port is None or listener.port == port)
         ]
@@ -716,15 +718,15 @@ def _parents(
             accepted = condition("Accepted", False, "NoMatchingParent", "no such listener")
         else:
             allowed = [
-                listener
-                for listener in chosen
+                (position, listener)
+                for position, listener in chosen
                 if listener.accepted and listener.allows(context.ident[0], context.index)
             ]
             if not allowed:
                 accepted = condition("Accepted", False, "NotAllowedByListeners")
             else:
                 matched = False
-                for listener in allowed:
+                for position, listener in allowed:
                     attached = False
                     for hostname in hostnames or ["*"]:
                         found = (
@@ -743,11 +745,12 @@ def _parents(
                             context.http_port = context.http_port or listener.port
                         else:
                             context.https_port = context.https_port or listener.port
-                    listener.attached += attached  # a route no hostname joins is not attached
+                    if attached:  # a route no hostname joins is not attached
+                        joined.append((gateway, position))
                 if not matched:
                     accepted = condition("Accepted", False, "NoMatchingListenerHostname")
         parents.append({"parentRef": named, "conditions": [accepted]})
-    return parents, hosts
+    return parents, hosts, joined
 
 
 def _route_candidates(
@@ -805,6 +808,95 @@ def _route_candidates(
     return candidates
 
 
+@dataclass(frozen=True, slots=True)
+class _Attached:
+    """The listeners (Gateway, position) an HTTPRoute attached to, one per parentRef."""
+
+    listeners: tuple[tuple[tuple[str, str], int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """What an HTTPRoute attached somewhere makes: its candidates, its parents' status."""
+
+    candidates: tuple[Candidate, ...]
+    parents: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteBuild:
+    """The build of one HTTPRoute (Builder.source's handler): what it adds to the catalog
+    (backends) as steps; its attachments and candidates kept (Builder.keep)."""
+
+    builder: Builder
+    index: ClusterIndex
+    state: GatewayState
+    ident: tuple[str, str]
+    route: Object
+    owner: str
+    https: list[str | None]
+
+    def __call__(self) -> None:
+        builder, ident, route = self.builder, self.ident, self.route
+        context = _RouteContext(
+            builder, self.index, ident, self.owner, None, None, https_hostnames=self.https
+        )
+        validate.dns_label(ident[0], "namespace")
+        validate.dns_subdomain(ident[1], "HTTPRoute name")
+        parents, hosts, joined = _parents(context, route, self.state)
+        builder.keep(_Attached(tuple(joined)))
+        if not parents:
+            return  # attached to no Gateway of ours
+        found = _route_candidates(context, route, hosts)
+        resolved = (
+            condition("ResolvedRefs", False, *context.unresolved[0])
+            if context.unresolved
+            else condition("ResolvedRefs", True, "ResolvedRefs")
+        )
+        for parent in parents:
+            parent["conditions"].append(resolved)
+            _generation(route, parent["conditions"])
+        builder.keep(_Made(tuple(found), parents))
+
+
+def _world(index: ClusterIndex, state: GatewayState) -> tuple[Any, ...]:
+    """What every HTTPRoute's build reads besides itself and its Services: the objects
+    of the kinds it may read (GatewayClasses, Gateways, ReferenceGrants, Namespaces),
+    held to be compared by identity (the index replaces an object that changes), and
+    what the listeners became (Secrets decide whether one is programmed)."""
+    objects = tuple(
+        (kind, ident, obj)
+        for kind in ("GatewayClass", "Gateway", "ReferenceGrant", "Namespace")
+        for ident, obj in index.by_kind.get(kind, {}).items()
+    )
+    listeners = tuple(
+        (
+            listener.gateway,
+            listener.name,
+            listener.port,
+            listener.protocol,
+            listener.hostname,
+            listener.allowed_from,
+            repr(listener.selector),
+            listener.accepted,
+            listener.programmed,
+            repr(listener.kinds),
+        )
+        for listeners in state.listeners.values()
+        for listener in listeners
+    )
+    return objects, listeners
+
+
+def _same_world(before: tuple[Any, ...] | None, now: tuple[Any, ...]) -> bool:
+    if before is None or before[1] != now[1] or len(before[0]) != len(now[0]):
+        return False
+    return all(
+        a[0] == b[0] and a[1] == b[1] and a[2] is b[2]
+        for a, b in zip(before[0], now[0], strict=True)
+    )
+
+
 def gateway_candidates(
     builder: Builder, index: ClusterIndex
 ) -> tuple[list[Candidate], dict[str, Any]]:
@@ -822,34 +914,34 @@ def gateway_candidates(
         for listener in listeners
         if listener.accepted and listener.protocol == "HTTPS"
     ]
+    # An HTTPRoute's build is replayed (Builder.source) while it, the Services it
+    # read and what every route reads (world) are the same: a change to one route
+    # costs that route, and the merge of all.
+    world = _world(index, state)
+    replay = _same_world(builder.reuse_world, world)
+    builder.world = world
     for ident, route in routes:
         owner = describe("HTTPRoute", ident)
-        context = _RouteContext(builder, index, ident, owner, None, None, https_hostnames=https)
+        handler = _RouteBuild(builder, index, state, ident, route, owner, https)
         try:
-            validate.dns_label(ident[0], "namespace")
-            validate.dns_subdomain(ident[1], "HTTPRoute name")
-            parents, hosts = _parents(context, route, state)
-            if not parents:
-                continue  # attached to no Gateway of ours
-            found = _route_candidates(context, route, hosts)
-        except Exception as exc:
+            reason = builder.source(("HTTPRoute", ident), route, handler, replay)
+        except Exception as exc:  # a replayed claim met one made first this time
             reason = reason_of(exc)
+        for kept in builder.kept:
+            if isinstance(kept, _Attached):
+                for gateway, position in kept.listeners:
+                    state.listeners[gateway][position].attached += 1
+        if reason is not None:
             builder.reject(owner, reason)
             state.status["httproutes"][f"{ident[0]}/{ident[1]}"] = {
                 "parents": [],
                 "conditions": [condition("Accepted", False, "UnsupportedValue", reason)],
             }
             continue
-        candidates += found
-        resolved = (
-            condition("ResolvedRefs", False, *context.unresolved[0])
-            if context.unresolved
-            else condition("ResolvedRefs", True, "ResolvedRefs")
-        )
-        for parent in parents:
-            parent["conditions"].append(resolved)
-            _generation(route, parent["conditions"])
-        state.status["httproutes"][f"{ident[0]}/{ident[1]}"] = {"parents": parents}
+        for kept in builder.kept:
+            if isinstance(kept, _Made):
+                candidates += kept.candidates
+                state.status["httproutes"][f"{ident[0]}/{ident[1]}"] = {"parents": kept.parents}
     candidates += _isolation(state)
     for gateway, listeners in state.listeners.items():
         status = state.status["gateways"][f"{gateway[0]}/{gateway[1]}"]
