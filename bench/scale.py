@@ -10,8 +10,9 @@ does), and measures the watcher's CPU time for single endpoint events: one
 EndpointSlice written, decoded, the catalog updated, the servers placed and the
 runtime commands sent.  Then, after the file write, new routes (a quarter as many
 as endpoint events): one route to an existing Service written, decoded, the catalog
-built (grown from the last one for an Ingress; built whole once a Gateway of ours
-exists), the route map changed at runtime.
+built (grown from the last one for an Ingress; once a Gateway of ours exists, every
+unchanged object's build replayed and the Gateway API's precedence merged over all),
+the route map changed at runtime.
 
 Each Service is routed by an Ingress (--services), or by an HTTPRoute
 (--httproutes: each its own host and Service, all attached to one Gateway of our

@@ -123,7 +123,9 @@ def merge(
                 break
         owner = (chain[0][1] if chain else fallback or Route("", "", "prefix", "", "")).source
         if not chain and fallback is not None:
-            merged.append(replace(fallback, host=host, path=path, match=match))
+            if (fallback.host, fallback.path, fallback.match) != (host, path, match):
+                fallback = replace(fallback, host=host, path=path, match=match)
+            merged.append(fallback)  # the candidate's own route, shared: no copy
             continue
         base = fallback or Route(host, path, match, NO_ROUTE, owner)
         merged.append(
