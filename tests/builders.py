@@ -239,3 +239,25 @@ def rule(
         {"name": b[0], "port": b[1], **({"weight": b[2]} if len(b) > 2 else {})} for b in backends
     ]
     return {"matches": [{"path": {"type": path_type, "value": path}, **match}], "backendRefs": refs}
+
+
+def reference_grant(
+    namespace: str, name: str, from_namespace: str, to_kind: str = "Service"
+) -> dict[str, Any]:
+    """A ReferenceGrant letting HTTPRoutes of ``from_namespace`` refer to any object of
+    ``to_kind`` in ``namespace`` (v1beta1: the CRD's storage version)."""
+    return {
+        "kind": "ReferenceGrant",
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {
+            "from": [
+                {
+                    "group": "gateway.networking.k8s.io",
+                    "kind": "HTTPRoute",
+                    "namespace": from_namespace,
+                }
+            ],
+            "to": [{"group": "", "kind": to_kind}],
+        },
+    }

@@ -15,6 +15,7 @@ from builders import (
     gateway_class,
     http_route,
     ingress,
+    reference_grant,
     rule,
     service,
 )
@@ -178,17 +179,7 @@ def test_a_backend_in_another_namespace_needs_a_reference_grant() -> None:
     catalog = build_catalog([*BASE, route])
     assert routes_of(catalog)[("example.com", "/", "prefix")].backend == STATUS_500
     assert parent_conditions(catalog, "app/r")["ResolvedRefs"] == ("False", "RefNotPermitted")
-    grant = {
-        "kind": "ReferenceGrant",
-        "apiVersion": "gateway.networking.k8s.io/v1beta1",
-        "metadata": {"namespace": "web", "name": "let-app-in"},
-        "spec": {
-            "from": [
-                {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "app"}
-            ],
-            "to": [{"group": "", "kind": "Service"}],
-        },
-    }
+    grant = reference_grant("web", "let-app-in", "app")
     catalog = build_catalog([*BASE, route, grant])
     assert routes_of(catalog)[("example.com", "/", "prefix")].backend == "be_web_v1_http"
     assert parent_conditions(catalog, "app/r")["ResolvedRefs"] == ("True", "ResolvedRefs")

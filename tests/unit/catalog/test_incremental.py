@@ -13,6 +13,7 @@ from builders import (
     gateway_class,
     http_route,
     ingress,
+    reference_grant,
     route_configmap,
     rule,
     service,
@@ -192,6 +193,33 @@ def built_from(
     return catalog
 
 
+class Objects:
+    """The objects of a cluster and the index the watcher keeps of them, updated in
+    place together (an object replaced is a new object, as etcd's next value is)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.index = ClusterIndex()
+
+    @staticmethod
+    def key(obj: dict[str, Any]) -> tuple[str, str, str]:
+        metadata = obj["metadata"]
+        return obj["kind"], metadata.get("namespace", ""), metadata["name"]
+
+    def put(self, obj: dict[str, Any]) -> None:
+        self.remove(obj)
+        self.objects[self.key(obj)] = obj
+        self.index.add(obj)
+
+    def remove(self, obj: dict[str, Any]) -> None:
+        old = self.objects.pop(self.key(obj), None)
+        if old is not None:
+            self.index.discard(old)
+
+    def values(self) -> list[dict[str, Any]]:
+        return list(self.objects.values())
+
+
 HOSTS = ["a.example", "b.example", "c.example", "d.example"]
 SERVICES = [f"svc{i}" for i in range(5)]
 STAMPS = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"]
@@ -276,23 +304,8 @@ def test_replayed_objects_equal_fresh_builds() -> None:
     order, the same certificates and default backend."""
     settings = CatalogSettings()
     rng = random.Random(23)
-    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    def key(obj: dict[str, Any]) -> tuple[str, str, str]:
-        metadata = obj["metadata"]
-        return obj["kind"], metadata.get("namespace", ""), metadata["name"]
-
-    index = ClusterIndex()  # updated in place, as the watcher's state updates it
-
-    def put(obj: dict[str, Any]) -> None:
-        remove(obj)
-        objects[key(obj)] = obj
-        index.add(obj)
-
-    def remove(obj: dict[str, Any]) -> None:
-        old = objects.pop(key(obj), None)
-        if old is not None:
-            index.discard(old)
+    cluster = Objects()  # the index updated in place, as the watcher's state updates it
+    index, put, remove = cluster.index, cluster.put, cluster.remove
 
     for name in SERVICES:
         put(service("ns", name))
@@ -303,7 +316,7 @@ def test_replayed_objects_equal_fresh_builds() -> None:
         for _ in range(rng.randint(1, 2)):
             obj = _random_source(rng)
             (remove if rng.random() < 0.15 else put)(obj)
-        catalog = built_from(previous, index, settings, list(objects.values()), step)
+        catalog = built_from(previous, index, settings, cluster.values(), step)
         for source, trace in catalog.traces.items():
             if trace.conflicted:
                 continue  # never replayed: the claim it lost may be gone
@@ -325,16 +338,8 @@ def test_objects_added_one_by_one_build_from_where_the_last_build_ended() -> Non
     or is rejected takes the full build.  Every result equals a fresh build."""
     settings = CatalogSettings()
     rng = random.Random(31)
-    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-    index = ClusterIndex()
-
-    def put(obj: dict[str, Any]) -> None:
-        key = (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-        old = objects.pop(key, None)
-        if old is not None:
-            index.discard(old)
-        objects[key] = obj
-        index.add(obj)
+    cluster = Objects()
+    index, put = cluster.index, cluster.put
 
     for name in SERVICES:
         put(service("ns", name))
@@ -385,7 +390,7 @@ def test_objects_added_one_by_one_build_from_where_the_last_build_ended() -> Non
             )
         else:
             put(route_configmap("ns", target, {"hosts": host, "paths": "/cm"}))
-        catalog = built_from(previous, index, settings, list(objects.values()), step)
+        catalog = built_from(previous, index, settings, cluster.values(), step)
         if catalog.build_state.grown:
             grown += 1
         else:
@@ -520,18 +525,7 @@ def _random_gateway_object(rng: random.Random) -> dict[str, Any]:
     if kind < 0.62:
         return gateway_class(controller=rng.choice(["breakwater.io/edge", "someone.else/x"]))
     if kind < 0.65:
-        grant = {
-            "kind": "ReferenceGrant",
-            "apiVersion": "gateway.networking.k8s.io/v1beta1",
-            "metadata": {"namespace": "ns", "name": "let-app-in"},
-            "spec": {
-                "from": [
-                    {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "app"}
-                ],
-                "to": [{"group": "", "kind": "Service"}],
-            },
-        }
-        return grant
+        return reference_grant("ns", "let-app-in", "app")
     if kind < 0.68:
         labels = {"edge": "yes"} if rng.random() < 0.5 else {}
         return {
@@ -556,22 +550,8 @@ def test_replayed_httproutes_equal_fresh_builds() -> None:
     equal a fresh build."""
     settings = CatalogSettings()
     rng = random.Random(47)
-    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-    index = ClusterIndex()
-
-    def key(obj: dict[str, Any]) -> tuple[str, str, str]:
-        metadata = obj["metadata"]
-        return obj["kind"], metadata.get("namespace", ""), metadata["name"]
-
-    def put(obj: dict[str, Any]) -> None:
-        remove(obj)
-        objects[key(obj)] = obj
-        index.add(obj)
-
-    def remove(obj: dict[str, Any]) -> None:
-        old = objects.pop(key(obj), None)
-        if old is not None:
-            index.discard(old)
+    cluster = Objects()  # the index updated in place, as the watcher's state updates it
+    index, put, remove = cluster.index, cluster.put, cluster.remove
 
     for name in SERVICES:
         put(service("ns", name))
@@ -585,8 +565,8 @@ def test_replayed_httproutes_equal_fresh_builds() -> None:
         for _ in range(rng.randint(1, 2)):
             obj = _random_gateway_object(rng)
             (remove if rng.random() < 0.12 else put)(obj)
-        catalog = built_from(previous, index, settings, list(objects.values()), step)
-        assert catalog.gateway == build_catalog(list(objects.values()), settings).gateway
+        catalog = built_from(previous, index, settings, cluster.values(), step)
+        assert catalog.gateway == build_catalog(cluster.values(), settings).gateway
         for source, trace in catalog.traces.items():
             if source[0] != "HTTPRoute" or trace.conflicted:
                 continue
