@@ -191,7 +191,9 @@ def granted(
     """Whether a ReferenceGrant in the namespace of ``to`` lets ``from_kind`` objects of
     ``from_ns`` refer to it."""
     namespace, name = to
-    for (grant_ns, _grant), grant in index.all("ReferenceGrant"):
+    # Unsorted: any grant will do.  Called only for the references of an object built
+    # afresh (an unchanged HTTPRoute is replayed while no grant changed).
+    for (grant_ns, _grant), grant in index.by_kind.get("ReferenceGrant", {}).items():
         if grant_ns != namespace:
             continue
         try:
