@@ -12,8 +12,9 @@ Three edges, each with the same 1,000 Ingress routes (svc<i>.bench.example):
   + HTTPRoutes   and a GatewayClass of ours, a Gateway, and 1,000 HTTPRoutes, each its
                  own host (gw<i>.bench.example, path prefix /) to svc<i>;
   + conditioned  the same HTTPRoutes, each match also asking for a header
-                 (x-tenant: t<i>): one rule per route, in the frontend bw_gateway,
-                 which only those routes' requests reach (over a unix socket).
+                 (x-tenant: t<i>): one rule per route, in the frontends
+                 bw_gateway_<shard>, which only those routes' requests reach (over
+                 unix sockets), each request the frontend of its route's shard.
 
 The measured route is the same plain Ingress route on all three: the ratios are what
 Gateway API routes cost the routes that use no condition (rendering extra match
@@ -68,7 +69,8 @@ def load(
 
 def chain_rules(proxy: HAProxy) -> str:
     """The rules of conditioned matches in the edge's frontends: bw_public (which
-    every request runs) and bw_gateway (which only conditioned routes' requests run)."""
+    every request runs) and the bw_gateway_<shard> frontends (each of which only the
+    conditioned requests of its shard run): their total, and the most one has."""
     config = Path(proxy.settings.config_file).read_text()
 
     def count(name: str) -> int:
@@ -77,7 +79,11 @@ def chain_rules(proxy: HAProxy) -> str:
         text = config.split(f"frontend {name}\n", 1)[1].split("\nfrontend ", 1)[0]
         return sum("set-var(txn.bw_route) str(" in line for line in text.splitlines())
 
-    return f"bw_public {count('bw_public')}, bw_gateway {count('bw_gateway')}"
+    shards = [count(f"bw_gateway_{digit}") for digit in "0123456789abcdef"]
+    return (
+        f"bw_public {count('bw_public')}, bw_gateway_* {sum(shards)} "
+        f"(at most {max(shards)} in one of {sum(1 for n in shards if n)})"
+    )
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ HTTP_ERROR_STATUSES = frozenset(
 )
 HTML = "'text/html; charset=utf-8'"
 # The client's connection was TLS. A backend section also serves requests decided in
-# bw_gateway, behind a unix socket where ssl_fc is false: that frontend sets
+# the bw_gateway_<shard> frontends, behind unix sockets where ssl_fc is false: they set
 # txn.bw_https from bw_public's own X-Forwarded-Proto. (bw_internal, Varnish's way
 # back, never meets these rules: route features and the cache do not combine.)
 HTTPS = "{ ssl_fc } || { var(txn.bw_https) -m bool }"

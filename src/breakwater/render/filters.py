@@ -41,7 +41,8 @@ def redirect_lines(redirect: Redirect) -> list[str]:
     for tls in (True, False) if depends else (False,):
         location = _location(redirect, tls)
         # The scheme bw_public saw: X-Forwarded-Proto is its own (a client's is dropped),
-        # and holds behind bw_gateway too, where ssl_fc is the unix socket's.
+        # and holds behind the bw_gateway_<shard> frontends too, where ssl_fc is the
+        # unix socket's.
         https = "{ req.hdr(x-forwarded-proto) -m str https }"
         scheme = (f" {https}" if tls else f" !{https}") if depends else ""
         lines.append(

@@ -6,8 +6,10 @@ without them: plain routes are one map lookup, as they always were.
 
 A route with conditions carries, in its map value's last field, the key of its chain;
 one with weights, the key of its split.  bw_public sends those requests, and only
-those, to the frontend bw_gateway (a unix socket; the client's address in a PROXY
-header), where these rules are: plain routes never evaluate them.  Each alternative
+those, to the frontend bw_gateway_<shard> of the key's second character (a unix
+socket; the client's address in a PROXY header), where these rules are: plain routes
+never evaluate them, and a conditioned request only its shard's
+(:func:`~breakwater.render.maps.gateway_shards`).  Each alternative
 of a chain is one rule that, when its conditions hold, replaces the route's map value
 with the alternative's: the rules after it then fail at their first comparison (the
 value no longer ends with the chain's key), and the rest of the frontend (redirects,

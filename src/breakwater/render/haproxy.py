@@ -34,7 +34,8 @@ class GenerationFiles:
     exact_map: str
     prefix_map: str
     crt_list: str
-    gateway_socket: str = ""  # the unix socket of the frontend bw_gateway
+    # The unix sockets of the frontends bw_gateway_<shard>: this, the shard, ".sock".
+    gateway_socket_prefix: str = ""
 
 
 @dataclass
@@ -132,7 +133,7 @@ def render_haproxy(
         exact_map=os.path.join(directory, "routes-exact.map"),
         prefix_map=os.path.join(directory, "routes-prefix.map"),
         crt_list=os.path.join(directory, "crt-list"),
-        gateway_socket=os.path.join(os.path.dirname(settings.stats_socket), "gw.sock"),
+        gateway_socket_prefix=os.path.join(os.path.dirname(settings.stats_socket), "gw"),
     )
     config = _template(settings.template).render(
         catalog=catalog,

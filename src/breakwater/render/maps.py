@@ -42,6 +42,48 @@ _HOST = "req.hdr(host),field(1,:),lower"  # the Host header without port, lower 
 
 
 @dataclass(frozen=True)
+class GatewayShard:
+    """One frontend ``bw_gateway_<name>``: the requests whose route's key (a chain's or
+    a split's) has ``name`` as its second character come to it, and meet only the rules
+    they may need -- the chains of those keys, and the splits and canaries those routes
+    and their alternatives use -- so that a conditioned request runs a sixteenth of the
+    chains' rules, not all of them."""
+
+    name: str  # a hexadecimal digit
+    chains: tuple[Route, ...]
+    splits: tuple[Split, ...]
+    canaries: tuple[Canary, ...]
+
+
+def gateway_shards(routes: list[Route]) -> tuple[GatewayShard, ...]:
+    """The shards the routes' chain and split keys name, each with its rules."""
+    found: dict[str, tuple[dict[str, Route], dict[str, Split], dict[str, Canary]]] = {}
+    for route in routes:
+        key = route.key()
+        if key is None or key[0] not in "cw":
+            continue  # no key, or a canary's: decided in bw_public
+        chains, used_splits, used_canaries = found.setdefault(key[1], ({}, {}, {}))
+        if route.chain:
+            chains[key] = route
+        # What a request here may become: the route itself (what is left after its
+        # chain), or one of its chain's alternatives.
+        for candidate in (route, *(alternative for _c, alternative in route.chain)):
+            if candidate.split is not None:
+                used_splits[candidate.split.key()] = candidate.split
+            if candidate.canary is not None:
+                used_canaries[candidate.canary.key()] = candidate.canary
+    return tuple(
+        GatewayShard(
+            name,
+            tuple(chains[key] for key in sorted(chains)),
+            tuple(used_splits[key] for key in sorted(used_splits)),
+            tuple(used_canaries[key] for key in sorted(used_canaries)),
+        )
+        for name, (chains, used_splits, used_canaries) in sorted(found.items())
+    )
+
+
+@dataclass(frozen=True)
 class RouteLookup:
     """Which map lookups the routes need, in order; the template leaves out the rest."""
 
@@ -51,14 +93,14 @@ class RouteLookup:
     redirect: bool  # some route redirects plain HTTP to HTTPS
     exact_hosts: bool  # some route names a host (not a wildcard, not any host)
     canaries: tuple[Canary, ...] = ()  # the canaries routes use, for the frontend's rules
-    chains: tuple[Route, ...] = ()  # routes with Gateway API conditions, one per chain
-    splits: tuple[Split, ...] = ()  # weighted backends (Gateway API), each once
+    # Routes with Gateway API conditions or weights: decided in the bw_gateway frontends.
+    shards: tuple[GatewayShard, ...] = ()
     status_500: bool = False  # some route answers 500 (the section bw_status_500)
 
     @property
     def gateway(self) -> bool:
-        """Some route is decided in the frontend bw_gateway (a chain or a split)."""
-        return bool(self.chains or self.splits)
+        """Some route is decided in a bw_gateway frontend (a chain or a split)."""
+        return bool(self.shards)
 
 
 def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteLookup:
@@ -79,7 +121,6 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
     # Both maps are looked up whenever there are routes, even while one is empty: a
     # route that fills it then changes the map alone, at runtime, not the file.
     routed = bool(routes)
-    chains = tuple(dict((route.key(), route) for route in routes if route.chain).values())
     return RouteLookup(
         sources,
         routed,
@@ -87,20 +128,9 @@ def route_lookup(routes: list[Route], exact_map: str, prefix_map: str) -> RouteL
         redirect,
         exact_hosts,
         canaries(routes),
-        tuple(sorted(chains, key=lambda route: str(route.key()))),
-        splits(routes),
+        gateway_shards(routes),
         any(STATUS_500 in route.backends for route in routes),
     )
-
-
-def splits(routes: list[Route]) -> tuple[Split, ...]:
-    """The weighted splits the routes use, their alternatives' included, each once."""
-    found: dict[str, Split] = {}
-    for route in routes:
-        for candidate in (route, *(alternative for _c, alternative in route.chain)):
-            if candidate.split is not None:
-                found[candidate.split.key()] = candidate.split
-    return tuple(found[key] for key in sorted(found))
 
 
 # The key and value of each route of the last call, by identity (the route is kept, so

@@ -6,6 +6,7 @@ written; what is written always passes ``haproxy -c``."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,50 @@ def test_every_feature_renders_a_config_haproxy_accepts(tmp_path: Path) -> None:
     # Conditions and weights are the frontend bw_gateway's: bw_public sends it only
     # the requests of routes that have them (one test of the map value), nothing else.
     assert " str(" not in public and "rand(" not in public
-    assert "use_backend bw_gateway if bw_gateway" in public
-    frontend = section(rendered.config, "frontend bw_gateway")
+    assert "use_backend 'bw_gateway_%[var(txn.bw_route),field(6,;)," in public
+    frontend = "\n".join(
+        section(rendered.config, f"frontend {name}") for name in gateway_frontends(rendered.config)
+    )
     assert "{ req.fhdr(x-v) -m str -- 'a b%c' }" in frontend
     assert "{ method PATCH }" in frontend
     assert "{ path -m reg -- '^(?:/re/[a-z]+/x)$' }" in frontend
     assert "{ rand(4) -m int lt 3 }" in frontend  # v1's 3 of 4
+
+
+def gateway_frontends(config: str) -> list[str]:
+    return re.findall(r"^frontend (bw_gateway_[0-9a-f])$", config, re.MULTILINE)
+
+
+def test_each_gateway_frontend_holds_only_the_chains_of_its_shard(tmp_path: Path) -> None:
+    """A conditioned request meets the rules of the chains whose key shares its key's
+    second character only: 40 routes with a header match each spread over frontends
+    bw_gateway_<digit>, each with a backend to its socket, every key's frontend there."""
+    routes = [
+        http_route(
+            "web",
+            f"t{number}",
+            [rule(("v1", 80), headers=[{"name": "x-tenant", "value": f"t{number}"}])],
+            [f"t{number}.example.com"],
+        )
+        for number in range(40)
+    ]
+    rendered = render(build_catalog([*BASE, *routes]), check_settings(tmp_path))
+    assert haproxy_check(rendered, tmp_path).returncode == 0
+    keys = set(
+        re.findall(r";(c[0-9a-f]{10})$", rendered.generation_files["routes-prefix.map"], re.M)
+    )
+    assert len(keys) == 40
+    shards = gateway_frontends(rendered.config)
+    assert 4 < len(shards) <= 16 and shards == sorted(set(shards))
+    for name in shards:
+        digit = name[-1]
+        rules = section(rendered.config, f"frontend {name}")
+        tested = set(re.findall(r"-m end ;(c[0-9a-f]{10}) ", rules))
+        assert tested == {key for key in keys if key[1] == digit}, name
+        backend = section(rendered.config, f"backend {name}")
+        assert f"gw{digit}.sock send-proxy-v2" in backend
+        assert f"gw{digit}.sock mode" in rules
+    assert {key[1] for key in keys} == {name[-1] for name in shards}
 
 
 def test_plain_httproutes_add_no_rule_to_the_frontend(tmp_path: Path) -> None:
