@@ -429,3 +429,28 @@ def test_what_backends_log_at_a_reload_and_when_servers_go(
         assert bool(stopped) == (backend_log == "all"), stopped
     finally:
         assert process.stop() == 0
+
+
+def test_the_watcher_stops_on_sigterm_while_etcd_is_frozen(etcd, haproxy, backends, tmp_path):
+    """etcd stopped dead (SIGSTOP: its connections open, nothing answered): SIGTERM still
+    ends the watcher, cleanly and soon, and the file it leaves is the one it served --
+    closing its etcd client and watches is bounded, never a wait on a stalled stream."""
+    web = backends("web")
+    store(etcd, service("shop", "web"))
+    store(etcd, endpoint_slice("shop", "web", [web.endpoint]))
+    store(etcd, ingress("shop", "web", "frozen.example.com", "web"))
+    process = WatcherProcess(watcher_config(tmp_path, etcd, haproxy), tmp_path / "watcher.log")
+    process.start()
+    try:
+        wait_for(lambda: serves(haproxy, "frozen.example.com", "web"), what="route")
+        assert etcd.process is not None
+        etcd.process.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert process.stop() == 0, process.log()[-3000:]
+        print(f"stopped in {time.monotonic() - started:.2f} s")
+        assert "stopped" in process.log().splitlines()[-1]
+        assert serves(haproxy, "frozen.example.com", "web")
+    finally:
+        etcd.process.send_signal(signal.SIGCONT)
+        process.stop()
