@@ -14,6 +14,7 @@ only when a caller asks -- the plain-route module does, the watcher never does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,6 @@ from breakwater.cluster.keys import read_prefixes
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # keys per Range call, as the API server pages its own lists
-# How long closing a client, or cancelling its watches, may take before it is given up.
-CLOSE_TIMEOUT = 1.0
 CHANNEL_OPTIONS = {
     # Detect a dead peer on an idle stream (etcd's default minimum is 5 s).
     "grpc.keepalive_time_ms": 10_000,
@@ -209,7 +208,7 @@ class EtcdSource:
                 await client.check()
             except (TimeoutError, grpc.aio.AioRpcError, OSError, etcd_errors.ClientError) as exc:
                 errors.append(f"{endpoint}: {_describe(exc)}")
-                await _close(client)
+                await client.close()
                 continue
             self._endpoint_index = (self._endpoint_index + attempt) % len(endpoints)
             self.client = client
@@ -220,7 +219,10 @@ class EtcdSource:
     async def disconnect(self, rotate: bool = False) -> None:
         client, self.client = self.client, None
         if client is not None:
-            await _close(client)
+            try:
+                await client.close()
+            except Exception:
+                log.debug("closing etcd client failed", exc_info=True)
         if rotate:
             self._endpoint_index = (self._endpoint_index + 1) % len(self.settings.endpoints)
 
@@ -369,9 +371,10 @@ class EtcdSource:
         finally:
             for task in tasks:
                 task.cancel()
-            # Every watch cancelled at once, a second for them all (the stream may be
-            # gone already): one at a time, a stalled stream cost a second a prefix.
-            await _within([watch.cancel() for watch in watches], CLOSE_TIMEOUT)
+            for watch in watches:
+                # the stream may be gone already
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(watch.cancel(), 1)
 
     @staticmethod
     def _translate(client: EtcdClient, exc: BaseException) -> Exception:
@@ -380,37 +383,3 @@ class EtcdSource:
         if isinstance(exc, (Compacted, SourceError)):
             return exc
         return SourceError(f"etcd {client.endpoint}: watch failed: {_describe(exc)}")
-
-
-async def _within(awaitables: Sequence[Awaitable[Any]], seconds: float) -> bool:
-    """Await ``awaitables`` together for ``seconds`` at most; those not done by then
-    are cancelled and left (never awaited again: one that does not end on
-    cancellation cannot hold the caller).  Their errors are logged, not raised.
-    True if all ended in time."""
-    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
-    if not tasks:
-        return True
-    done, pending = await asyncio.wait(tasks, timeout=seconds)
-    for task in pending:
-        task.cancel()
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("closing: %r", task.exception())
-    return not pending
-
-
-async def _close(client: EtcdClient) -> None:
-    """Close ``client`` within CLOSE_TIMEOUT.  aetcd's close first hands its watch
-    stream a last request through a queue of 10 places, which a stalled stream never
-    empties: the watcher would wait for it forever, and not stop on SIGTERM.  Past the
-    timeout the gRPC channel is closed directly (which cancels its calls)."""
-    if await _within([client.close()], CLOSE_TIMEOUT):
-        return
-    log.warning(
-        "etcd %s: the client did not close in %.0f s; closing its channel",
-        client.endpoint,
-        CLOSE_TIMEOUT,
-    )
-    channel = getattr(client, "channel", None)
-    if channel is not None:
-        await _within([channel.close()], CLOSE_TIMEOUT)

@@ -400,10 +400,7 @@ class Watcher:
             await self._loop()
         finally:
             self.reporter.stopping()
-            follower.cancel()
-            watchdog.cancel()
-            heartbeat.cancel()
-            await asyncio.gather(follower, watchdog, heartbeat, return_exceptions=True)
+            await cancel_and_wait([follower, watchdog, heartbeat])
             if self._flushing is not None:
                 await asyncio.gather(self._flushing, return_exceptions=True)
             await self.flush()  # the file says what runs when the watcher is gone
@@ -433,3 +430,22 @@ class Watcher:
             await self.sync()
             self.reporter.ready()
             self.reporter.status_line(self.follower.state.revision, self.last_error)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]], attempts: int = 5) -> None:
+    """Cancel ``tasks`` and wait until they have ended, cancelling again what still runs
+    after a second.  Python 3.11's asyncio.wait_for loses a cancellation that arrives as
+    what it awaits completes (CPython gh-86296, fixed in 3.12); aetcd awaits each watch
+    it creates that way, so a SIGTERM during a watch's creation could leave the
+    follower waiting for etcd events for good, and the watcher never stopping."""
+    pending = set(tasks)
+    for _ in range(attempts):
+        for task in pending:
+            task.cancel()
+        done, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in done:  # retrieved, as gather(return_exceptions=True) did
+            if not task.cancelled():
+                task.exception()
+        if not pending:
+            return
+    log.warning("stopping: %d tasks did not end when cancelled", len(pending))
