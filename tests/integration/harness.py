@@ -39,10 +39,21 @@ for binary in ("etcd", "haproxy", "openssl"):
         raise RuntimeError(f"{binary} is not installed: run .ci/run or apt-get install it")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on 127.0.0.1, never one handed out before in this run.  Ports
+    asked for one after the other (an edge's binds) must differ: HAProxy binds with
+    SO_REUSEPORT, so two of its frontends given one port both start and share the
+    connections (a CI run once sent a test's requests to the monitor frontend)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
