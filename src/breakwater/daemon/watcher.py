@@ -439,7 +439,7 @@ async def cancel_and_wait(tasks: list[asyncio.Task[Any]], attempts: int = 5) -> 
     it creates that way, so a SIGTERM during a watch's creation could leave the
     follower waiting for etcd events for good, and the watcher never stopping."""
     pending = set(tasks)
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         for task in pending:
             task.cancel()
         done, pending = await asyncio.wait(pending, timeout=1.0)
